@@ -1,0 +1,151 @@
+"""Files in and out: checked image and mask reading, atomic writes.
+
+Every reader raises `SardInputError` with the file's name and what was expected; the commands
+turn that error into exit status 2. Every writer goes through a temporary name and a rename,
+so a crash never leaves a partial file under the final name.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MAX_PIXELS = 50_000_000  # larger images (and decompression bombs) are refused
+
+
+class SardInputError(ValueError):
+    """Bad input from the user: a message naming the file or parameter and what was expected."""
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    if not path.is_file():
+        raise SardInputError(f"{path}: no such image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            w, h = img.size
+            if w * h > max_pixels:
+                raise SardInputError(f"{path}: {w}x{h} = {w * h / 1e6:.1f} megapixels is over the limit of "
+                                     f"{max_pixels / 1e6:.0f} megapixels")
+            img.load()
+            return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise SardInputError(f"{path}: refused as a decompression bomb (limit {max_pixels / 1e6:.0f} "
+                             f"megapixels): {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, SardInputError):
+            raise
+        raise SardInputError(f"{path}: unreadable or truncated image ({e}); expected a complete "
+                             f"{'/'.join(x[1:] for x in IMAGE_EXTENSIONS)} file") from None
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """PIL image -> uint8 or uint16 array, [H, W] for gray, [H, W, 3] for colour (alpha dropped)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.array(img)
+        return np.clip(a, 0, 65535).astype(np.uint16)
+    if img.mode in ("L", "RGB"):
+        return np.array(img)
+    if img.mode in ("1", "LA", "F"):
+        return np.array(img.convert("L"))
+    return np.array(img.convert("RGB"))  # P, RGBA, CMYK, YCbCr: colour, alpha dropped
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image as uint8/uint16 [H, W] or [H, W, 3]; SardInputError if unreadable or too big."""
+    path = Path(path)
+    return to_array(_open_checked(path, max_pixels))
+
+
+_warned_nonbinary: set[str] = set()
+
+
+def binarize_mask(a: np.ndarray, name: str = "mask") -> np.ndarray:
+    """Any mask array -> bool [H, W]: alpha or max over channels, thresholded at 127.
+
+    Says once per source when the mask held values other than 0 and the maximum."""
+    a = np.asarray(a)
+    if a.ndim == 3:
+        a = a[..., 3] if a.shape[2] == 4 else a.max(axis=2)
+    if a.dtype == bool:
+        return a.copy()
+    if a.dtype == np.uint16 or a.max(initial=0) > 255:
+        a = (a.astype(np.float64) / 257.0)
+    vals = np.unique(a)
+    if len(vals) > 2 or (len(vals) == 2 and (vals[0] != 0 or vals[1] not in (1, 255))):
+        if name not in _warned_nonbinary:
+            _warned_nonbinary.add(name)
+            warnings.warn(f"{name}: mask is not binary ({len(vals)} distinct values); thresholding at 127",
+                          stacklevel=2)
+    if len(vals) <= 2 and vals.max(initial=0) == 1:
+        return a > 0
+    return a > 127
+
+
+def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None,
+              max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read a mask as bool [H, W]. size = (H, W) it must have (its image's)."""
+    path = Path(path)
+    img = _open_checked(path, max_pixels)
+    m = binarize_mask(np.array(img), str(path))
+    if size is not None and m.shape != tuple(size):
+        raise SardInputError(f"{path}: mask is {m.shape[1]}x{m.shape[0]} but its image is "
+                             f"{size[1]}x{size[0]}; expected the same size")
+    return m
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return _atomic(Path(path), lambda f: f.write(data))
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def png_bytes(a: np.ndarray) -> bytes:
+    """uint8/uint16 [H, W] or uint8 [H, W, 3|4] -> lossless PNG bytes."""
+    a = np.asarray(a)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    if a.dtype == np.uint16 and a.ndim == 2:
+        img = Image.fromarray(a.astype(np.uint16), mode=None)
+    else:
+        img = Image.fromarray(a)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def atomic_save_png(path: str | os.PathLike, a: np.ndarray) -> Path:
+    return atomic_write_bytes(path, png_bytes(a))

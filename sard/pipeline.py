@@ -1,0 +1,254 @@
+"""SardPipeline: a checkpoint folder in, defect images out.
+
+`SardPipeline.from_pretrained(folder)` rebuilds the generator from `config.json` and loads
+`model.safetensors`; `pipe(image, mask, seed=..., defect=...)` runs the RCD sampler on the
+region around the mask (ROI) or on the whole image and pastes the result into the input, so
+every pixel outside the mask is the input's own, bit for bit.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sard.checkpoint import CONFIG_NAME, WEIGHTS_NAME, file_hash, load_state_checked, load_tensors, read_config
+from sard.imaging import from_unit, match_channels, restore_layout, to_unit
+from sard.io import SardInputError, binarize_mask, to_array
+from sard.nets.generator import Generator, GeneratorConfig
+from sard.rcd import rcd_sample
+from sard.schedule import Schedule, ScheduleConfig
+
+MODEL_FORMAT = "sard-generator/1"
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class FrameImages:
+    """One reverse step as pictures of the region the network ran on (uint8, [h, w] or [h, w, 3])."""
+    step: int
+    x_t: np.ndarray
+    x0_hat: np.ndarray
+    composite: np.ndarray
+
+
+@dataclass
+class SynthesisResult:
+    image: np.ndarray | Image.Image      # same size, mode and type as the input
+    mask: np.ndarray                     # uint8 [H, W], 0/255
+    frames: list[FrameImages]
+    roi: tuple[int, int, int, int]       # (top, left, bottom, right) where the network ran
+    timings: dict = field(default_factory=dict)
+    defect: str | None = None
+    seed: int = 0
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right), bottom/right exclusive, of the True pixels."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    return int(ys[0]), int(xs[0]), int(ys[-1]) + 1, int(xs[-1]) + 1
+
+
+def roi_box(mask: np.ndarray, tile: int, margin: int) -> tuple[int, int, int, int]:
+    """The mask's bounding box plus `margin` of context, grown to whole tiles of `tile` pixels,
+    kept inside the image where the image is large enough."""
+    H, W = mask.shape
+    top, left, bottom, right = mask_bbox(mask)
+
+    def span(lo: int, hi: int, size: int) -> tuple[int, int]:
+        lo, hi = max(0, lo - margin), min(size, hi + margin)
+        want = -(-(hi - lo) // tile) * tile
+        if want >= size:
+            return 0, size
+        lo = min(max(0, (lo + hi - want) // 2), size - want)
+        return lo, lo + want
+
+    t, b = span(top, bottom, H)
+    l, r = span(left, right, W)
+    return t, l, b, r
+
+
+def pad_to_multiple(x: torch.Tensor, m: int, mode: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad [B, C, H, W] at the bottom/right to multiples of m; returns the padded tensor and (H, W)."""
+    H, W = x.shape[-2:]
+    ph, pw = (-H) % m, (-W) % m
+    if ph == 0 and pw == 0:
+        return x, (H, W)
+    if mode == "reflect" and (ph >= H or pw >= W):
+        mode = "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode) if mode != "constant" else F.pad(x, (0, pw, 0, ph)), (H, W)
+
+
+class SardPipeline:
+    def __init__(self, generator: Generator, schedule: Schedule, config: dict, device: torch.device,
+                 checkpoint_hash: str = ""):
+        self.generator = generator.to(device).eval()
+        self.schedule = schedule
+        self.config = config
+        self.device = device
+        self.defects: list[str] = list(config.get("defects", []))
+        self.res: int = int(config.get("res", 64))
+        self.checkpoint_hash = checkpoint_hash
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device | None = None) -> "SardPipeline":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise SardInputError(f"checkpoint {folder} is not a folder; expected a folder with "
+                                 f"{CONFIG_NAME} and {WEIGHTS_NAME}")
+        config = read_config(folder / CONFIG_NAME)
+        if config.get("format") != MODEL_FORMAT or "generator" not in config:
+            raise SardInputError(f"{folder / CONFIG_NAME}: not a SARD generator config "
+                                 f"(expected \"format\": \"{MODEL_FORMAT}\" and a \"generator\" section)")
+        try:
+            gen = Generator(GeneratorConfig(**config["generator"]))
+            schedule = Schedule(ScheduleConfig(**config.get("schedule", {})))
+        except (TypeError, ValueError) as e:
+            raise SardInputError(f"{folder / CONFIG_NAME}: config does not describe a generator ({e})") from None
+        load_state_checked(gen, load_tensors(folder / WEIGHTS_NAME), folder / WEIGHTS_NAME)
+        return cls(gen.float(), schedule, config, pick_device(device), file_hash(folder / WEIGHTS_NAME))
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def label_of(self, defect: str | int | None) -> torch.Tensor | None:
+        if self.generator.config.num_classes == 0:
+            return None
+        if defect is None:
+            if len(self.defects) == 1:
+                return torch.zeros(1, dtype=torch.long, device=self.device)
+            raise SardInputError(f"defect: this checkpoint knows {self.defects}; name one")
+        if isinstance(defect, (int, np.integer)):
+            if not 0 <= defect < len(self.defects):
+                raise SardInputError(f"defect: index {defect} out of range 0..{len(self.defects) - 1}")
+            return torch.tensor([int(defect)], device=self.device)
+        if defect not in self.defects:
+            raise SardInputError(f"defect: '{defect}' is not one of this checkpoint's types {self.defects}")
+        return torch.tensor([self.defects.index(defect)], device=self.device)
+
+    @staticmethod
+    def prepare(image, mask) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(pixels [H, W] or [H, W, 3], alpha or None, mask bool [H, W]) from PIL or numpy inputs."""
+        if isinstance(image, Image.Image):
+            alpha = np.array(image.getchannel("A")) if image.mode in ("RGBA", "LA") else None
+            pixels = to_array(image)
+        else:
+            a = np.asarray(image)
+            if a.dtype not in (np.uint8, np.uint16) or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+                raise SardInputError(f"image: expected uint8 or uint16 [H, W], [H, W, 3] or [H, W, 4], "
+                                     f"got {a.dtype} {a.shape}")
+            alpha = a[..., 3] if a.ndim == 3 and a.shape[2] == 4 else None
+            pixels = a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else (a[..., :3] if alpha is not None else a)
+        m = binarize_mask(np.array(mask) if isinstance(mask, Image.Image) else mask, "mask")
+        if m.shape != pixels.shape[:2]:
+            raise SardInputError(f"mask: {m.shape[1]}x{m.shape[0]} does not match the image's "
+                                 f"{pixels.shape[1]}x{pixels.shape[0]}; expected the same size")
+        if not m.any():
+            raise SardInputError("mask: empty (no pixel set); paint or draw a defect region first")
+        return pixels, alpha, m
+
+    # -- synthesis ------------------------------------------------------------------------------
+    def stream(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
+               roi: bool = True, rcd: bool = True) -> Iterator[FrameImages | SynthesisResult]:
+        """Yields a FrameImages per reverse step, then the SynthesisResult."""
+        t0 = time.perf_counter()
+        pixels, alpha, m = self.prepare(image, mask)
+        label = self.label_of(defect)
+        T = self.schedule.num_steps
+        steps = T if steps is None else int(steps)
+        if not 1 <= steps <= T:
+            raise SardInputError(f"steps: expected 1..{T} (this checkpoint's T), got {steps}")
+        if roi and rcd:
+            box = roi_box(m, self.res, margin=self.res // 4)
+        else:  # without RCD the whole image is resampled, so the network must see all of it
+            box = (0, 0, m.shape[0], m.shape[1])
+        top, left, bottom, right = box
+        C = self.generator.config.image_channels
+        x0 = to_unit(pixels[top:bottom, left:right], C)[None].to(self.device)
+        mk = torch.from_numpy(m[top:bottom, left:right])[None, None].float().to(self.device)
+        stride = self.generator.config.stride
+        x0p, (h, w) = pad_to_multiple(x0, stride, "reflect")
+        mkp, _ = pad_to_multiple(mk, stride, "constant")
+        rng = torch.Generator(device=self.device).manual_seed(int(seed))
+        net_time, frames = 0.0, []
+        timed = _TimedGenerator(self.generator, self.device)
+        for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
+                             start_step=steps):
+            fi = FrameImages(fr.step, *(_picture(x[0, :, :h, :w]) for x in (fr.x_t, fr.x0_hat, fr.composite)))
+            frames.append(fi)
+            yield fi
+            last = fr
+        out = self._paste(pixels, m, last.composite[0, :, :h, :w], box, rcd)
+        result_image = self._as_input_type(image, out, alpha)
+        total = time.perf_counter() - t0
+        timings = {"total_s": total, "network_s": timed.seconds, "network_calls": timed.calls,
+                   "roi": list(box), "roi_pixels": (bottom - top) * (right - left)}
+        yield SynthesisResult(result_image, m.astype(np.uint8) * 255, frames, box, timings,
+                              self.defects[int(label)] if label is not None else None, int(seed))
+
+    def __call__(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
+                 roi: bool = True, rcd: bool = True) -> SynthesisResult:
+        *_, result = self.stream(image, mask, seed, defect, steps, roi, rcd)
+        return result
+
+    def _paste(self, pixels: np.ndarray, m: np.ndarray, composite: torch.Tensor, box, rcd: bool) -> np.ndarray:
+        """The synthesized region, in the input's dtype and channels, pasted over a copy of the input."""
+        top, left, bottom, right = box
+        synth = restore_layout(from_unit(composite, pixels.dtype), pixels)
+        if not rcd:  # plain DDGAN: the whole image is the network's
+            return synth
+        out = pixels.copy()
+        region = out[top:bottom, left:right]
+        sel = m[top:bottom, left:right]
+        region[sel] = synth[sel]
+        return out
+
+    @staticmethod
+    def _as_input_type(image, out: np.ndarray, alpha: np.ndarray | None):
+        """Back to what the caller passed: numpy stays numpy, PIL keeps its mode, alpha re-attached.
+        (Palette and 1-bit PIL images come back as RGB / L: re-quantizing would touch the background.)"""
+        if isinstance(image, Image.Image):
+            pil = Image.fromarray(out)
+            if alpha is not None:
+                return Image.merge(image.mode, [*pil.split(), Image.fromarray(alpha)])
+            if image.mode in ("I", "F"):
+                return pil.convert(image.mode)
+            return pil
+        if alpha is not None:
+            return np.dstack([out, alpha])
+        return out[..., None] if np.ndim(image) == 3 and np.shape(image)[2] == 1 else out
+
+
+def _picture(x: torch.Tensor) -> np.ndarray:
+    """[C, h, w] in [-1, 1] -> uint8 [h, w] or [h, w, 3] for display."""
+    a = from_unit(x, np.uint8)
+    return a[..., 0] if a.shape[2] == 1 else a
+
+
+class _TimedGenerator:
+    """Wraps G to count its evaluations and the seconds spent in them (for the speed report)."""
+
+    def __init__(self, generator: Generator, device: torch.device):
+        self.generator, self.device = generator, device
+        self.seconds, self.calls = 0.0, 0
+
+    def __call__(self, *args):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            out = self.generator(*args)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - t
+        self.calls += 1
+        return out.float()

@@ -1,0 +1,363 @@
+"""python -m sard.train: train the SARD synthesizer on real defect images with masks.
+
+Reads top to bottom: configuration, multi-process set-up, data, models, resume, the loop
+(d_step, g_step, EMA), logging, sample grids and checkpoints. Under `torchrun` it trains with
+DDP (gloo on the CPU, nccl on CUDA), each rank on its shard of the data; rank 0 alone writes.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from sard.checkpoint import (TRAIN_STATE_NAME, load_state_checked, load_train_state, save_model,
+                             save_train_state)
+from sard.config import TrainConfig, config_from_dict, load_config_file
+from sard.data import defect_types, list_dataset, normals, split_defects
+from sard.data.crops import CropSampler, infer_channels, load_examples
+from sard.io import SardInputError, atomic_write_bytes
+from sard.losses import LossConfig, d_fake_loss, d_real_loss, generator_loss, r1_penalty
+from sard.nets.discriminator import Discriminator
+from sard.nets.generator import Generator
+from sard.pipeline import MODEL_FORMAT, pick_device
+from sard.rcd import rcd_step
+from sard.schedule import Schedule
+from sard.train_samples import SampleGrid
+
+
+# -- multi-process set-up (one block, nanoGPT style) ----------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None) -> Dist:
+    """A process group only when torchrun set RANK; gloo on the CPU, nccl on CUDA."""
+    if "RANK" not in os.environ:
+        return Dist(device=pick_device(device))
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    return Dist(rank, world, dev)
+
+
+# -- one training step, in phases -----------------------------------------------------------------
+@dataclass
+class Batch:
+    x0: torch.Tensor      # real defect crops       [B, C, H, W]
+    mask: torch.Tensor    # their masks             [B, 1, H, W]
+    label: torch.Tensor   # defect index            [B]
+
+
+def fake_pair(G: nn.Module, schedule: Schedule, b: Batch, x_next: torch.Tensor, i: torch.Tensor,
+              rng: torch.Generator, nz: int, rcd: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """G's x0_hat from x_{t+1} and the fake x_t drawn from the posterior, keeping the real
+    background under RCD (eq. 6-7 in training as in sampling)."""
+    z = torch.randn(b.x0.shape[0], nz, generator=rng, device=rng.device).to(b.x0)
+    context = b.x0 * (1 - b.mask)
+    x0_hat = G(x_next, i, z, b.mask, context, b.label)
+    noise = torch.randn(b.x0.shape, generator=rng, device=rng.device).to(b.x0)
+    return x0_hat, rcd_step(schedule, x0_hat.float(), x_next, b.x0, b.mask, i, noise, rcd)
+
+
+def diffuse(schedule: Schedule, b: Batch, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random step index i and the real pair (x_i, x_{i+1}) ~ q (DDGAN's q_sample_pairs)."""
+    i = torch.randint(0, schedule.num_steps, (b.x0.shape[0],), generator=rng, device=rng.device).to(b.x0.device)
+    x_i, x_next = schedule.q_sample_pairs(b.x0, i, rng)
+    return i, x_i, x_next
+
+
+def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, amp) -> dict[str, float]:
+    """L_D on a real and a fake pair (DMG eq. 3), plus lazy R1 on the real x_t."""
+    lc: LossConfig = cfg.loss
+    i, x_i, x_next = diffuse(schedule, b, rng)
+    do_r1 = lc.r1_gamma > 0 and step % lc.lazy_r1 == 0
+    x_i.requires_grad_(do_r1)
+    with amp():
+        real_loss = d_real_loss(D(x_i, x_next, i, b.mask, b.label), lc.lam)
+        with torch.no_grad():
+            _, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
+        fake_loss = d_fake_loss(D(x_fake.detach(), x_next, i, b.mask, b.label), lc.lam)
+    loss = real_loss + fake_loss
+    r1 = r1_penalty(real_loss, x_i, lc.r1_gamma) if do_r1 else torch.zeros((), device=loss.device)
+    opt_d.zero_grad(set_to_none=True)
+    (loss + r1).backward()
+    opt_d.step()
+    out = {"d_real": real_loss.item(), "d_fake": fake_loss.item()}
+    if do_r1:
+        out["r1"] = r1.item()
+    return out
+
+
+def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[str, float]:
+    """L_G = l_img L_adv-img + l_mask L_adv-mask + alpha L_MSE (paper eq. 4 of III-C)."""
+    i, _, x_next = diffuse(schedule, b, rng)
+    with amp():
+        x0_hat, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
+        losses = generator_loss(D(x_fake, x_next, i, b.mask, b.label), x0_hat.float(), b.x0, b.mask, cfg.loss)
+    opt_g.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    opt_g.step()
+    return {f"g_{k}": v.item() for k, v in losses.items()}
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p.detach(), 1 - decay)
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def model_config(cfg: TrainConfig, defects: list[str], step: int) -> dict:
+    """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
+    return {"format": MODEL_FORMAT, "generator": cfg.generator.to_dict(), "schedule": cfg.schedule.__dict__.copy(),
+            "defects": defects, "res": cfg.res, "rcd": cfg.rcd, "dmg": cfg.dmg, "step": step,
+            "data": Path(cfg.data).name, "split_seed": cfg.split_seed}
+
+
+def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{idx}.{k}": v for idx, st in opt.state_dict()["state"].items() for k, v in st.items()}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
+def gather_rng_states(rng: torch.Generator, sampler: CropSampler, d: Dist) -> list[dict]:
+    """Every rank's random state (training noise, global torch, data sampler), collected on all ranks."""
+    mine = {"train": rng.get_state().tolist(), "torch": torch.get_rng_state().tolist(), "data": sampler.state()}
+    if d.world == 1:
+        return [mine]
+    everyone: list = [None] * d.world
+    dist.all_gather_object(everyone, mine)
+    return everyone
+
+
+def check_replicas(d: Dist, *modules: nn.Module) -> None:
+    """DDP keeps every rank's weights equal; say so loudly if they ever drift."""
+    if d.world == 1:
+        return
+    sums = torch.stack([sum(p.detach().double().sum() for p in m.parameters()) for m in modules]).cpu()
+    everyone: list = [None] * d.world
+    dist.all_gather_object(everyone, sums.tolist())
+    if any(x != everyone[0] for x in everyone):
+        raise RuntimeError(f"DDP replicas differ across ranks: {everyone}")
+
+
+def save_checkpoint(out: Path, cfg: TrainConfig, defects, step, G, G_ema, D, opt_g, opt_d, rng_states) -> None:
+    tensors = {**{f"G.{k}": v for k, v in G.state_dict().items()},
+               **{f"G_ema.{k}": v for k, v in G_ema.state_dict().items()},
+               **{f"D.{k}": v for k, v in D.state_dict().items()},
+               **optimizer_tensors("opt_g", opt_g), **optimizer_tensors("opt_d", opt_d)}
+    save_train_state(out, tensors, {"step": step, "config": cfg.to_dict(), "defects": defects, "rng": rng_states})
+    save_model(out, G_ema.state_dict(), model_config(cfg, defects, step))
+
+
+def restore(out: Path, G, G_ema, D, opt_g, opt_d) -> dict:
+    tensors, meta = load_train_state(out)
+    src = out / meta["file"]
+    for prefix, module in (("G.", G), ("G_ema.", G_ema), ("D.", D)):
+        load_state_checked(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, src)
+    load_optimizer(opt_g, "opt_g", tensors)
+    load_optimizer(opt_d, "opt_d", tensors)
+    return meta
+
+
+def trim_log(log_path: Path, step: int) -> None:
+    """On resume, forget log lines written after the checkpoint we continue from."""
+    if log_path.is_file():
+        keep = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        atomic_write_bytes(log_path, ("\n".join(keep) + "\n").encode() if keep else b"")
+
+
+# -- the whole run --------------------------------------------------------------------------------
+def train(cfg: TrainConfig, resume: bool = False, device: str | None = None) -> Path:
+    out = Path(cfg.out)
+    d = setup_distributed(device)
+    try:
+        return _train(cfg, out, resume, d)
+    finally:
+        if d.world > 1:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
+    # Configuration: a resumed run takes the stored config; only its length may change.
+    if out.exists() and not out.is_dir():
+        raise SardInputError(f"--out {out}: is a file; expected a folder for checkpoints and logs")
+    if resume and (out / TRAIN_STATE_NAME).is_file():
+        stored = json.loads((out / TRAIN_STATE_NAME).read_text())["config"]
+        cfg = replace(config_from_dict(stored, str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
+                      sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every, log_every=cfg.log_every)
+    elif (out / TRAIN_STATE_NAME).is_file():
+        raise SardInputError(f"--out {out}: already holds a training checkpoint; pass --resume to continue it "
+                             f"or choose another folder (nothing was overwritten)")
+    cfg.validate()
+    torch.manual_seed(cfg.seed + d.rank)
+
+    # Data: the synthesizer's third of each defect type, this rank's shard of it.
+    samples = list_dataset(cfg.data)
+    all_defects = defect_types(samples)
+    defects = cfg.defects or all_defects
+    unknown = sorted(set(defects) - set(all_defects))
+    if unknown:
+        raise SardInputError(f"--defects: {unknown} not in {cfg.data}; it has {all_defects}")
+    split = split_defects(samples, cfg.split_seed)
+    channels = infer_channels(split.synth)
+    cfg.generator = replace(cfg.generator, image_channels=channels,
+                            num_classes=len(defects) if len(defects) > 1 else 0)
+    cfg.discriminator = replace(cfg.discriminator, image_channels=channels, dmg=cfg.dmg,
+                                num_classes=cfg.generator.num_classes)
+    examples, report = load_examples(split.synth[d.rank::d.world], defects, channels)
+    if d.main:
+        print(f"[sard.train] {cfg.data}: {report.summary()}", file=sys.stderr)
+    sampler = CropSampler(examples, cfg.res, seed=cfg.seed * 1000 + d.rank, whole_images=cfg.whole_images)
+
+    # Models and optimizers.
+    dev = d.device
+    schedule = Schedule(cfg.schedule)
+    G, D = Generator(cfg.generator).to(dev), Discriminator(cfg.discriminator).to(dev)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    rng = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + d.rank)
+    start = 0
+    if resume and (out / TRAIN_STATE_NAME).is_file():
+        meta = restore(out, G, G_ema, D, opt_g, opt_d)
+        start = meta["step"]
+        states = meta["rng"][d.rank] if d.rank < len(meta["rng"]) else None
+        if states is not None:
+            rng.set_state(torch.tensor(states["train"], dtype=torch.uint8))
+            torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+            sampler.set_state(states["data"])
+        if d.main:
+            print(f"[sard.train] resuming {out} at step {start}", file=sys.stderr)
+    G_train, D_train = G, D
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [dev.index] if dev.type == "cuda" else None
+        G_train, D_train = DDP(G, device_ids=ids), DDP(D, device_ids=ids)
+    amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")  # noqa: E731
+
+    # Logging, sample grids.
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        trim_log(out / "log.jsonl", start)
+        grid = SampleGrid(samples, split, defects, channels, cfg.res, seed=cfg.seed)
+    log_file = open(out / "log.jsonl", "a") if d.main else None
+
+    # The loop.
+    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, disable=not d.main,
+               desc="sard.train", unit="step", dynamic_ncols=True)
+    t_last = time.perf_counter()
+    for step in bar:
+        x0, m, y = sampler.batch(cfg.batch)
+        b = Batch(x0.to(dev), m.to(dev), y.to(dev))
+        stats = d_step(G_train, D_train, opt_d, schedule, b, rng, cfg, step, amp)
+        stats |= g_step(G_train, D_train, opt_g, schedule, b, rng, cfg, amp)
+        ema_update(G_ema, G, cfg.ema)
+        done = step + 1
+        if d.main and (done % cfg.log_every == 0 or done == cfg.iters):
+            now = time.perf_counter()
+            rec = {"step": done, **{k: round(v, 5) for k, v in stats.items()},
+                   "sec_per_step": round((now - t_last) / (done % cfg.log_every or cfg.log_every), 4)}
+            t_last = now
+            log_file.write(json.dumps(rec) + "\n")
+            log_file.flush()
+            bar.set_postfix(d=f"{stats['d_real'] + stats['d_fake']:.3f}", g=f"{stats['g_total']:.3f}",
+                            mse=f"{stats['g_mse']:.4f}")
+        if d.main and (done % cfg.sample_every == 0 or done == cfg.iters):
+            grid.save(out / "samples" / f"step_{done:08d}.png", G_ema, schedule, dev)
+        if done % cfg.ckpt_every == 0 or done == cfg.iters:
+            check_replicas(d, G, D)
+            rng_states = gather_rng_states(rng, sampler, d)
+            if d.main:
+                save_checkpoint(out, cfg, defects, done, G, G_ema, D, opt_g, opt_d, rng_states)
+    if log_file:
+        log_file.close()
+    return out
+
+
+# -- command line ---------------------------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sard.train", description=__doc__.split("\n")[0])
+    p.add_argument("--data", help="data set root (MVTec-AD, BTAD or images/ + masks/ folder)")
+    p.add_argument("--out", required=True, help="folder for checkpoints, log.jsonl and sample grids")
+    p.add_argument("--iters", type=int, help="total training steps (default 2000)")
+    p.add_argument("--res", type=int, help="crop size in pixels (default 64)")
+    p.add_argument("--batch", type=int, help="batch size per process (default 4)")
+    p.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--no-rcd", action="store_true", help="ablation: fake samples do not keep the real background")
+    p.add_argument("--no-dmg", action="store_true", help="ablation: no mask-guided discriminator branch")
+    p.add_argument("--defects", help="comma-separated defect types (default: all)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--sample-every", type=int, help="steps between sample grids (default 500)")
+    p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 500)")
+    p.add_argument("--log-every", type=int, help="steps between log lines (default 10)")
+    p.add_argument("--whole-images", action="store_true", help="train on whole images resized to --res")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    return p.parse_args(argv)
+
+
+def config_from_args(a: argparse.Namespace) -> TrainConfig:
+    cfg = load_config_file(a.config) if a.config else TrainConfig()
+    flags = {"data": a.data, "out": a.out, "iters": a.iters, "res": a.res, "batch": a.batch, "seed": a.seed,
+             "sample_every": a.sample_every, "ckpt_every": a.ckpt_every, "log_every": a.log_every}
+    cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+    if a.defects:
+        cfg.defects = [s.strip() for s in a.defects.split(",") if s.strip()]
+    if a.no_rcd:
+        cfg.rcd = False
+    if a.no_dmg:
+        cfg.dmg = False
+    if a.whole_images:
+        cfg.whole_images = True
+    if not cfg.data and not a.resume:
+        raise SardInputError("--data: required (a data set root), unless --resume continues a run in --out")
+    return cfg
+
+
+def main(argv=None) -> int:
+    try:
+        a = parse_args(argv)
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        train(config_from_args(a), resume=a.resume, device=a.device)
+    except SardInputError as e:
+        print(f"sard.train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sard.train: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""RCD keeps the background exact; rcd=False does not; the sampler yields a frame per step."""
+import numpy as np
+import pytest
+import torch
+
+from sard.nets.generator import Generator, GeneratorConfig
+from sard.pipeline import SardPipeline
+from sard.rcd import rcd_sample
+from sard.schedule import Schedule, ScheduleConfig
+
+
+def random_pipeline(channels: int, T: int = 4, seed: int = 0) -> SardPipeline:
+    torch.manual_seed(seed)
+    g = Generator(GeneratorConfig(image_channels=channels, base_channels=8, channel_mult=(1, 2), num_res_blocks=1))
+    # Random (not zero) last conv, so the untrained network really changes pixels.
+    for blk in [*g.down, *g.mid, *g.up]:
+        torch.nn.init.normal_(blk.conv2.weight, std=0.05)
+    return SardPipeline(g, Schedule(ScheduleConfig(num_steps=T)), {"res": 16, "defects": []}, torch.device("cpu"))
+
+
+def blob_mask(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx = rng.integers(h // 4, 3 * h // 4), rng.integers(w // 4, 3 * w // 4)
+    return (yy - cy) ** 2 / (h / 6) ** 2 + (xx - cx) ** 2 / (w / 5) ** 2 < 1
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (61, 29, 3), (101, 77, 3), (45, 45)])
+@pytest.mark.parametrize("roi", [True, False])
+def test_background_is_bit_exact_under_rcd(shape, roi):
+    channels = 3 if len(shape) == 3 else 1
+    pipe = random_pipeline(channels)
+    img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    m = blob_mask(*shape[:2])
+    r = pipe(img, m, seed=3, roi=roi)
+    assert r.image.shape == img.shape and r.image.dtype == img.dtype
+    assert np.array_equal(r.image[~m], img[~m])
+    assert (r.image[m] != img[m]).mean() > 0.5  # the masked region was synthesized
+    assert set(np.unique(r.mask)) <= {0, 255}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_rcd_off_changes_the_background(channels):
+    pipe = random_pipeline(channels)
+    shape = (40, 48, 3) if channels == 3 else (40, 48)
+    img = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
+    m = blob_mask(40, 48)
+    r = pipe(img, m, seed=0, rcd=False)
+    assert (r.image[~m] != img[~m]).mean() > 0.5
+
+
+def test_same_seed_same_output_and_seeds_differ():
+    pipe = random_pipeline(1)
+    img = np.random.default_rng(3).integers(0, 256, (33, 35), dtype=np.uint8)
+    m = blob_mask(33, 35)
+    a, b, c = pipe(img, m, seed=7), pipe(img, m, seed=7), pipe(img, m, seed=8)
+    assert np.array_equal(a.image, b.image)
+    assert not np.array_equal(a.image, c.image)
+
+
+@pytest.mark.parametrize("T", [2, 4, 8])
+def test_sampler_yields_a_frame_per_step_and_keeps_background_in_x0_space(T):
+    pipe = random_pipeline(1, T=T)
+    x0 = torch.rand(2, 1, 16, 16) * 2 - 1
+    m = torch.zeros(2, 1, 16, 16)
+    m[:, :, 4:10, 5:12] = 1
+    frames = list(rcd_sample(pipe.generator, pipe.schedule, x0, m, 100, torch.Generator().manual_seed(0)))
+    assert [f.step for f in frames] == list(reversed(range(T)))
+    last = frames[-1]
+    assert torch.equal(last.composite[m.expand_as(x0) == 0], x0[m.expand_as(x0) == 0])
+    # The final x_0 of the chain itself is the background up to float rounding (A_0 = 1, B_0 = 0).
+    assert torch.allclose(last.x_prev[m.expand_as(x0) == 0], x0[m.expand_as(x0) == 0], atol=1e-5)
+    # Intermediate x_t are noisy in the background (the forward chain), not the clean image.
+    assert not torch.allclose(frames[0].x_t, x0, atol=0.1)
+
+
+def test_16bit_and_rgba_inputs_keep_mode_and_background():
+    from PIL import Image
+    pipe = random_pipeline(1)
+    rng = np.random.default_rng(4)
+    img16 = rng.integers(0, 65536, (30, 34), dtype=np.uint16)
+    m = blob_mask(30, 34)
+    r = pipe(img16, m, seed=1)
+    assert r.image.dtype == np.uint16 and np.array_equal(r.image[~m], img16[~m])
+    rgba = Image.fromarray(rng.integers(0, 256, (30, 34, 4), dtype=np.uint8), "RGBA")
+    r = pipe(rgba, Image.fromarray(m.astype(np.uint8) * 255), seed=1)
+    out = np.array(r.image)
+    assert r.image.mode == "RGBA" and np.array_equal(out[~m], np.array(rgba)[~m])
+    assert np.array_equal(out[..., 3], np.array(rgba)[..., 3])
