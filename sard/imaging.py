@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
+
+from sard.io import SardInputError, binarize_mask, to_array
 
 
 def max_value(dtype: np.dtype) -> float:
@@ -40,3 +43,47 @@ def restore_layout(a: np.ndarray, like: np.ndarray) -> np.ndarray:
     if like.ndim == 2:
         return a[..., 0] if a.shape[2] == 1 else match_channels(a, 1)[..., 0]
     return match_channels(a, like.shape[2])
+
+
+def prepare_image(image) -> tuple[np.ndarray, np.ndarray | None]:
+    """(pixels uint8/uint16 [H, W] or [H, W, 3], alpha [H, W] or None) from a PIL image or an array."""
+    if isinstance(image, Image.Image):
+        alpha = np.array(image.getchannel("A")) if image.mode in ("RGBA", "LA") else None
+        return to_array(image), alpha
+    a = np.asarray(image)
+    if a.dtype not in (np.uint8, np.uint16) or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise SardInputError(f"image: expected uint8 or uint16 [H, W], [H, W, 3] or [H, W, 4], got {a.dtype} {a.shape}")
+    alpha = a[..., 3] if a.ndim == 3 and a.shape[2] == 4 else None
+    return (a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else (a[..., :3] if alpha is not None else a)), alpha
+
+
+def prepare_mask(mask, shape: tuple[int, ...]) -> np.ndarray:
+    """bool [H, W] from a PIL image or an array of any binary-ish values; must match `shape` and be non-empty."""
+    m = binarize_mask(np.array(mask) if isinstance(mask, Image.Image) else mask, "mask")
+    if m.shape != tuple(shape[:2]):
+        raise SardInputError(f"mask: {m.shape[1]}x{m.shape[0]} does not match the image's "
+                             f"{shape[1]}x{shape[0]}; expected the same size")
+    if not m.any():
+        raise SardInputError("mask: empty (no pixel set); paint or draw a defect region first")
+    return m
+
+
+def prepare_inputs(image, mask) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(pixels, alpha or None, mask bool [H, W]) from PIL or numpy inputs."""
+    pixels, alpha = prepare_image(image)
+    return pixels, alpha, prepare_mask(mask, pixels.shape)
+
+
+def as_input_type(image, out: np.ndarray, alpha: np.ndarray | None):
+    """Back to what the caller passed: numpy stays numpy, PIL keeps its mode, alpha re-attached.
+    (Palette and 1-bit PIL images come back as RGB / L: re-quantizing would touch the background.)"""
+    if isinstance(image, Image.Image):
+        pil = Image.fromarray(out)
+        if alpha is not None:
+            return Image.merge(image.mode, [*pil.split(), Image.fromarray(alpha)])
+        if image.mode in ("I", "F"):
+            return pil.convert(image.mode)
+        return pil
+    if alpha is not None:
+        return np.dstack([out, alpha])
+    return out[..., None] if np.ndim(image) == 3 and np.shape(image)[2] == 1 else out

@@ -15,11 +15,10 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from sard.checkpoint import CONFIG_NAME, WEIGHTS_NAME, file_hash, load_state_checked, load_tensors, read_config
-from sard.imaging import from_unit, match_channels, restore_layout, to_unit
-from sard.io import SardInputError, binarize_mask, to_array
+from sard.imaging import as_input_type, from_unit, prepare_inputs, restore_layout, to_unit
+from sard.io import SardInputError
 from sard.nets.generator import Generator, GeneratorConfig
 from sard.rcd import rcd_sample
 from sard.schedule import Schedule, ScheduleConfig
@@ -135,33 +134,12 @@ class SardPipeline:
             raise SardInputError(f"defect: '{defect}' is not one of this checkpoint's types {self.defects}")
         return torch.tensor([self.defects.index(defect)], device=self.device)
 
-    @staticmethod
-    def prepare(image, mask) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """(pixels [H, W] or [H, W, 3], alpha or None, mask bool [H, W]) from PIL or numpy inputs."""
-        if isinstance(image, Image.Image):
-            alpha = np.array(image.getchannel("A")) if image.mode in ("RGBA", "LA") else None
-            pixels = to_array(image)
-        else:
-            a = np.asarray(image)
-            if a.dtype not in (np.uint8, np.uint16) or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
-                raise SardInputError(f"image: expected uint8 or uint16 [H, W], [H, W, 3] or [H, W, 4], "
-                                     f"got {a.dtype} {a.shape}")
-            alpha = a[..., 3] if a.ndim == 3 and a.shape[2] == 4 else None
-            pixels = a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else (a[..., :3] if alpha is not None else a)
-        m = binarize_mask(np.array(mask) if isinstance(mask, Image.Image) else mask, "mask")
-        if m.shape != pixels.shape[:2]:
-            raise SardInputError(f"mask: {m.shape[1]}x{m.shape[0]} does not match the image's "
-                                 f"{pixels.shape[1]}x{pixels.shape[0]}; expected the same size")
-        if not m.any():
-            raise SardInputError("mask: empty (no pixel set); paint or draw a defect region first")
-        return pixels, alpha, m
-
     # -- synthesis ------------------------------------------------------------------------------
     def stream(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
                roi: bool = True, rcd: bool = True) -> Iterator[FrameImages | SynthesisResult]:
         """Yields a FrameImages per reverse step, then the SynthesisResult."""
         t0 = time.perf_counter()
-        pixels, alpha, m = self.prepare(image, mask)
+        pixels, alpha, m = prepare_inputs(image, mask)
         label = self.label_of(defect)
         T = self.schedule.num_steps
         steps = T if steps is None else int(steps)
@@ -188,7 +166,7 @@ class SardPipeline:
             yield fi
             last = fr
         out = self._paste(pixels, m, last.composite[0, :, :h, :w], box, rcd)
-        result_image = self._as_input_type(image, out, alpha)
+        result_image = as_input_type(image, out, alpha)
         total = time.perf_counter() - t0
         timings = {"total_s": total, "network_s": timed.seconds, "network_calls": timed.calls,
                    "roi": list(box), "roi_pixels": (bottom - top) * (right - left)}
@@ -211,22 +189,6 @@ class SardPipeline:
         sel = m[top:bottom, left:right]
         region[sel] = synth[sel]
         return out
-
-    @staticmethod
-    def _as_input_type(image, out: np.ndarray, alpha: np.ndarray | None):
-        """Back to what the caller passed: numpy stays numpy, PIL keeps its mode, alpha re-attached.
-        (Palette and 1-bit PIL images come back as RGB / L: re-quantizing would touch the background.)"""
-        if isinstance(image, Image.Image):
-            pil = Image.fromarray(out)
-            if alpha is not None:
-                return Image.merge(image.mode, [*pil.split(), Image.fromarray(alpha)])
-            if image.mode in ("I", "F"):
-                return pil.convert(image.mode)
-            return pil
-        if alpha is not None:
-            return np.dstack([out, alpha])
-        return out[..., None] if np.ndim(image) == 3 and np.shape(image)[2] == 1 else out
-
 
 def _picture(x: torch.Tensor) -> np.ndarray:
     """[C, h, w] in [-1, 1] -> uint8 [h, w] or [h, w, 3] for display."""
