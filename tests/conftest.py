@@ -47,3 +47,21 @@ def small_data(tmp_path: Path) -> Path:
     if not MAGNETIC_TILE.is_dir():
         pytest.skip(f"real data not found at {MAGNETIC_TILE} (set SARD_DATA to its parent)")
     return copy_subset(tmp_path / "mt", {"crack": 6, "blowhole": 6})
+
+
+def tiny_checkpoint(folder: Path, defects=("crack", "blowhole"), channels: int = 1, seed: int = 0) -> Path:
+    """A randomly initialised (untrained) small generator saved as a real checkpoint folder: fast, and
+    enough to test every contract that does not depend on training."""
+    import torch
+    from sard.checkpoint import save_model
+    from sard.nets.generator import Generator, GeneratorConfig
+    from sard.pipeline import MODEL_FORMAT
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(image_channels=channels, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                          num_classes=len(defects) if len(defects) > 1 else 0)
+    g = Generator(cfg)
+    for blk in [*g.down, *g.mid, *g.up]:  # non-zero residual branches so the output depends on the input
+        torch.nn.init.normal_(blk.conv2.weight, std=0.05)
+    save_model(folder, g.state_dict(), {"format": MODEL_FORMAT, "generator": cfg.to_dict(),
+                                        "schedule": {"num_steps": 4}, "defects": list(defects), "res": 32})
+    return folder

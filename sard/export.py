@@ -1,0 +1,488 @@
+"""python -m sard.export: write synthetic defect image/mask pairs in the MVTec-AD (or folder) layout.
+
+Every pair k of defect type d is a pure function of (seed, d, k): which normal image, which mask,
+which synthesis seed. Its manifest line records all of it, so `regenerate` rebuilds the pair
+bit for bit. Nothing is lost: files go through temporary names, the manifest line is written
+before the final renames, existing pairs are never overwritten, and a rerun (resume is the
+default) completes exactly the pairs that are missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from sard.baselines import make_baseline
+from sard.data import list_dataset, split_defects
+from sard.data.readers import Sample
+from sard.io import (IMAGE_EXTENSIONS, SardInputError, atomic_write_bytes, is_image_file, png_bytes, read_image,
+                     read_mask)
+from sard.masks import MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask
+from sard.pipeline import SardPipeline
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "sard-magnetic-tile"
+METHODS = ("sard", "cutpaste", "draem", "glass")
+MANIFEST = "manifest.jsonl"
+DEFAULT_AREA = (0.005, 0.05)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def safe_name(name: str, what: str) -> str:
+    """Category and defect names become folder names: letters, digits, '_', '-', '.' only, no '..'."""
+    if not SAFE_NAME.match(name) or ".." in name:
+        raise SardInputError(f"{what} '{name}': expected letters, digits, '_', '-' or '.' (at most 64, "
+                             f"no '/', no '..'); it names a folder of the export")
+    return name
+
+
+def pair_rng(seed: int, defect: str, k: int, stream: int = 0) -> np.random.Generator:
+    """Independent random streams of pair k: 0 picks the normal image and the seed, 1 the mask file."""
+    return np.random.default_rng([seed, zlib.crc32(defect.encode()), k, stream])
+
+
+def pair_seed(seed: int, defect: str, k: int) -> int:
+    """The synthesis seed of pair k of a defect type (also the mask's seed)."""
+    return int(pair_rng(seed, defect, k, stream=2).integers(0, 2**31 - 1))
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return int(pid) != os.getpid()
+
+
+# -- the writer (shared with the studio) ----------------------------------------------------------
+@dataclass
+class PairWriter:
+    """Writes pairs under <root>/<category>/ in the MVTec layout (test/<d>/NNN.png +
+    ground_truth/<d>/NNN_mask.png) or the folder layout (images/<d>/NNN.png + masks/<d>/NNN.png),
+    with one manifest.jsonl line per pair. Never overwrites; survives SIGKILL at any point."""
+    root: Path
+    category: str
+    layout: str = "mvtec"
+    digits: int = 3
+    lines: dict[tuple[str, int], dict] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.layout not in ("mvtec", "folder"):
+            raise SardInputError(f"--layout: expected mvtec or folder, got '{self.layout}'")
+        self.root = Path(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise SardInputError(f"--out {self.root}: is a file; expected a folder (it is created if missing)")
+        safe_name(self.category, "category")
+        self.base = self.root / self.category
+        self.base.mkdir(parents=True, exist_ok=True)
+        self._load_manifest()
+        for tmp in self.base.rglob(".*.tmp"):  # leftovers of a killed run (not of a live shard beside us)
+            if not _alive(tmp.name.rsplit(".", 2)[-2]):
+                tmp.unlink(missing_ok=True)
+
+    @property
+    def manifest(self) -> Path:
+        return self.base / MANIFEST
+
+    def _load_manifest(self) -> None:
+        if not self.manifest.is_file():
+            return
+        raw = self.manifest.read_bytes()
+        good, keep = [], b""
+        for ln in raw.split(b"\n"):
+            if not ln.strip():
+                continue
+            try:
+                rec = json.loads(ln)
+            except json.JSONDecodeError:   # a line cut by a kill mid-write: drop it, the pair is redone
+                continue
+            good.append(rec)
+            keep += ln + b"\n"
+        if keep != raw:
+            atomic_write_bytes(self.manifest, keep)
+        for rec in good:
+            self.lines[(rec["defect"], rec["index"])] = rec
+
+    def paths(self, defect: str, k: int) -> tuple[Path, Path]:
+        safe_name(defect, "defect")
+        stem = f"{k:0{self.digits}d}"
+        if self.layout == "mvtec":
+            return (self.base / "test" / defect / f"{stem}.png",
+                    self.base / "ground_truth" / defect / f"{stem}_mask.png")
+        return self.base / "images" / defect / f"{stem}.png", self.base / "masks" / defect / f"{stem}.png"
+
+    def done(self, defect: str, k: int) -> bool:
+        img, msk = self.paths(defect, k)
+        return (defect, k) in self.lines and img.is_file() and msk.is_file()
+
+    def count(self) -> int:
+        return sum(self.done(d, k) for d, k in self.lines)
+
+    def next_index(self, defect: str) -> int:
+        """The first index of `defect` with no line and no file: where an append-only export goes next."""
+        k = 0
+        while (defect, k) in self.lines or any(p.exists() for p in self.paths(defect, k)):
+            k += 1
+        return k
+
+    def write(self, defect: str, k: int, image: np.ndarray, mask: np.ndarray, record: dict) -> dict:
+        """Temporary files, then the manifest line, then the renames: a kill at any point leaves either
+        no trace, or a line whose pair a rerun completes, never a partial final file."""
+        img_path, mask_path = self.paths(defect, k)
+        if img_path.exists() or mask_path.exists():
+            raise FileExistsError(f"{img_path} or {mask_path} exists; exports never overwrite")
+        mask_u8 = np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8)
+        if mask_u8.ndim != 2:
+            raise SardInputError(f"mask for {defect} #{k}: expected a single-channel mask, got {mask_u8.shape}")
+        tmps = []
+        try:
+            for path, data in ((img_path, png_bytes(image)), (mask_path, png_bytes(mask_u8))):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+                tmps.append((tmp, path))
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            rec = {**record, "defect": defect, "index": k,
+                   "image": str(img_path.relative_to(self.base)), "mask": str(mask_path.relative_to(self.base))}
+            if (defect, k) not in self.lines:
+                self._append(rec)
+            for tmp, path in tmps:
+                os.replace(tmp, path)
+        except BaseException:
+            for tmp, _ in tmps:
+                tmp.unlink(missing_ok=True)
+            raise
+        self.lines[(defect, k)] = rec
+        return rec
+
+    def _append(self, rec: dict) -> None:
+        line = (json.dumps(rec, sort_keys=True) + "\n").encode()
+        fd = os.open(self.manifest, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if os.write(fd, line) != len(line):
+                raise OSError("short write to the manifest")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def link_normals(self, normals: list[Path], copy: bool = True) -> int:
+        """train/good (mvtec) or good/ (folder) with the normal images, so anomalib's readers take the export."""
+        dst = self.base / ("train/good" if self.layout == "mvtec" else "good")
+        dst.mkdir(parents=True, exist_ok=True)
+        n = 0
+        for p in normals:
+            target = dst / p.name
+            if target.exists() or target.is_symlink():
+                continue
+            if copy:
+                atomic_write_bytes(target, p.read_bytes())
+            else:
+                target.symlink_to(p.resolve())
+            n += 1
+        return n
+
+
+# -- sources: normals, masks, methods -------------------------------------------------------------
+def find_normals(path: Path) -> tuple[list[Path], list[Sample]]:
+    """Normal images from a folder of images, or from a data set root (its train normals).
+    Returns (normals, the data set's samples or []), with absolute paths for the manifest."""
+    path = Path(path).resolve()
+    if not path.exists():
+        raise SardInputError(f"--normals {path}: does not exist; expected a folder of normal images or a data set root")
+    if path.is_file():
+        raise SardInputError(f"--normals {path}: is a file; expected a folder")
+    direct = sorted(p for p in path.iterdir() if is_image_file(p))
+    if direct:
+        return direct, []
+    try:
+        samples = list_dataset(path)
+    except SardInputError:
+        samples = []
+    normals = [s.image for s in samples if s.is_normal and s.split == "train"] or \
+              [s.image for s in samples if s.is_normal]
+    if not normals:
+        raise SardInputError(f"--normals {path}: holds no normal images; expected {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} "
+                             f"files, or a data set root with train/good")
+    return normals, samples
+
+
+class MaskSource:
+    """Masks for pair k: a random generator (kind) or a folder of mask files."""
+
+    def __init__(self, spec: str, area: tuple[float, float] | None, bank=None, on_part: bool = False,
+                 resize: bool = False):
+        if area is None and spec != "bank":
+            area = DEFAULT_AREA  # the bank keeps real masks at their natural size unless asked
+        self.spec, self.area, self.bank, self.on_part, self.resize = spec, area, bank, on_part, resize
+        self.files: list[Path] = []
+        if spec not in MASK_KINDS:
+            folder = Path(spec)
+            if not folder.is_dir():
+                raise SardInputError(f"--masks {spec}: expected one of {', '.join(MASK_KINDS)} or a folder of masks")
+            self.files = sorted(p for p in folder.iterdir() if is_image_file(p))
+            if not self.files:
+                raise SardInputError(f"--masks {spec}: the folder holds no mask images")
+        elif spec == "bank" and (bank is None or len(bank) == 0):
+            raise SardInputError("--masks bank: needs real masks; pass a data set root as --normals or --bank DIR")
+
+    def make(self, image: np.ndarray, defect: str, seed: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        shape = image.shape[:2]
+        if self.files:
+            path = self.files[int(rng.integers(len(self.files)))]
+            m = read_mask(path)
+            if m.shape != shape:
+                if not self.resize:
+                    raise SardInputError(f"--masks {path}: {m.shape[1]}x{m.shape[0]} does not match the normal image's "
+                                         f"{shape[1]}x{shape[0]}; pass --resize-masks to resize (nearest)")
+                m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+            if not m.any():
+                raise SardInputError(f"--masks {path}: mask is empty")
+            return m.astype(np.uint8) * 255, {"kind": "file", "file": str(path.resolve()), "resized": bool(self.resize)}
+        fg = object_foreground(image) if self.on_part else None
+        bank_defect = defect if self.bank is not None and defect in getattr(self.bank, "defects", []) else None
+        return random_mask(self.spec, shape, seed, self.area, foreground=fg, bank=self.bank, defect=bank_defect)
+
+
+def mask_from_record(params: dict, image: np.ndarray, bank=None) -> np.ndarray:
+    if params.get("kind") == "file":
+        m = read_mask(params["file"])
+        if m.shape != image.shape[:2]:
+            m = cv2.resize(m.astype(np.uint8), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+        return m.astype(np.uint8) * 255
+    fg = object_foreground(image) if params.get("foreground") else None
+    return mask_from_params(params, foreground=fg, bank=bank)
+
+
+Synthesizer = Callable[..., "object"]
+
+
+def make_method(method: str, checkpoint: Path | None = None, steps: int | None = None, roi: bool = True,
+                rcd: bool = True, texture_dir: Path | None = None, sources: list | None = None,
+                device: str | None = None) -> tuple[Synthesizer, dict]:
+    """(callable(image, mask, seed=, defect=) -> SynthesisResult, the method's parameters for the manifest)."""
+    if method == "sard":
+        ck = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        pipe = SardPipeline.from_pretrained(ck, device=device)
+        params = {"checkpoint": str(ck), "checkpoint_hash": pipe.checkpoint_hash, "defects": pipe.defects,
+                  "steps": steps or pipe.schedule.num_steps, "roi": roi, "rcd": rcd}
+
+        def synthesize(image, mask, seed, defect):
+            # A single-type checkpoint takes any folder name; a multi-type one needs one of its types.
+            label = defect if defect in pipe.defects or len(pipe.defects) > 1 else None
+            return pipe(image, mask, seed=seed, defect=label, steps=steps, roi=roi, rcd=rcd)
+        return synthesize, params
+    if method not in METHODS:
+        raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{method}'")
+    kwargs = {}
+    if method in ("draem", "glass"):
+        kwargs = {"texture_dir": texture_dir, "sources": sources}
+    base = make_baseline(method, **kwargs)
+    params = {"texture_dir": str(texture_dir) if texture_dir else None,
+              "sources": len(sources) if sources and method in ("draem", "glass") else 0}
+    return (lambda image, mask, seed, defect: base(image, mask, seed=seed, defect=defect)), params
+
+
+# -- the export run -------------------------------------------------------------------------------
+@dataclass
+class ExportPlan:
+    normals: list[Path]
+    defects: list[str]
+    per_type: int
+    seed: int
+    shard: tuple[int, int] = (0, 1)
+
+    def jobs(self) -> list[tuple[str, int]]:
+        all_jobs = [(d, k) for d in self.defects for k in range(self.per_type)]
+        i, n = self.shard
+        return [job for g, job in enumerate(all_jobs) if g % n == i]
+
+
+def pick_normal(plan: ExportPlan, defect: str, k: int, bad: dict[Path, str]) -> tuple[Path, np.ndarray]:
+    """The normal image of pair k (deterministic), skipping unreadable ones (recorded in `bad`)."""
+    start = int(pair_rng(plan.seed, defect, k).integers(len(plan.normals)))
+    for j in range(len(plan.normals)):
+        p = plan.normals[(start + j) % len(plan.normals)]
+        if p in bad:
+            continue
+        try:
+            return p, read_image(p)
+        except SardInputError as e:
+            bad[p] = str(e)
+    reasons = "; ".join(list(bad.values())[:3])
+    raise SardInputError(f"--normals: none of the {len(plan.normals)} normal images is readable: {reasons}")
+
+
+def run_export(plan: ExportPlan, writer: PairWriter, method: Synthesizer, method_name: str, method_params: dict,
+               masks: MaskSource, progress: bool = True) -> dict:
+    bad: dict[Path, str] = {}
+    todo = [(d, k) for d, k in plan.jobs() if not writer.done(d, k)]
+    written, t0 = 0, time.perf_counter()
+    bar = tqdm(todo, desc=f"sard.export {method_name}", unit="pair", disable=not progress, dynamic_ncols=True)
+    try:
+        for defect, k in bar:
+            src, image = pick_normal(plan, defect, k, bad)
+            seed = pair_seed(plan.seed, defect, k)
+            mask, mask_params = masks.make(image, defect, seed, pair_rng(plan.seed, defect, k, stream=1))
+            t = time.perf_counter()
+            result = method(image, mask, seed, defect)
+            seconds = time.perf_counter() - t
+            rec = {"source": str(src.resolve()), "mask_params": mask_params, "seed": seed, "method": method_name,
+                   "method_params": method_params, "checkpoint": method_params.get("checkpoint_hash"),
+                   "steps": method_params.get("steps"), "seconds": round(seconds, 4), "export_seed": plan.seed}
+            writer.write(defect, k, np.asarray(result.image), np.asarray(result.mask), rec)
+            written += 1
+    except OSError as e:
+        raise ExportFailed(f"{e.strerror or e} while writing {getattr(e, 'filename', '') or 'a pair'}: "
+                           f"{written} pairs written in this run, {writer.count()} in {writer.base} in all; "
+                           f"no partial file was left; free space and rerun to complete") from None
+    elapsed = time.perf_counter() - t0
+    return {"written": written, "skipped_existing": len(plan.jobs()) - len(todo), "seconds": elapsed,
+            "pairs_per_second": written / elapsed if elapsed > 0 and written else 0.0,
+            "unreadable": {str(p): why for p, why in bad.items()}}
+
+
+class ExportFailed(RuntimeError):
+    pass
+
+
+def regenerate(record: dict, bank=None, checkpoint: Path | None = None, texture_dir=None,
+               sources: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rebuild a pair from its manifest line: (image, mask uint8 0/255)."""
+    image = read_image(record["source"])
+    mask = mask_from_record(record["mask_params"], image, bank)
+    mp = record["method_params"]
+    method, _ = make_method(record["method"], checkpoint or (Path(mp["checkpoint"]) if mp.get("checkpoint") else None),
+                            mp.get("steps"), mp.get("roi", True), mp.get("rcd", True), texture_dir, sources)
+    result = method(image, mask, record["seed"], record["defect"])
+    return np.asarray(result.image), np.asarray(result.mask)
+
+
+# -- command line ---------------------------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sard.export", description=__doc__.split("\n")[0])
+    p.add_argument("--method", default="sard", help=f"one of {', '.join(METHODS)} (default sard)")
+    p.add_argument("--checkpoint", help=f"model folder for --method sard (default {DEFAULT_CHECKPOINT})")
+    p.add_argument("--normals", required=True, help="folder of normal images, or a data set root (its train normals)")
+    p.add_argument("--masks", default="bank", help="perlin, ellipse, scratch, polygon, bank (real masks) or a folder of masks")
+    p.add_argument("--bank", help="data set root whose synthesizer third gives the mask bank (default: --normals if a data set)")
+    p.add_argument("--area", help="mask area range as fractions of the image (default 0.005,0.05; "
+                                  "bank masks keep their natural size unless given)")
+    p.add_argument("--on-part", action="store_true", help="keep masks on the part (Otsu foreground; for object categories)")
+    p.add_argument("--defects", help="comma-separated defect types (default: the checkpoint's or the bank's)")
+    p.add_argument("--per-type", type=int, default=500, help="pairs per defect type (default 500, as the paper)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="export root; pairs go to <out>/<category>/")
+    p.add_argument("--layout", default="mvtec", help="mvtec (test/<defect>, ground_truth/<defect>) or folder")
+    p.add_argument("--category", help="category folder name (default: the data set folder's name)")
+    p.add_argument("--copy-normals", action="store_true", help="copy the normal images to train/good")
+    p.add_argument("--link-normals", action="store_true", help="symlink the normal images into train/good")
+    p.add_argument("--resize-masks", action="store_true", help="resize mask files to each normal image (nearest)")
+    p.add_argument("--shard", help="i/n: this process writes every n-th pair starting at i (default: torchrun's rank)")
+    p.add_argument("--steps", type=int, help="reverse steps for sard (default the checkpoint's T)")
+    p.add_argument("--no-roi", action="store_true", help="run the network on the whole image, not the mask's region")
+    p.add_argument("--no-rcd", action="store_true", help="plain DDGAN sampling (changes the background)")
+    p.add_argument("--texture-dir", help="texture images for draem/glass (default: other normal images)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--no-resume", action="store_true", help="refuse to add to a folder that already has pairs")
+    return p.parse_args(argv)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        return 0, 1
+    m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
+        raise SardInputError(f"--shard '{text}': expected i/n with 0 <= i < n, e.g. 0/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_area(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise SardInputError(f"--area '{text}': expected two fractions lo,hi such as 0.005,0.05") from None
+    if not 0 < lo <= hi <= 1:
+        raise SardInputError(f"--area '{text}': expected 0 < lo <= hi <= 1")
+    return lo, hi
+
+
+def main(argv=None) -> int:
+    try:
+        a = parse_args(argv)
+        if a.per_type < 1:
+            raise SardInputError(f"--per-type: expected a positive number of pairs per defect type, got {a.per_type}")
+        if a.method not in METHODS:
+            raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{a.method}'")
+        shard = parse_shard(a.shard)
+        out = Path(a.out)
+        if out.exists() and not out.is_dir():
+            raise SardInputError(f"--out {out}: is a file; expected a folder (it is created if missing)")
+        normals_root = Path(a.normals)
+        normals, samples = find_normals(normals_root)
+        bank_root = Path(a.bank) if a.bank else (normals_root if samples else None)
+        bank = None
+        if bank_root is not None:
+            bank_samples = samples if bank_root == normals_root and samples else list_dataset(bank_root)
+            bank = MaskBank.from_samples(split_defects(bank_samples).synth)
+        category = a.category or normals_root.resolve().name
+        sources = normals if a.method in ("draem", "glass") else None
+        method, params = make_method(a.method, Path(a.checkpoint) if a.checkpoint else None, a.steps,
+                                     not a.no_roi, not a.no_rcd, Path(a.texture_dir) if a.texture_dir else None,
+                                     sources, a.device)
+        if a.defects:
+            defects = [d.strip() for d in a.defects.split(",") if d.strip()]
+        elif a.method == "sard" and params.get("defects"):
+            defects = params["defects"]
+        elif bank is not None and bank.defects:
+            defects = list(bank.defects)
+        else:
+            defects = ["synthetic"]
+        for d in defects:
+            safe_name(d, "defect")
+        if a.method == "sard" and params.get("defects") and len(params["defects"]) > 1:
+            unknown = [d for d in defects if d not in params["defects"]]
+            if unknown:
+                raise SardInputError(f"--defects {unknown}: the checkpoint knows {params['defects']}")
+        writer = PairWriter(out, category, a.layout, digits=max(3, len(str(a.per_type - 1))))
+        if a.no_resume and writer.lines:
+            raise SardInputError(f"--out {writer.base}: already holds {len(writer.lines)} pairs and --no-resume was given")
+        masks = MaskSource(a.masks, parse_area(a.area), bank, a.on_part, a.resize_masks)
+        if a.copy_normals or a.link_normals:
+            writer.link_normals(normals, copy=not a.link_normals)
+        plan = ExportPlan(normals, defects, a.per_type, a.seed, shard)
+        summary = run_export(plan, writer, method, a.method, params, masks)
+    except SardInputError as e:
+        print(f"sard.export: error: {e}", file=sys.stderr)
+        return 2
+    except ExportFailed as e:
+        print(f"sard.export: failed: {e}", file=sys.stderr)
+        return 1
+    print(f"sard.export: {summary['written']} pairs written, {summary['skipped_existing']} already there, "
+          f"{summary['pairs_per_second']:.2f} pairs/s, in {writer.base}", file=sys.stderr)
+    if summary["unreadable"]:
+        print(f"sard.export: {len(summary['unreadable'])} unreadable normal images skipped:", file=sys.stderr)
+        for p, why in summary["unreadable"].items():
+            print(f"  {why}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""python -m sard.export: layout, manifest, regeneration, kill-and-resume, sharding, bad input."""
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, requires_data, run_module, tiny_checkpoint
+from sard.data import list_dataset
+from sard.export import regenerate
+from sard.io import read_image
+
+pytestmark = requires_data
+
+
+def normals_dir(tmp_path: Path, n: int = 6, size=(96, 80)) -> Path:
+    """A folder of small real normal tiles (crops of the shared data)."""
+    from conftest import MAGNETIC_TILE
+    d = tmp_path / "normals"
+    d.mkdir()
+    for p in sorted((MAGNETIC_TILE / "train" / "good").iterdir())[:n]:
+        a = read_image(p)[: size[0], : size[1]]
+        Image.fromarray(a).save(d / f"{p.stem}.png")
+    return d
+
+
+def export(*args, **kw):
+    return run_module("sard.export", *args, **kw)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_layout_is_read_back_by_the_mvtec_reader_and_manifest_regenerates_pairs(tmp_path, small_data):
+    ck = tiny_checkpoint(tmp_path / "ck")
+    out = tmp_path / "out"
+    r = export("--method", "sard", "--checkpoint", ck, "--normals", small_data, "--masks", "bank",
+               "--per-type", "3", "--out", out, "--copy-normals", "--seed", "5")
+    assert r.returncode == 0, r.stderr
+    assert "pairs/s" in r.stderr
+    base = out / "mt"
+    samples = list_dataset(base)
+    defects = sorted({s.defect for s in samples if not s.is_normal})
+    assert defects == ["blowhole", "crack"]
+    pairs = [s for s in samples if not s.is_normal]
+    assert len(pairs) == 6 and len([s for s in samples if s.is_normal]) == 4
+    for s in pairs:
+        m = Image.open(s.mask)
+        assert m.mode == "L" and s.mask.suffix == ".png"
+        assert set(np.unique(np.array(m))) == {0, 255}
+    manifest = lines(base / "manifest.jsonl")
+    assert len(manifest) == 6 and len({(x["defect"], x["index"]) for x in manifest}) == 6
+    rec = manifest[4]
+    assert rec["method"] == "sard" and rec["checkpoint"] and rec["steps"] == 4 and rec["mask_params"]["kind"] == "bank"
+    img, mask = regenerate(rec)
+    assert np.array_equal(img, read_image(base / rec["image"]))
+    assert np.array_equal(mask, np.array(Image.open(base / rec["mask"])))
+
+
+@pytest.mark.parametrize("method", ["cutpaste", "draem", "glass"])
+def test_baselines_export_and_regenerate(tmp_path, method):
+    out = tmp_path / "out"
+    r = export("--method", method, "--normals", normals_dir(tmp_path), "--masks", "ellipse", "--area", "0.01,0.05",
+               "--defects", "spot", "--per-type", "2", "--out", out, "--category", "tiles")
+    assert r.returncode == 0, r.stderr
+    rec = lines(out / "tiles" / "manifest.jsonl")[1]
+    img, mask = regenerate(rec, sources=sorted((tmp_path / "normals").iterdir()))
+    saved = read_image(out / "tiles" / rec["image"])
+    assert np.array_equal(mask, np.array(Image.open(out / "tiles" / rec["mask"])))
+    assert np.array_equal(img, saved)
+    src = read_image(rec["source"])
+    assert np.array_equal(saved[mask == 0], src[mask == 0])
+
+
+def test_rerun_skips_what_is_there_and_never_overwrites(tmp_path):
+    out, normals = tmp_path / "out", normals_dir(tmp_path)
+    args = ["--method", "cutpaste", "--normals", normals, "--masks", "polygon", "--defects", "a,b",
+            "--per-type", "2", "--out", out, "--category", "c"]
+    assert export(*args).returncode == 0
+    first = out / "c" / "test" / "a" / "000.png"
+    stamp = first.stat().st_mtime_ns
+    r = export(*args[:-4], "--per-type", "3", "--out", out, "--category", "c")
+    assert r.returncode == 0 and "2 pairs written, 4 already there" in r.stderr
+    assert first.stat().st_mtime_ns == stamp
+    assert len(lines(out / "c" / "manifest.jsonl")) == 6
+
+
+def test_sigkill_then_rerun_ends_with_exactly_the_pairs_asked(tmp_path):
+    ck = tiny_checkpoint(tmp_path / "ck")
+    out, normals = tmp_path / "out", normals_dir(tmp_path, size=(160, 160))
+    args = [sys.executable, "-m", "sard.export", "--method", "sard", "--checkpoint", str(ck), "--normals", str(normals),
+            "--masks", "ellipse", "--area", "0.02,0.1", "--defects", "crack,blowhole", "--per-type", "40",
+            "--out", str(out), "--category", "k", "--no-roi"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "k").rglob("*.png"))) < 12:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = len(list((out / "k").rglob("*_mask.png")))
+    assert 0 < before < 80, "the kill should land mid-run"
+    r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    images = sorted((out / "k" / "test").rglob("*.png"))
+    masks = sorted((out / "k" / "ground_truth").rglob("*.png"))
+    assert len(images) == 80 and len(masks) == 80
+    assert not list((out / "k").rglob("*.tmp"))
+    manifest = lines(out / "k" / "manifest.jsonl")
+    assert len(manifest) == 80 and len({(x["defect"], x["index"]) for x in manifest}) == 80
+    for p in images + masks:   # every file complete
+        Image.open(p).load()
+
+
+def test_shards_write_disjoint_pairs_into_one_folder(tmp_path):
+    out, normals = tmp_path / "out", normals_dir(tmp_path)
+    base = ["--method", "cutpaste", "--normals", normals, "--masks", "scratch", "--defects", "s",
+            "--per-type", "7", "--out", out, "--category", "sh"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "sard.export", *map(str, base), "--shard", f"{i}/2"], cwd=REPO,
+                              env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert "4 pairs written" in errs[0] and "3 pairs written" in errs[1]
+    manifest = lines(out / "sh" / "manifest.jsonl")
+    assert sorted(x["index"] for x in manifest) == list(range(7))
+    assert len(list((out / "sh" / "test" / "s").iterdir())) == 7
+
+
+# -- bad input --------------------------------------------------------------------------------------
+def test_empty_normals_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = export("--method", "cutpaste", "--normals", tmp_path / "empty", "--masks", "ellipse", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "holds no normal images" in r.stderr
+
+
+def test_unreadable_images_are_skipped_listed_and_the_run_goes_on(tmp_path):
+    normals = normals_dir(tmp_path)
+    (normals / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    data = (normals / sorted(os.listdir(normals))[1]).read_bytes()
+    (normals / "truncated.png").write_bytes(data[: len(data) // 2])
+    r = export("--method", "cutpaste", "--normals", normals, "--masks", "ellipse", "--defects", "d",
+               "--per-type", "12", "--out", tmp_path / "o", "--category", "u")
+    assert r.returncode == 0, r.stderr
+    assert "unreadable normal images skipped" in r.stderr
+    assert "broken.png" in r.stderr and "truncated.png" in r.stderr
+    assert len(lines(tmp_path / "o" / "u" / "manifest.jsonl")) == 12
+
+
+def test_mask_folder_of_other_sizes_needs_resize_masks(tmp_path):
+    normals = normals_dir(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    m = np.zeros((40, 30), np.uint8)
+    m[10:20, 5:15] = 255
+    Image.fromarray(m).save(masks / "m1.png")
+    args = ["--method", "cutpaste", "--normals", normals, "--masks", masks, "--defects", "d", "--per-type", "2",
+            "--out", tmp_path / "o", "--category", "m"]
+    r = export(*args)
+    assert r.returncode == 2 and "m1.png" in r.stderr and "--resize-masks" in r.stderr
+    r = export(*args, "--resize-masks")
+    assert r.returncode == 0, r.stderr
+    saved = np.array(Image.open(tmp_path / "o" / "m" / "ground_truth" / "d" / "000_mask.png"))
+    assert saved.shape == (96, 80) and saved.max() == 255
+
+
+@pytest.mark.parametrize("kind", ["huge", "bomb"])
+def test_oversized_images_are_refused_with_the_limit(tmp_path, kind):
+    normals = tmp_path / "n"
+    normals.mkdir()
+    if kind == "huge":   # 60 megapixels (a 1-bit image keeps the file small)
+        Image.new("1", (10000, 6000)).save(normals / "huge.png")
+    else:                # a PNG whose header claims 200 000 x 200 000 pixels
+        Image.new("1", (200000, 2000)).save(normals / "bomb.png")
+    r = export("--method", "cutpaste", "--normals", normals, "--masks", "ellipse", "--defects", "d",
+               "--per-type", "1", "--out", tmp_path / "o", "--category", "b")
+    assert r.returncode == 2
+    assert "50 megapixels" in r.stderr
+
+
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_per_type_must_be_positive(tmp_path, n):
+    r = export("--method", "cutpaste", "--normals", tmp_path, "--per-type", n, "--out", tmp_path / "o")
+    assert r.returncode == 2 and "--per-type" in r.stderr
+
+
+def test_output_path_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = export("--method", "cutpaste", "--normals", normals_dir(tmp_path), "--masks", "ellipse",
+               "--per-type", "1", "--out", tmp_path / "file")
+    assert r.returncode == 2 and "is a file" in r.stderr
+
+
+def test_full_disk_leaves_no_partial_file_and_says_how_many_were_written(tmp_path):
+    normals = normals_dir(tmp_path, size=(400, 400))
+    out = tmp_path / "small"
+    out.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(out)],
+                             capture_output=True).returncode == 0
+    try:
+        def limit_file_size():   # without mount rights: the kernel refuses writes past 300 kB instead
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "sard.export", "--method", "draem", "--normals", str(normals), "--masks",
+               "ellipse", "--defects", "d", "--per-type", "40", "--out", str(out), "--category", "f"]
+        r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                           preexec_fn=None if mounted else limit_file_size)
+        assert r.returncode == 1, r.stderr
+        assert "pairs written in this run" in r.stderr and "no partial file" in r.stderr
+        assert not list(out.rglob("*.tmp"))
+        for p in out.rglob("*.png"):
+            Image.open(p).load()   # every final file is complete
+        written = int(r.stderr.split(" pairs written in this run")[0].split()[-1])
+        assert written == len(list((out / "f" / "test" / "d").glob("*.png")))
+        assert 0 < written < 40
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(out)], capture_output=True)
