@@ -1,0 +1,62 @@
+"""python app.py: start SARD Studio on 127.0.0.1:7860 with the default checkpoint.
+
+Options: --host, --port, --checkpoint DIR, --data DATASET_ROOT (a gallery of normal images and the
+real-mask bank), --export-root DIR, --queue-size N, --max-upload-mb N.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: nothing goes out
+
+T0 = time.perf_counter()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from sard.export import DEFAULT_CHECKPOINT
+    p = argparse.ArgumentParser(prog="python app.py", description="SARD Studio: paint a mask, synthesize defects, export pairs.")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model folder (config.json + model.safetensors)")
+    p.add_argument("--data", help="data set root: gallery of its normal images and the real-mask bank")
+    p.add_argument("--export-root", default="exports", help="where curated sets are exported (default ./exports)")
+    p.add_argument("--queue-size", type=int, default=8, help="jobs waiting for the model before new ones are refused")
+    p.add_argument("--max-upload-mb", type=int, default=64, help="largest accepted upload")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    return p.parse_args(argv)
+
+
+def launch(args: argparse.Namespace, block: bool = True):
+    from pathlib import Path
+
+    from sard.io import SardInputError
+    from ui.actions import Studio
+    from ui.layout import CSS, build_studio
+
+    try:
+        studio = Studio(Path(args.checkpoint), Path(args.export_root), Path(args.data) if args.data else None,
+                        device=args.device)
+    except SardInputError as e:
+        print(f"app.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    Path(args.export_root).mkdir(parents=True, exist_ok=True)
+    demo = build_studio(studio)
+    demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
+    demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=not block, quiet=not block,
+                ssr_mode=False, share=False, css=CSS, allowed_paths=[str(Path(args.export_root).resolve())],
+                max_file_size=f"{args.max_upload_mb}mb", show_error=True)
+    return demo
+
+
+if __name__ == "__main__":
+    a = parse_args()
+    demo = launch(a, block=False)
+    print(f"SARD Studio ready at http://{a.host}:{a.port} in {time.perf_counter() - T0:.1f} s "
+          f"(Ctrl+C to stop)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        demo.close()

@@ -1,0 +1,134 @@
+"""python -m sard.evaluate <realism | card | segmentation>: measure synthesizers the way the card and the paper do.
+
+  realism       classifier two-sample test on held-out real defect crops vs synthesized ones
+  card          a checkpoint's model-card figures: exact background, speed, grids, loss curve
+  segmentation  the paper's benchmark: segmenters trained on each method's pairs, scored on real defects
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sard.data import list_dataset, split_defects
+from sard.io import SardInputError, atomic_write_json
+
+
+def parse_methods(text: str) -> dict[str, Path | None]:
+    """'sard=DIR,ddgan=DIR,cutpaste' -> {name: checkpoint or None}."""
+    out: dict[str, Path | None] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, _, path = item.partition("=")
+        out[name] = Path(path) if path else None
+    return out
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def cmd_realism(a: argparse.Namespace) -> dict:
+    from sard.evaluation.methods import load_synthesizer
+    from sard.evaluation.realism import c2st_accuracy, fake_crops, real_crops
+    from sard.metrics import mean_spread
+    samples = list_dataset(a.data)
+    split = split_defects(samples, a.split_seed)
+    normals = [s.image for s in samples if s.is_normal and s.split == "train"]
+    real, pairs = real_crops(split.held_out, a.res)
+    report = {"data": str(a.data), "res": a.res, "context": a.context, "real_crops": len(pairs), "seeds": a.seeds,
+              "epochs": a.epochs, "machine": machine(), "methods": {}}
+    t0 = time.perf_counter()
+    for name, ck in parse_methods(a.methods).items():
+        synth = load_synthesizer(name, ck, sources=normals[:50])
+        fake = fake_crops(synth, pairs, normals, a.res, a.context, seed=a.seed, desc=name)
+        accs = [c2st_accuracy(real, fake, seed=s, epochs=a.epochs) for s in range(a.seeds)]
+        m, s = mean_spread(accs)
+        report["methods"][name] = {"checkpoint": str(ck) if ck else None, "accuracy": accs, "mean": m, "std": s}
+        print(f"  {name:10s} C2ST accuracy {100 * m:.1f} % +- {100 * s:.1f}", file=sys.stderr)
+    report["seconds"] = time.perf_counter() - t0
+    return report
+
+
+def cmd_card(a: argparse.Namespace) -> dict:
+    from sard.evaluation.card import background_check, defect_grid, loss_curve, save_grid, speed_256
+    from sard.masks import MaskBank, random_mask
+    from sard.io import read_image
+    from sard.pipeline import SardPipeline
+    pipe = SardPipeline.from_pretrained(a.checkpoint)
+    samples = list_dataset(a.data)
+    split = split_defects(samples, pipe.config.get("split_seed", 0))
+    bank = MaskBank.from_samples(split.synth)
+    held_normals = [s.image for s in samples if s.is_normal and s.split == "test"] or \
+                   [s.image for s in samples if s.is_normal]
+    out = Path(a.out)
+    figures = {"checkpoint": str(a.checkpoint), "machine": machine()}
+    figures["background"] = background_check(pipe, held_normals, bank, n=a.n)
+    figures["speed"] = speed_256(pipe, held_normals, bank)
+    for k, defect in enumerate(pipe.defects or ["defect"]):
+        normal = read_image(held_normals[(7 * k + 3) % len(held_normals)])
+        m, params = random_mask("bank", normal.shape[:2], 1000 + k, None, bank=bank,
+                                defect=defect if pipe.defects else None)
+        save_grid(defect_grid(pipe, normal, m > 0, defect), out / f"grid_{defect}.png")
+    if a.log:
+        loss_curve(Path(a.log), out / "loss_curve.png")
+    return figures
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sard.evaluate", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("realism", help="classifier two-sample test (50 %% = indistinguishable)")
+    r.add_argument("--data", required=True, type=Path)
+    r.add_argument("--methods", default="cutpaste,draem,glass",
+                   help="comma list: baseline names and name=CHECKPOINT_DIR for SARD checkpoints")
+    r.add_argument("--res", type=int, default=64, help="crop size around each defect")
+    r.add_argument("--context", type=int, default=128, help="normal window the synthesizer sees")
+    r.add_argument("--seeds", type=int, default=3)
+    r.add_argument("--epochs", type=int, default=30)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--split-seed", type=int, default=0)
+    r.add_argument("--out", type=Path, help="JSON report")
+    c = sub.add_parser("card", help="model-card figures and pictures for a checkpoint")
+    c.add_argument("--checkpoint", required=True, type=Path)
+    c.add_argument("--data", required=True, type=Path)
+    c.add_argument("--log", type=Path, help="the run's log.jsonl for the loss curve")
+    c.add_argument("--n", type=int, default=100, help="syntheses for the background check")
+    c.add_argument("--out", required=True, type=Path, help="folder for figures.json and PNGs")
+    try:
+        from sard.evaluation import segmentation as seg
+        seg.add_parser(sub)
+    except ImportError:
+        seg = None
+    a = p.parse_args(argv)
+    try:
+        t0 = time.perf_counter()
+        if a.cmd == "realism":
+            report = cmd_realism(a)
+            dest = a.out
+        elif a.cmd == "card":
+            report = cmd_card(a)
+            dest = a.out / "figures.json"
+        else:
+            report = seg.run(a)
+            dest = getattr(a, "json", None)
+        report["wall_seconds"] = time.perf_counter() - t0
+        report["command"] = "python -m sard.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+        if dest:
+            atomic_write_json(dest, report)
+            print(f"sard.evaluate: wrote {dest}", file=sys.stderr)
+        else:
+            print(json.dumps(report, indent=2))
+    except SardInputError as e:
+        print(f"sard.evaluate: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Per-browser-session state of the studio (held in a gr.State: two sessions never share it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sard.pipeline import FrameImages
+
+
+@dataclass
+class Variation:
+    """One synthesized result and everything needed to show, keep and export it."""
+    image: np.ndarray                 # the result, the input's dtype and channels
+    mask: np.ndarray                  # uint8 [H, W] 0/255
+    frames: list[FrameImages]         # reverse steps (empty for training-free methods)
+    roi: tuple[int, int, int, int]
+    settings: dict                    # method, defect, seed, rcd, steps, source, mask, timings
+
+
+@dataclass
+class Session:
+    source_name: str = ""
+    image: np.ndarray | None = None   # the normal image at full resolution (uint8/uint16)
+    scale: float = 1.0                # display size / full size
+    random_mask: np.ndarray | None = None     # full-resolution random mask, while unedited
+    random_mask_params: dict | None = None
+    variations: list[Variation] = field(default_factory=list)
+    selected: int = 0
+    curated: list[Variation] = field(default_factory=list)
+    curated_selected: int | None = None
+
+    def new_image(self, name: str, image: np.ndarray, scale: float) -> "Session":
+        """Start on another image; the curated set stays."""
+        self.source_name, self.image, self.scale = name, image, scale
+        self.random_mask = self.random_mask_params = None
+        self.variations, self.selected = [], 0
+        return self
