@@ -108,3 +108,24 @@ def load_train_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict]
         return None
     meta = read_config(meta_path)
     return load_tensors(folder / meta["file"]), meta
+
+
+def ship(run: str | Path, dest: str | Path, fp16: bool = True) -> Path:
+    """Copy what synthesis needs from a training folder: config.json + the EMA generator (fp16 halves it)."""
+    run, dest = Path(run), Path(dest)
+    config = read_config(run / CONFIG_NAME)
+    state = load_tensors(run / WEIGHTS_NAME)
+    save_model(dest, state, config, dtype=torch.float16 if fp16 else None)
+    return dest
+
+
+if __name__ == "__main__":  # python -m sard.checkpoint RUN_DIR DEST [--fp32]
+    import sys
+    if len(sys.argv) < 3:
+        print("usage: python -m sard.checkpoint RUN_DIR DEST [--fp32]", file=sys.stderr)
+        sys.exit(2)
+    try:
+        print(ship(sys.argv[1], sys.argv[2], fp16="--fp32" not in sys.argv[3:]))
+    except SardInputError as e:
+        print(f"sard.checkpoint: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -106,11 +106,16 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None,
     return m
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files get the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

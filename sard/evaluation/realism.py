@@ -55,7 +55,8 @@ def real_crops(held_out: list[Sample], res: int, channels: int = 1) -> tuple[Cro
         image = match_channels(read_image(s.image), channels)[..., 0 if channels == 1 else slice(None)]
         m = ex.mask[0].numpy() > 0.5
         ys, xs = np.nonzero(m)
-        top, left = _window((int(ys.mean()), int(xs.mean())), res, m.shape)
+        k = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))  # a defect pixel near the centre
+        top, left = _window((int(ys[k]), int(xs[k])), res, m.shape)
         imgs.append(_pad(image[top:top + res, left:left + res], res))
         masks.append(_pad(m[top:top + res, left:left + res], res))
         defects.append(s.defect)
@@ -97,7 +98,7 @@ class C2STNet(nn.Module):
         chans = [in_ch, width, 2 * width, 4 * width, 4 * width]
         layers = []
         for a, b in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.BatchNorm2d(b), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.GroupNorm(4, b), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(chans[-1], 1)
 
@@ -111,8 +112,10 @@ def _tensor(c: CropSet) -> torch.Tensor:
     return torch.cat([img, torch.from_numpy(c.masks.astype(np.float32))[:, None]], dim=1)
 
 
-def c2st_accuracy(real: CropSet, fake: CropSet, seed: int, epochs: int = 30, batch: int = 32) -> float:
-    """2-fold held-out accuracy of a CNN telling real from fake crops (pairs kept in the same fold)."""
+def c2st_accuracy(real: CropSet, fake: CropSet, seed: int, epochs: int = 30, batch: int = 32,
+                  min_steps: int = 300) -> float:
+    """2-fold held-out accuracy of a CNN telling real from fake crops (pairs kept in the same fold).
+    Trains for `epochs` or at least `min_steps` optimizer steps, whichever is more."""
     xr, xf = _tensor(real), _tensor(fake)
     n = min(len(xr), len(xf))
     g = torch.Generator().manual_seed(seed)
@@ -126,7 +129,8 @@ def c2st_accuracy(real: CropSet, fake: CropSet, seed: int, epochs: int = 30, bat
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         x = torch.cat([xr[tr], xf[tr]])
         y = torch.cat([torch.ones(len(tr)), torch.zeros(len(tr))])
-        for _ in range(epochs):
+        steps_per_epoch = -(-2 * len(tr) // batch)
+        for _ in range(max(epochs, -(-min_steps // steps_per_epoch))):
             order = torch.randperm(len(x), generator=g)
             for b in range(0, len(x), batch):
                 idx = order[b:b + batch]

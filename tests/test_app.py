@@ -1,0 +1,169 @@
+"""The studio through gradio_client against a real launched server: API names, streaming, curation,
+export on disk, two sessions kept apart, path traversal refused, the queue limit."""
+import json
+import socket
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import MAGNETIC_TILE, REPO, requires_data, tiny_checkpoint
+
+pytestmark = requires_data
+DEFAULT_CK = REPO / "checkpoints" / "sard-magnetic-tile"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(tmp_path, checkpoint, queue_size=8, data=True):
+    import app
+    port = free_port()
+    args = ["--checkpoint", str(checkpoint), "--port", str(port), "--export-root", str(tmp_path / "exports"),
+            "--queue-size", str(queue_size)]
+    if data:
+        args += ["--data", str(MAGNETIC_TILE)]
+    demo = app.launch(app.parse_args(args), block=False)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("studio")
+    demo, url = start(tmp, DEFAULT_CK if DEFAULT_CK.is_dir() else tiny_checkpoint(tmp / "ck"))
+    yield url, tmp / "exports"
+    demo.close()
+
+
+def client(url):
+    from gradio_client import Client
+    return Client(url, download_files=False, verbose=False)
+
+
+def tile(tmp_path, name="tile.png", size=(256, 256)) -> str:
+    a = np.array(Image.open(sorted((MAGNETIC_TILE / "test" / "good").iterdir())[3]))[: size[0], : size[1]]
+    p = tmp_path / name
+    Image.fromarray(a).save(p)
+    return str(p)
+
+
+def path_of(x) -> str:
+    return x["path"] if isinstance(x, dict) else x
+
+
+def test_api_names_are_stable(server):
+    names = set(client(server[0]).view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/random_mask", "/synthesize", "/keep", "/export"} <= names
+
+
+def test_random_mask_synthesize_keep_export(server, tmp_path):
+    from gradio_client import handle_file
+    url, root = server
+    c = client(url)
+    img = tile(tmp_path)
+    m = c.predict(handle_file(img), "Ellipse", 1.0, 3.0, 7, "crack", api_name="/random_mask")
+    mask = np.array(Image.open(path_of(m)))
+    source = np.array(Image.open(img))
+    assert mask.shape == source.shape and set(np.unique(mask)) == {0, 255}
+    assert 0.01 <= (mask > 0).mean() <= 0.03
+    job = c.submit(handle_file(img), handle_file(path_of(m)), "SARD", "crack", 3, 2, True, api_name="/synthesize")
+    updates = list(job)
+    assert len(updates) == 2   # streamed: one update per finished variation
+    gallery, status = updates[-1]
+    assert len(gallery) == 2 and "2/2 done" in status
+    result = np.array(Image.open(path_of(gallery[0]["image"])))
+    assert np.array_equal(result[..., 0][mask == 0], source[mask == 0])   # PNG, exact background
+    _, count = c.predict(1, api_name="/keep")
+    assert "Curated: 1" in count
+    status, zip_file = c.predict("api_test", api_name="/export")
+    assert "Exported 1 pairs" in status
+    base = root / "api_test"
+    rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[0])
+    assert rec["method"] == "sard" and rec["defect"] == "crack" and rec["seed"] == 4
+    assert rec["mask_params"]["kind"] == "ellipse" and rec["mask_params"]["seed"] == 7
+    saved = np.array(Image.open(base / rec["image"]))
+    assert np.array_equal(saved[mask == 0], source[mask == 0])
+    assert np.array_equal(np.array(Image.open(base / rec["mask"])), mask)
+    with zipfile.ZipFile(path_of(zip_file)) as z:
+        assert sorted(z.namelist()) == sorted(f"api_test/{x}" for x in (rec["image"], rec["mask"], "manifest.jsonl"))
+
+
+def test_two_sessions_never_see_each_others_curated_sets(server, tmp_path):
+    from gradio_client import handle_file
+    url, root = server
+    a, b = client(url), client(url)
+    img = tile(tmp_path)
+    m = a.predict(handle_file(img), "Polygon", 1.0, 2.0, 1, "blowhole", api_name="/random_mask")
+    list(a.submit(handle_file(img), handle_file(path_of(m)), "CutPaste", "blowhole", 0, 1, True,
+                  api_name="/synthesize"))
+    assert "Curated: 1" in a.predict(0, api_name="/keep")[1]
+    with pytest.raises(Exception, match="Nothing"):
+        b.predict(0, api_name="/keep")          # b has no results of its own
+    with pytest.raises(Exception, match="Nothing curated"):
+        b.predict("b_set", api_name="/export")
+    assert not (root / "b_set").exists()
+    assert "Exported 1 pairs" in a.predict("a_set", api_name="/export")[0]
+
+
+@pytest.mark.parametrize("category", ["../evil", "a/b", "..", "x" * 80, "bad name"])
+def test_export_names_cannot_leave_the_export_root(server, tmp_path, category):
+    from gradio_client import handle_file
+    url, root = server
+    c = client(url)
+    img = tile(tmp_path)
+    m = c.predict(handle_file(img), "Ellipse", 1.0, 2.0, 2, "crack", api_name="/random_mask")
+    list(c.submit(handle_file(img), handle_file(path_of(m)), "DRAEM", "crack", 0, 1, True, api_name="/synthesize"))
+    c.predict(0, api_name="/keep")
+    before = {p for p in root.parent.rglob("*")}
+    with pytest.raises(Exception, match="category"):
+        c.predict(category, api_name="/export")
+    assert {p for p in root.parent.rglob("*")} == before   # nothing written anywhere
+    with pytest.raises(Exception, match=r"\.\./\.\./etc"):   # defect names come from the checkpoint's list
+        c.predict(handle_file(img), handle_file(path_of(m)), "CutPaste", "../../etc", 0, 1, True,
+                  api_name="/synthesize")
+
+
+def test_files_outside_cache_and_export_root_are_not_served(server):
+    import urllib.error
+    import urllib.request
+    url, _ = server
+    for target in ("/etc/passwd", str(REPO / "app.py"), str(MAGNETIC_TILE / "train" / "good")):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{url}gradio_api/file={target}")
+        assert e.value.code in (403, 404)
+
+
+def test_full_queue_answers_with_a_clear_message(tmp_path):
+    from gradio_client import Client, handle_file
+    demo, url = start(tmp_path, tiny_checkpoint(tmp_path / "ck"), queue_size=1, data=False)
+    try:
+        big = tmp_path / "big.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512), dtype=np.uint8)).save(big)
+        mask = np.zeros((512, 512), np.uint8)
+        mask[100:300, 100:300] = 255
+        Image.fromarray(mask).save(tmp_path / "m.png")
+        errors, done = [], []
+
+        def run():
+            try:
+                c = Client(url, download_files=False, verbose=False)
+                c.submit(handle_file(str(big)), handle_file(str(tmp_path / "m.png")), "SARD", "crack", 0, 4,
+                         False, api_name="/synthesize").result()
+                done.append(1)
+            except Exception as e:  # noqa: BLE001 - the client reports the server's refusal as an exception
+                errors.append(str(e))
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert any("Queue is full" in e for e in errors), errors
+        assert done, "the jobs inside the queue still finish"
+    finally:
+        demo.close()

@@ -1,0 +1,51 @@
+"""The realism test (C2ST) separates what differs and not what does not; the commands run end to end."""
+import json
+
+import numpy as np
+
+from conftest import MAGNETIC_TILE, requires_data, run_module, tiny_checkpoint
+from sard.data import list_dataset, split_defects
+from sard.evaluation.realism import CropSet, c2st_accuracy, real_crops
+
+
+def _crops(n, rng, noise):
+    imgs = rng.normal(128, 20, (n, 32, 32))
+    masks = np.zeros((n, 32, 32), bool)
+    masks[:, 10:20, 10:20] = True
+    imgs[masks] += noise * rng.normal(0, 60, int(masks.sum()))
+    return CropSet(np.clip(imgs, 0, 255).astype(np.uint8), masks, ["d"] * n)
+
+
+def test_c2st_tells_different_sets_apart_and_not_identical_ones():
+    rng = np.random.default_rng(0)
+    a, b, noisy = _crops(80, rng, 0.0), _crops(80, rng, 0.0), _crops(80, rng, 1.0)
+    assert c2st_accuracy(a, noisy, seed=0, epochs=15) > 0.85
+    assert abs(c2st_accuracy(a, b, seed=0, epochs=15) - 0.5) < 0.15
+
+
+@requires_data
+def test_real_crops_come_from_held_out_defects_only():
+    split = split_defects(list_dataset(MAGNETIC_TILE))
+    crops, pairs = real_crops(split.held_out[:20], 48)
+    assert crops.images.shape == (len(pairs), 48, 48) and crops.masks[:, :, :].any(axis=(1, 2)).all()
+    assert not {s.image for s in split.synth} & {s.image for s in split.held_out}
+
+
+@requires_data
+def test_realism_and_card_commands(tmp_path, small_data):
+    ck = tiny_checkpoint(tmp_path / "ck")
+    out = tmp_path / "realism.json"
+    r = run_module("sard.evaluate", "realism", "--data", small_data, "--methods", f"cutpaste,tiny={ck}",
+                   "--res", "32", "--context", "64", "--seeds", "1", "--epochs", "2", "--out", out)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert set(rep["methods"]) == {"cutpaste", "tiny"}
+    assert all(0 <= m["mean"] <= 1 for m in rep["methods"].values()) and rep["real_crops"] == 8
+    r = run_module("sard.evaluate", "card", "--checkpoint", ck, "--data", small_data, "--n", "4",
+                   "--out", tmp_path / "card")
+    assert r.returncode == 0, r.stderr
+    fig = json.loads((tmp_path / "card" / "figures.json").read_text())
+    assert fig["background"]["max_abs_diff_outside_mask"] == 0 and fig["background"]["syntheses"] == 4
+    assert (tmp_path / "card" / "grid_crack.png").is_file()
+    r = run_module("sard.evaluate", "realism", "--data", tmp_path / "missing", "--out", out)
+    assert r.returncode == 2 and "missing" in r.stderr
