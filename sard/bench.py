@@ -1,0 +1,230 @@
+"""python -m sard.bench: speed and memory, measured side by side in one run on this machine.
+
+- seconds per synthesized pair for SARD, CutPaste, DRAEM and GLASS (same normals, same masks);
+- SARD with and without ROI at 256..2048 px for a fixed defect size (the ROI curve should stay flat),
+  and the ROI speed-up for a 2 % mask on a 2048 x 2048 image;
+- peak memory (resident set, in a fresh process) for a 4096 x 4096 image;
+- training seconds per step at 64 and 128 px (batch 4);
+- the share of SARD's time spent in the network's T evaluations versus everything else.
+Figures depend on the machine: compare them as ratios within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sard.export import DEFAULT_CHECKPOINT
+from sard.io import atomic_write_bytes, atomic_write_json
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def ellipse_mask(size: int, area_px: int, seed: int = 0) -> np.ndarray:
+    """An ellipse of about area_px pixels at a random place (aspect 2:1)."""
+    rng = np.random.default_rng(seed)
+    b = np.sqrt(area_px / (2 * np.pi))
+    a = 2 * b
+    cy, cx = rng.uniform(a + 1, size - a - 1, 2) if size > 2 * a + 2 else (size / 2, size / 2)
+    yy, xx = np.mgrid[:size, :size]
+    return ((yy - cy) / b) ** 2 + ((xx - cx) / a) ** 2 <= 1
+
+
+def tile_image(size: int, data: Path | None, seed: int = 0) -> np.ndarray:
+    """A gray size x size image: real normal tiles mirrored to size when data is there, else noise texture."""
+    if data is not None:
+        from sard.data import list_dataset
+        from sard.io import read_image
+        normals = [s.image for s in list_dataset(data) if s.is_normal]
+        a = read_image(normals[seed % len(normals)])
+        a = a if a.ndim == 2 else a.mean(axis=2).astype(np.uint8)
+        reps = (-(-size // a.shape[0]), -(-size // a.shape[1]))
+        return np.tile(a, reps)[:size, :size].copy()
+    rng = np.random.default_rng(seed)
+    return rng.integers(60, 160, (size, size), dtype=np.uint8)
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    t = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t) / repeats
+
+
+def bench_methods(pipe, image, mask, defect, repeats: int, sources) -> dict:
+    from sard.baselines import make_baseline
+    out = {"sard": timed(lambda: pipe(image, mask, seed=0, defect=defect), repeats)}
+    for name in ("cutpaste", "draem", "glass"):
+        kw = {"sources": sources} if name != "cutpaste" else {}
+        base = make_baseline(name, **kw)
+        out[name] = timed(lambda: base(image, mask, seed=0), repeats)
+    return out
+
+
+def bench_roi(pipe, sizes, area_px: int, defect, repeats: int, data) -> list[dict]:
+    rows = []
+    for size in sizes:
+        image, mask = tile_image(size, data), ellipse_mask(size, area_px)
+        row = {"size": size, "defect_px": int(mask.sum())}
+        for roi in (True, False):
+            r = pipe(image, mask, seed=0, defect=defect, roi=roi)
+            row["roi_s" if roi else "full_s"] = timed(lambda: pipe(image, mask, seed=0, defect=defect, roi=roi),
+                                                      repeats if roi or size <= 1024 else 1)
+            row["network_share_roi" if roi else "network_share_full"] = r.timings["network_s"] / r.timings["total_s"]
+        row["speedup"] = row["full_s"] / row["roi_s"]
+        rows.append(row)
+        print(f"  {size:5d} px: ROI {row['roi_s']:.3f} s, whole image {row['full_s']:.3f} s, "
+              f"x{row['speedup']:.1f}", file=sys.stderr)
+    return rows
+
+
+PEAK_SNIPPET = """
+import resource, sys, numpy as np
+sys.path.insert(0, {repo!r})
+from sard.bench import ellipse_mask, tile_image
+from sard.pipeline import SardPipeline
+pipe = SardPipeline.from_pretrained({ck!r}, device="cpu")
+size = {size}
+image, mask = tile_image(size, None), ellipse_mask(size, {area})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+pipe(image, mask, seed=0, defect={defect!r}, roi={roi})
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory(ck: Path, size: int, area_px: int, defect, roi: bool) -> dict:
+    """Peak resident memory of one synthesis in a fresh process (MiB), and what loading alone took."""
+    code = PEAK_SNIPPET.format(repo=str(REPO), ck=str(ck), size=size, area=area_px, defect=defect, roi=roi)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
+    if r.returncode != 0:
+        return {"size": size, "roi": roi, "error": r.stderr.strip().splitlines()[-1][:200]}
+    base, peak = (int(x) / 1024 for x in r.stdout.split())
+    return {"size": size, "roi": roi, "peak_mib": peak, "before_synthesis_mib": base}
+
+
+def bench_training(data: Path, repeats: int) -> dict:
+    """Seconds per training step (batch 4) at 64 and 128 px, from real steps of the trainer's functions."""
+    from sard.config import TrainConfig
+    from sard.data import list_dataset, split_defects
+    from sard.data.crops import CropSampler, load_examples
+    from sard.nets.discriminator import Discriminator
+    from sard.nets.generator import Generator
+    from sard.schedule import Schedule
+    from sard.train import Batch, d_step, g_step
+    samples = list_dataset(data)
+    split = split_defects(samples)
+    defects = split.defects()
+    examples, _ = load_examples(split.synth, defects, 1)
+    out = {}
+    for res in (64, 128):
+        cfg = TrainConfig(res=res)
+        cfg.generator.num_classes = cfg.discriminator.num_classes = len(defects)
+        G, D = Generator(cfg.generator), Discriminator(cfg.discriminator)
+        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        sampler, rng, sched = CropSampler(examples, res, 0), torch.Generator().manual_seed(0), Schedule()
+        amp = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+        step = [0]
+
+        def one():
+            b = Batch(*sampler.batch(4))
+            d_step(G, D, opt_d, sched, b, rng, cfg, step[0], amp)
+            g_step(G, D, opt_g, sched, b, rng, cfg, amp)
+            step[0] += 1
+        out[f"train_s_per_step_{res}"] = timed(one, repeats)
+        print(f"  training at {res} px: {out[f'train_s_per_step_{res}']:.3f} s/step", file=sys.stderr)
+    return out
+
+
+def markdown(rep: dict) -> str:
+    m = rep["methods_s_per_pair"]
+    lines = ["# Speed and memory (`python -m sard.bench`)", "",
+             f"Machine: {rep['machine']}. Command: `{rep['command']}`. Wall time {rep['wall_s']:.0f} s.",
+             "Figures depend on the machine; compare them as ratios measured side by side in this run.", "",
+             f"## Seconds per synthesized pair ({rep['pair_size']} x {rep['pair_size']} tile, "
+             f"{rep['pair_defect_px']} px defect)", "",
+             "| method | s / pair | x CutPaste |", "|---|---|---|"]
+    for k, v in m.items():
+        lines.append(f"| {k} | {v:.4f} | {v / m['cutpaste']:.1f} |")
+    lines += ["", f"## SARD with and without ROI, fixed defect of {rep['roi_defect_px']} px", "",
+              "| image | ROI s | whole image s | speed-up | network share (ROI) |", "|---|---|---|---|---|"]
+    for r in rep["roi_curve"]:
+        lines.append(f"| {r['size']}x{r['size']} | {r['roi_s']:.3f} | {r['full_s']:.3f} | x{r['speedup']:.1f} | "
+                     f"{100 * r['network_share_roi']:.0f} % |")
+    s = rep["roi_2pct_largest"]
+    lines += ["", f"ROI on a {s['size']} x {s['size']} image with a 2 % mask ({s['defect_px']} px): {s['roi_s']:.2f} s against "
+              f"{s['full_s']:.2f} s on the whole image, x{s['speedup']:.1f}.", "", "## Peak memory (fresh process, RSS)", "",
+              "| image | ROI | peak MiB | before synthesis MiB |", "|---|---|---|---|"]
+    for p in rep["peak_memory"]:
+        if "error" in p:
+            lines.append(f"| {p['size']} | {p['roi']} | failed: {p['error']} | |")
+        else:
+            lines.append(f"| {p['size']}x{p['size']} | {p['roi']} | {p['peak_mib']:.0f} | {p['before_synthesis_mib']:.0f} |")
+    t = rep["training"]
+    lines += ["", "## Training (batch 4)", "", "| crop | s / step |", "|---|---|",
+              f"| 64 px | {t['train_s_per_step_64']:.3f} |", f"| 128 px | {t['train_s_per_step_128']:.3f} |", "",
+              "## Where SARD's time goes", "",
+              f"At {rep['pair_size']} px with ROI, the network's {rep['T']} evaluations take "
+              f"{100 * rep['network_share']:.0f} % of a synthesis; the rest (input checks, conversion, padding, "
+              f"paste, frames for the studio) is what is left to gain outside the network.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sard.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "magnetic_tile")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sizes", default="256,512,1024,2048")
+    p.add_argument("--peak-size", type=int, default=4096)
+    p.add_argument("--quick", action="store_true", help="small sizes and one repeat (for tests)")
+    p.add_argument("--json", type=Path, default=REPO / "reports" / "bench.json")
+    p.add_argument("--out", type=Path, default=REPO / "reports" / "bench.md")
+    a = p.parse_args(argv)
+    from sard.pipeline import SardPipeline
+    t0 = time.perf_counter()
+    data = a.data if a.data.is_dir() else None
+    sizes = [int(s) for s in a.sizes.split(",")]
+    if a.quick:
+        sizes, a.repeats, a.peak_size = [128, 256], 1, 512
+    pipe = SardPipeline.from_pretrained(a.checkpoint, device="cpu")
+    defect = pipe.defects[0] if pipe.defects else None
+    pair_size = 256
+    image, mask = tile_image(pair_size, data), ellipse_mask(pair_size, 1200)
+    sources = [tile_image(pair_size, data, seed=k) for k in range(1, 4)]
+    print("methods:", file=sys.stderr)
+    rep = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+           "command": "python -m sard.bench " + " ".join(sys.argv[1:] if argv is None else argv),
+           "checkpoint": str(a.checkpoint), "T": pipe.schedule.num_steps, "pair_size": pair_size,
+           "pair_defect_px": int(mask.sum())}
+    rep["methods_s_per_pair"] = bench_methods(pipe, image, mask, defect, a.repeats, sources)
+    r = pipe(image, mask, seed=0, defect=defect)
+    rep["network_share"] = r.timings["network_s"] / r.timings["total_s"]
+    print("ROI curve:", file=sys.stderr)
+    rep["roi_defect_px"] = 2000
+    rep["roi_curve"] = bench_roi(pipe, sizes, 2000, defect, a.repeats, data)
+    big = sizes[-1]
+    rep["roi_2pct_largest"] = bench_roi(pipe, [big], int(0.02 * big * big), defect, 1, data)[0]
+    print("peak memory:", file=sys.stderr)
+    rep["peak_memory"] = [peak_memory(a.checkpoint, a.peak_size, 2000, defect, True),
+                          peak_memory(a.checkpoint, sizes[-1], 2000, defect, False)]
+    print("training:", file=sys.stderr)
+    rep["training"] = bench_training(data, max(2, a.repeats)) if data else {}
+    rep["wall_s"] = time.perf_counter() - t0
+    atomic_write_json(a.json, rep)
+    if rep["training"]:
+        atomic_write_bytes(a.out, markdown(rep).encode())
+        print(markdown(rep))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
