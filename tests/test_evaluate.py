@@ -41,6 +41,7 @@ def test_realism_and_card_commands(tmp_path, small_data):
     rep = json.loads(out.read_text())
     assert set(rep["methods"]) == {"cutpaste", "tiny"}
     assert all(0 <= m["mean"] <= 1 for m in rep["methods"].values()) and rep["real_crops"] == 8
+    assert "| cutpaste |" in out.with_suffix(".md").read_text()
     r = run_module("sard.evaluate", "card", "--checkpoint", ck, "--data", small_data, "--n", "4",
                    "--out", tmp_path / "card")
     assert r.returncode == 0, r.stderr
