@@ -3,7 +3,7 @@
 - seconds per synthesized pair for SARD, CutPaste, DRAEM and GLASS (same normals, same masks);
 - SARD with and without ROI at 256..2048 px for a fixed defect size (the ROI curve should stay flat),
   and the ROI speed-up for a 2 % mask on a 2048 x 2048 image;
-- peak memory (resident set, in a fresh process) for a 4096 x 4096 image;
+- peak memory of one synthesis (resident set, fresh process, mark reset after loading) on a 4096 x 4096 image;
 - training seconds per step at 64 and 128 px (batch 4);
 - the share of SARD's time spent in the network's T evaluations versus everything else.
 Figures depend on the machine: compare them as ratios within one run.
@@ -87,27 +87,38 @@ def bench_roi(pipe, sizes, area_px: int, defect, repeats: int, data) -> list[dic
 
 
 PEAK_SNIPPET = """
-import resource, sys, numpy as np
+import sys
 sys.path.insert(0, {repo!r})
-from sard.bench import ellipse_mask, tile_image
+from sard.bench import ellipse_mask, tile_image, resident_mib
 from sard.pipeline import SardPipeline
 pipe = SardPipeline.from_pretrained({ck!r}, device="cpu")
 size = {size}
 image, mask = tile_image(size, None), ellipse_mask(size, {area})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# Reset the high-water mark so the peak is synthesis alone, not loading or building the test image.
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before, _ = resident_mib()
 pipe(image, mask, seed=0, defect={defect!r}, roi={roi})
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, resident_mib()[1])
 """
 
 
+def resident_mib() -> tuple[float, float]:
+    """(current, peak since the last reset) resident set of this process in MiB, from /proc/self/status (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
+
+
 def peak_memory(ck: Path, size: int, area_px: int, defect, roi: bool) -> dict:
-    """Peak resident memory of one synthesis in a fresh process (MiB), and what loading alone took."""
+    """Peak resident memory during one synthesis in a fresh process (MiB), and what was resident before it."""
+    if not Path("/proc/self/clear_refs").exists():
+        return {"size": size, "roi": roi, "error": "needs Linux /proc to reset the peak-memory mark"}
     code = PEAK_SNIPPET.format(repo=str(REPO), ck=str(ck), size=size, area=area_px, defect=defect, roi=roi)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
         return {"size": size, "roi": roi, "error": r.stderr.strip().splitlines()[-1][:200]}
-    base, peak = (int(x) / 1024 for x in r.stdout.split())
-    return {"size": size, "roi": roi, "peak_mib": peak, "before_synthesis_mib": base}
+    base, peak = (float(x) for x in r.stdout.split())
+    return {"size": size, "roi": roi, "peak_mib": peak, "before_synthesis_mib": base, "synthesis_mib": peak - base}
 
 
 def bench_training(data: Path, repeats: int) -> dict:
@@ -162,12 +173,14 @@ def markdown(rep: dict) -> str:
     s = rep["roi_2pct_largest"]
     lines += ["", f"ROI on a {s['size']} x {s['size']} image with a 2 % mask ({s['defect_px']} px): {s['roi_s']:.2f} s against "
               f"{s['full_s']:.2f} s on the whole image, x{s['speedup']:.1f}.", "", "## Peak memory (fresh process, RSS)", "",
-              "| image | ROI | peak MiB | before synthesis MiB |", "|---|---|---|---|"]
+              "Model and image are loaded first; the peak mark is then reset, so the peak is that of the synthesis.", "",
+              "| image | ROI | peak MiB | resident before synthesis MiB | added by synthesis MiB |", "|---|---|---|---|---|"]
     for p in rep["peak_memory"]:
         if "error" in p:
-            lines.append(f"| {p['size']} | {p['roi']} | failed: {p['error']} | |")
+            lines.append(f"| {p['size']} | {p['roi']} | failed: {p['error']} | | |")
         else:
-            lines.append(f"| {p['size']}x{p['size']} | {p['roi']} | {p['peak_mib']:.0f} | {p['before_synthesis_mib']:.0f} |")
+            lines.append(f"| {p['size']}x{p['size']} | {p['roi']} | {p['peak_mib']:.0f} | {p['before_synthesis_mib']:.0f} | "
+                         f"{p['synthesis_mib']:.0f} |")
     t = rep["training"]
     lines += ["", "## Training (batch 4)", "", "| crop | s / step |", "|---|---|",
               f"| 64 px | {t['train_s_per_step_64']:.3f} |", f"| 128 px | {t['train_s_per_step_128']:.3f} |", "",
