@@ -11,7 +11,6 @@ Figures depend on the machine: compare them as ratios within one run.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys

@@ -1,5 +1,6 @@
 """python -m sard.bench --quick runs end to end and its figures hang together."""
 import json
+from pathlib import Path
 
 from conftest import requires_data, run_module, tiny_checkpoint
 
@@ -16,7 +17,7 @@ def test_bench_quick(tmp_path):
     assert rep["roi_curve"][-1]["full_s"] > rep["roi_curve"][-1]["roi_s"]   # ROI pays off on the larger image
     assert 0 < rep["network_share"] <= 1
     assert rep["training"]["train_s_per_step_128"] > rep["training"]["train_s_per_step_64"]
-    for m in rep["peak_memory"]:   # peak is that of the synthesis, measured after loading
+    for m in rep["peak_memory"] if Path("/proc/self/clear_refs").exists() else []:   # Linux: peak of the synthesis alone
         assert "error" not in m, m
         assert m["peak_mib"] >= m["before_synthesis_mib"] > 100     # torch and the model are resident
         assert m["synthesis_mib"] > 0                               # synthesis allocates: output, activations
