@@ -29,9 +29,11 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0            # the deterministic third that trains the synthesizer
     lr_g: float = 1.6e-4
-    lr_d: float = 1e-4
+    lr_d: float = 4e-4             # DDGAN-sized D steps are too small for a CPU budget (issue 15 probes)
     betas: tuple[float, float] = (0.5, 0.9)
     ema: float = 0.999
+    ema_warmup: bool = True        # decay min(ema, (1 + s) / (10 + s)); False: the paper's constant 0.999
+    augment: bool = True           # D sees real and fake pairs through the same random shift / brightness
     whole_images: bool = False     # whole images resized to res instead of defect-centred crops
     log_every: int = 10
     sample_every: int = 500

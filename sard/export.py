@@ -28,7 +28,7 @@ from sard.data import list_dataset, split_defects
 from sard.data.readers import Sample
 from sard.io import (IMAGE_EXTENSIONS, SardInputError, atomic_write_bytes, is_image_file, png_bytes, read_image,
                      read_mask)
-from sard.masks import MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask
+from sard.masks import BANK_PLACEMENTS, MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask
 from sard.pipeline import SardPipeline
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "sard-magnetic-tile"
@@ -224,10 +224,11 @@ class MaskSource:
     """Masks for pair k: a random generator (kind) or a folder of mask files."""
 
     def __init__(self, spec: str, area: tuple[float, float] | None, bank=None, on_part: bool = False,
-                 resize: bool = False):
+                 resize: bool = False, bank_params: dict | None = None):
         if area is None and spec != "bank":
             area = DEFAULT_AREA  # the bank keeps real masks at their natural size unless asked
         self.spec, self.area, self.bank, self.on_part, self.resize = spec, area, bank, on_part, resize
+        self.params = dict(bank_params or {}) if spec == "bank" else {}
         self.files: list[Path] = []
         if spec not in MASK_KINDS:
             folder = Path(spec)
@@ -254,7 +255,8 @@ class MaskSource:
             return m.astype(np.uint8) * 255, {"kind": "file", "file": str(path.resolve()), "resized": bool(self.resize)}
         fg = object_foreground(image) if self.on_part else None
         bank_defect = defect if self.bank is not None and defect in getattr(self.bank, "defects", []) else None
-        return random_mask(self.spec, shape, seed, self.area, foreground=fg, bank=self.bank, defect=bank_defect)
+        return random_mask(self.spec, shape, seed, self.area, foreground=fg, bank=self.bank, defect=bank_defect,
+                           **self.params)
 
 
 def mask_from_record(params: dict, image: np.ndarray, bank=None) -> np.ndarray:
@@ -381,6 +383,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bank", help="data set root whose synthesizer third gives the mask bank (default: --normals if a data set)")
     p.add_argument("--area", help="mask area range as fractions of the image (default 0.005,0.05; "
                                   "bank masks keep their natural size unless given)")
+    p.add_argument("--bank-placement", choices=BANK_PLACEMENTS, default="source",
+                   help="bank masks where they sat in their own image, edges kept (default), or anywhere")
+    p.add_argument("--bank-rotation", type=float, default=15.0,
+                   help="bank masks rotated by at most this many degrees (default 15; 180: any orientation)")
     p.add_argument("--on-part", action="store_true", help="keep masks on the part (Otsu foreground; for object categories)")
     p.add_argument("--defects", help="comma-separated defect types (default: the checkpoint's or the bank's)")
     p.add_argument("--per-type", type=int, default=500, help="pairs per defect type (default 500, as the paper)")
@@ -464,7 +470,8 @@ def main(argv=None) -> int:
         writer = PairWriter(out, category, a.layout, digits=max(3, len(str(a.per_type - 1))))
         if a.no_resume and writer.lines:
             raise SardInputError(f"--out {writer.base}: already holds {len(writer.lines)} pairs and --no-resume was given")
-        masks = MaskSource(a.masks, parse_area(a.area), bank, a.on_part, a.resize_masks)
+        masks = MaskSource(a.masks, parse_area(a.area), bank, a.on_part, a.resize_masks,
+                           {"placement": a.bank_placement, "rotation": a.bank_rotation})
         if a.copy_normals or a.link_normals:
             writer.link_normals(normals, copy=not a.link_normals)
         plan = ExportPlan(normals, defects, a.per_type, a.seed, shard)

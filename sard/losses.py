@@ -18,12 +18,18 @@ class LossConfig:
     l_img: float = 1.0        # lambda_img in L_G
     l_mask: float = 1.0       # lambda_mask in L_G
     alpha: float = 1.0        # weight of L_MSE
-    beta: float = 0.1         # background weight inside L_MSE
-    r1_gamma: float = 1.0
+    beta: float | None = None  # background weight inside L_MSE; None: 0 under RCD (its output is discarded), else 0.1
+    r1_gamma: float = 0.05     # DDGAN's default (DESIGN.md had 1.0 on the batch-mean loss)
     lazy_r1: int = 10         # R1 every this many steps
+    r1_on_logits: bool = True  # DDGAN's R1: gradient of the summed real logits; False: of the mean loss
+    region_mean: bool = True   # each L_MSE term a mean over its own pixels; False: both over all pixels (paper)
+    alpha_fade: bool = True    # alpha_i = alpha sqrt(alpha_bar_{i+1}): regress x0 only where G's input holds it
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def background_weight(self, rcd: bool) -> float:
+        return self.beta if self.beta is not None else (0.0 if rcd else 0.1)
 
 
 def d_real_loss(d: DOutput, lam: float) -> torch.Tensor:
@@ -47,23 +53,42 @@ def discriminator_loss(d_real: DOutput, d_fake: DOutput, lam: float) -> torch.Te
     return d_real_loss(d_real, lam) + d_fake_loss(d_fake, lam)
 
 
-def r1_penalty(real_loss: torch.Tensor, x_real: torch.Tensor, gamma: float) -> torch.Tensor:
-    """gamma / 2 * E ||grad_x L_D,real||^2 on the real x_{t-1}, as DDGAN regularises D."""
-    (grad,) = torch.autograd.grad(real_loss.sum(), x_real, create_graph=True)
+def r1_penalty(score: torch.Tensor, x_real: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma / 2 * E_b ||grad_x score||^2 on the real x_{t-1} (DDGAN's R1 when score is the real logits)."""
+    (grad,) = torch.autograd.grad(score.sum(), x_real, create_graph=True)
     return gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
 
-def mse_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
-    """L_MSE = ||m (x0_hat - x0)||^2 + beta ||(1 - m)(x0_hat - x0)||^2, as means over pixels."""
-    sq = (x0_hat - x0).pow(2)
-    return (mask * sq).mean() + beta * ((1 - mask) * sq).mean()
+def real_logits(d: DOutput, lam: float) -> torch.Tensor:
+    """D_img + lambda D_fg per sample: what DDGAN's R1 differentiates, with DMG's weight on the branch."""
+    return d.img if d.fg is None else d.img + lam * d.fg
+
+
+def mse_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, beta: float,
+             region_mean: bool = True, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """L_MSE = ||m (x0_hat - x0)||^2 + beta ||(1 - m)(x0_hat - x0)||^2.
+
+    region_mean: each term is a mean over its own pixels per sample, so a 20-pixel blowhole weighs
+    as much as a large defect; otherwise both are means over all pixels (the paper's literal form).
+    weight: [B] per-sample factor (the faded alpha_i)."""
+    sq = (x0_hat - x0).pow(2).flatten(1)
+    m = mask.expand_as(x0_hat).flatten(1)
+    if region_mean:
+        per = ((m * sq).sum(1) / m.sum(1).clamp(min=1)
+               + beta * ((1 - m) * sq).sum(1) / (1 - m).sum(1).clamp(min=1))
+    else:
+        per = (m * sq).mean(1) + beta * ((1 - m) * sq).mean(1)
+    return (per * weight).mean() if weight is not None else per.mean()
 
 
 def generator_loss(d_fake: DOutput, x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor,
-                   cfg: LossConfig) -> dict[str, torch.Tensor]:
-    """L_G = l_img L_adv-img + l_mask L_adv-mask + alpha L_MSE (paper eq. 4-6 of III-C)."""
+                   cfg: LossConfig, beta: float, alpha_i: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """L_G = l_img L_adv-img + l_mask L_adv-mask + alpha L_MSE (paper eq. 4-6 of III-C).
+
+    alpha_i: [B] reconstruction weight per sample (alpha faded with the step's noise), else cfg.alpha."""
     adv_img = F.softplus(-d_fake.img).mean()                                        # eq. 5
     adv_mask = F.softplus(-d_fake.fg).mean() if d_fake.fg is not None else torch.zeros_like(adv_img)  # eq. 6
-    mse = mse_loss(x0_hat, x0, mask, cfg.beta)
-    total = cfg.l_img * adv_img + cfg.l_mask * adv_mask + cfg.alpha * mse
+    weight = alpha_i if alpha_i is not None else torch.full((x0.shape[0],), cfg.alpha, device=x0.device)
+    mse = mse_loss(x0_hat, x0, mask, beta, cfg.region_mean, weight)
+    total = cfg.l_img * adv_img + cfg.l_mask * adv_mask + mse
     return {"total": total, "adv_img": adv_img, "adv_mask": adv_mask, "mse": mse}

@@ -42,8 +42,9 @@ DEFAULTS = {
     "ellipse": {"aspect": (0.25, 1.0)},                  # minor / major axis
     "scratch": {"width": (1, 4), "strokes": (1, 3), "bend": 0.3},
     "polygon": {"vertices": (3, 10)},
-    "bank": {},
+    "bank": {"rotation": 15.0, "placement": "source"},   # rotation: largest |angle| (180: any)
 }
+BANK_PLACEMENTS = ("source", "anywhere")   # where it sat in its own image (edges kept), or anywhere
 
 
 # -- Perlin noise (DRAEM) --------------------------------------------------------------------------
@@ -109,18 +110,28 @@ def perlin_mask(shape, rng, min_scale=0, max_scale=6, threshold=0.5, rotate=True
 # -- the mask bank ----------------------------------------------------------------------------------
 
 def _crop_to_content(m: np.ndarray) -> np.ndarray:
+    return _crop_and_box(m)[0]
+
+
+def _crop_and_box(m: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The mask cropped to its content, and that box as fractions (top, left, bottom, right) of the
+    image: where the defect sat, so a bank mask can be put back there (1.0 = on the far edge)."""
     ys, xs = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
     if len(ys) == 0:
-        return m[:0, :0]
-    return m[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
+        return m[:0, :0], (0.0, 0.0, 0.0, 0.0)
+    H, W = m.shape
+    box = (ys[0] / H, xs[0] / W, (ys[-1] + 1) / H, (xs[-1] + 1) / W)
+    return m[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1], tuple(float(v) for v in box)
 
 
 class MaskBank:
-    """Real annotated masks of each defect type, randomly flipped, rotated, scaled and placed
-    by random_mask('bank', ...). Holds each mask cropped to its bounding box."""
+    """Real annotated masks of each defect type, flipped, slightly rotated, scaled and put back where
+    they sat by random_mask('bank', ...). Holds each mask cropped to its bounding box, and that box."""
 
-    def __init__(self, crops: dict[str, dict[Path, np.ndarray]], skipped: int = 0):
+    def __init__(self, crops: dict[str, dict[Path, np.ndarray]], skipped: int = 0,
+                 boxes: dict[Path, tuple[float, float, float, float]] | None = None):
         self._crops = {d: dict(v) for d, v in sorted(crops.items()) if v}
+        self._boxes = dict(boxes or {})
         self.skipped = skipped
 
     @classmethod
@@ -128,6 +139,7 @@ class MaskBank:
         """From `Sample`s (normal ones are ignored); unreadable or empty masks are skipped and
         counted in .skipped. Give it the synthesizer's split only, never held-out samples."""
         crops: dict[str, dict[Path, np.ndarray]] = {}
+        boxes: dict[Path, tuple[float, float, float, float]] = {}
         skipped = 0
         for s in samples:
             if s.mask is None:
@@ -140,8 +152,8 @@ class MaskBank:
             if not m.any():
                 skipped += 1
                 continue
-            crops.setdefault(s.defect, {})[Path(s.mask)] = _crop_to_content(m)
-        return cls(crops, skipped)
+            crops.setdefault(s.defect, {})[Path(s.mask)], boxes[Path(s.mask)] = _crop_and_box(m)
+        return cls(crops, skipped, boxes)
 
     @property
     def defects(self) -> list[str]:
@@ -154,14 +166,20 @@ class MaskBank:
 
     def crop(self, path: str | Path) -> np.ndarray:
         """bool [h, w]: the mask at `path` cropped to its content (read from disk if not held)."""
-        path = Path(path)
+        return self._held(Path(path))[0]
+
+    def box(self, path: str | Path) -> tuple[float, float, float, float]:
+        """Where the mask at `path` sat in its image: (top, left, bottom, right) as fractions."""
+        return self._held(Path(path))[1]
+
+    def _held(self, path: Path) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         for by_path in self._crops.values():
-            if path in by_path:
-                return by_path[path]
-        m = _crop_to_content(read_mask(path))
+            if path in by_path and path in self._boxes:
+                return by_path[path], self._boxes[path]
+        m, box = _crop_and_box(read_mask(path))
         if m.size == 0:
             raise SardInputError(f"{path}: mask is empty; expected a defect region")
-        return m
+        return m, box
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._crops.values())
@@ -307,6 +325,12 @@ def _check_params(kind: str, params: dict) -> dict:
         raise SardInputError(f"vertices: a polygon needs at least 3, got {p['vertices']}")
     if kind == "scratch" and not p["bend"] >= 0:
         raise SardInputError(f"bend: expected >= 0, got {p['bend']}")
+    if kind == "bank":
+        if p["placement"] not in BANK_PLACEMENTS:
+            raise SardInputError(f"placement: expected one of {BANK_PLACEMENTS}, got {p['placement']!r}")
+        if not isinstance(p["rotation"], (int, float)) or not 0 <= p["rotation"] <= 180:
+            raise SardInputError(f"rotation: expected degrees in [0, 180], got {p['rotation']!r}")
+        p["rotation"] = float(p["rotation"])
     return p
 
 
@@ -354,7 +378,7 @@ def _draw(kind, rng, shape, target_px, p, fg_index, bank, defect) -> dict:
         return {"points": [[cx + float(u), cy + float(v)] for u, v in zip(dx, dy)]}
     if kind == "scratch":
         return _draw_scratch(rng, shape, target_px, p, cy, cx)
-    return _draw_bank(rng, shape, target_px, bank, defect, cy, cx)
+    return _draw_bank(rng, shape, target_px, bank, defect, cy, cx, p["rotation"], p["placement"])
 
 
 def _draw_scratch(rng, shape, target_px, p, cy, cx) -> dict:
@@ -391,17 +415,26 @@ def _pick_near(rng, points, shape) -> tuple[float, float]:
     return float(np.clip(y + rng.normal(0, 4), 0, shape[0] - 1)), float(np.clip(x + rng.normal(0, 4), 0, shape[1] - 1))
 
 
-def _draw_bank(rng, shape, target_px, bank: MaskBank, defect, cy, cx) -> dict:
-    """A real mask: flipped, rotated by U(0, 360), scaled so its area is the target (or, with
-    area None, by U(0.8, 1.25)), shrunk if it would not fit, placed centred near (cy, cx)."""
+def _draw_bank(rng, shape, target_px, bank: MaskBank, defect, cy, cx, rotation=180.0, placement="anywhere") -> dict:
+    """A real mask: flipped, rotated by U(-rotation, rotation) degrees, scaled so its area is the
+    target (or, with area None, by U(0.8, 1.25), relative to the image at 'source' placement),
+    shrunk if it would not fit. placement 'source':
+    where it sat in its own image, shifted by up to 5 % of the side, a mask that touched an edge
+    stays on that edge (a break stays on the tile's rim, an uneven band keeps its direction);
+    'anywhere': centred near (cy, cx)."""
     H, W = shape
     defect = defect if defect is not None else bank.defects[int(rng.integers(len(bank.defects)))]
     sources = bank.sources(defect)
     source = sources[int(rng.integers(len(sources)))]
     crop = bank.crop(source)
     flip_h, flip_v = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
-    angle = float(rng.uniform(0, 360))
-    scale = math.sqrt(target_px / crop.sum()) if target_px is not None else float(rng.uniform(0.8, 1.25))
+    angle = float(rng.uniform(0, 360)) if rotation >= 180 else float(rng.uniform(-rotation, rotation))
+    if target_px is not None:
+        scale = math.sqrt(target_px / crop.sum())
+    else:   # at 'source' placement relative to the image, so a mask across its tile spans this one too
+        t, l, b, r = bank.box(source)
+        rel = math.sqrt(H * W * (b - t) * (r - l) / crop.size) if placement == "source" else 1.0
+        scale = rel * float(rng.uniform(0.8, 1.25))
     for _ in range(4):  # thin masks do not scale with the square of the scale: correct, re-render
         patch = _bank_patch(crop, flip_h, flip_v, angle, scale)
         ph, pw = patch.shape
@@ -414,10 +447,34 @@ def _draw_bank(rng, shape, target_px, bank: MaskBank, defect, cy, cx) -> dict:
     else:
         patch = _bank_patch(crop, flip_h, flip_v, angle, scale)
     ph, pw = patch.shape
-    top = int(np.clip(round(cy) - ph // 2, 0, max(0, H - ph)))
-    left = int(np.clip(round(cx) - pw // 2, 0, max(0, W - pw)))
+    if placement == "source":
+        top, left = _source_place(bank.box(source), flip_h, flip_v, (ph, pw), shape, rng)
+    else:
+        top = int(np.clip(round(cy) - ph // 2, 0, max(0, H - ph)))
+        left = int(np.clip(round(cx) - pw // 2, 0, max(0, W - pw)))
     return {"defect": defect, "source": str(source), "flip_h": flip_h, "flip_v": flip_v,
             "angle": angle, "scale": scale, "top": top, "left": left}
+
+
+def _source_place(box, flip_h: bool, flip_v: bool, patch_shape, shape, rng) -> tuple[int, int]:
+    """Top-left corner that puts a patch where its source box sat (flips mirror the box), moved by
+    up to 5 % of each side; a box on an image edge keeps the patch on that edge."""
+    t, l, b, r = box
+    if flip_h:
+        l, r = 1 - r, 1 - l
+    if flip_v:
+        t, b = 1 - b, 1 - t
+
+    def place(lo: float, hi: float, size: int, n: int) -> int:
+        if lo <= 0 and hi < 1:
+            return 0
+        if hi >= 1 and lo > 0:
+            return max(0, n - size)
+        centre = (lo + hi) / 2 * n + rng.uniform(-0.05, 0.05) * n
+        return int(np.clip(round(centre - size / 2), 0, max(0, n - size)))
+
+    (ph, pw), (H, W) = patch_shape, shape
+    return place(t, b, ph, H), place(l, r, pw, W)
 
 
 def _q(points) -> np.ndarray:

@@ -56,6 +56,10 @@ class Schedule:
     def num_steps(self) -> int:
         return self.config.num_steps
 
+    def signal(self, i: torch.Tensor, ndim: int = 1) -> torch.Tensor:
+        """sqrt(alpha_bar_i): how much of x_0 the image x_i holds, shaped to broadcast over ndim dims."""
+        return _extract(self.sqrt_alpha_bar, i, ndim)
+
     def q_sample(self, x0: torch.Tensor, i: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_i ~ q(x_i | x_0) = N(sqrt(alpha_bar_i) x_0, (1 - alpha_bar_i) I).  x0: [B, C, H, W], i: [B]."""
         return (_extract(self.sqrt_alpha_bar, i, x0.ndim) * x0

@@ -23,11 +23,12 @@ from tqdm import tqdm
 from sard.checkpoint import (TRAIN_STATE_NAME, load_state_checked, load_train_state, save_model,
                              save_train_state)
 from sard.config import TrainConfig, config_from_dict, load_config_file
-from sard.data import defect_types, list_dataset, normals, split_defects
+from sard.data import defect_types, list_dataset, split_defects
 from sard.data.crops import CropSampler, infer_channels, load_examples
 from sard.io import SardInputError, atomic_write_bytes
-from sard.losses import LossConfig, d_fake_loss, d_real_loss, generator_loss, r1_penalty
-from sard.nets.discriminator import Discriminator
+from sard.augment import augment_pair
+from sard.losses import LossConfig, d_fake_loss, d_real_loss, generator_loss, r1_penalty, real_logits
+from sard.nets.discriminator import Discriminator, texture_gain
 from sard.nets.generator import Generator
 from sard.pipeline import MODEL_FORMAT, pick_device
 from sard.rcd import rcd_step
@@ -86,19 +87,56 @@ def diffuse(schedule: Schedule, b: Batch, rng: torch.Generator) -> tuple[torch.T
     return i, x_i, x_next
 
 
-def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, amp) -> dict[str, float]:
+class GapMeter:
+    """Mean real-minus-fake logit of D per reverse step i since the last log line: is the game alive?"""
+
+    def __init__(self, num_steps: int):
+        self.sums = torch.zeros(2, num_steps, dtype=torch.float64)
+        self.counts = torch.zeros(num_steps, dtype=torch.float64)
+
+    def add(self, i: torch.Tensor, real, fake) -> None:
+        i = i.cpu()
+        self.counts.index_add_(0, i, torch.ones(len(i), dtype=torch.float64))
+        for row, r, f in ((0, real.img, fake.img), (1, real.fg, fake.fg)):
+            if r is not None:
+                self.sums[row].index_add_(0, i, (r - f).detach().double().cpu())
+
+    def fields(self, dmg: bool) -> dict[str, float]:
+        mean = self.sums / self.counts.clamp(min=1)
+        heads = ("img", "fg") if dmg else ("img",)
+        out = {f"d_gap_{h}_{k}": round(mean[row, k].item(), 4)
+               for row, h in enumerate(heads) for k in range(len(self.counts)) if self.counts[k] > 0}
+        self.sums.zero_(), self.counts.zero_()
+        return out
+
+
+def judge(D, cfg: TrainConfig, schedule: Schedule, x_prev, x_t, b: Batch, i, rng):
+    """D's verdict on a pair, shown through the augmentation when it is on (real and fake alike)."""
+    mask = b.mask
+    if cfg.augment:
+        x_prev, x_t, mask = augment_pair(x_prev, x_t, mask, i, schedule, rng)
+    return D(x_prev, x_t, i, mask, b.label)
+
+
+def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, amp, gaps: GapMeter) -> dict[str, float]:
     """L_D on a real and a fake pair (DMG eq. 3), plus lazy R1 on the real x_t."""
     lc: LossConfig = cfg.loss
     i, x_i, x_next = diffuse(schedule, b, rng)
     do_r1 = lc.r1_gamma > 0 and step % lc.lazy_r1 == 0
     x_i.requires_grad_(do_r1)
     with amp():
-        real_loss = d_real_loss(D(x_i, x_next, i, b.mask, b.label), lc.lam)
+        d_real = judge(D, cfg, schedule, x_i, x_next, b, i, rng)
+        real_loss = d_real_loss(d_real, lc.lam)
         with torch.no_grad():
             _, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
-        fake_loss = d_fake_loss(D(x_fake.detach(), x_next, i, b.mask, b.label), lc.lam)
+        d_fake = judge(D, cfg, schedule, x_fake.detach(), x_next, b, i, rng)
+        fake_loss = d_fake_loss(d_fake, lc.lam)
+    gaps.add(i, d_real, d_fake)
     loss = real_loss + fake_loss
-    r1 = r1_penalty(real_loss, x_i, lc.r1_gamma) if do_r1 else torch.zeros((), device=loss.device)
+    r1 = torch.zeros((), device=loss.device)
+    if do_r1:   # DDGAN: gradient of the summed real logits (not of the batch-mean loss)
+        score = real_logits(d_real, lc.lam).float() if lc.r1_on_logits else real_loss
+        r1 = r1_penalty(score, x_i, lc.r1_gamma)
     opt_d.zero_grad(set_to_none=True)
     (loss + r1).backward()
     opt_d.step()
@@ -109,15 +147,23 @@ def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, am
 
 
 def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[str, float]:
-    """L_G = l_img L_adv-img + l_mask L_adv-mask + alpha L_MSE (paper eq. 4 of III-C)."""
+    """L_G = l_img L_adv-img + l_mask L_adv-mask + alpha_i L_MSE (paper eq. 4-6 of III-C)."""
+    lc: LossConfig = cfg.loss
     i, _, x_next = diffuse(schedule, b, rng)
+    alpha_i = lc.alpha * schedule.signal(i + 1) if lc.alpha_fade else None
     with amp():
         x0_hat, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
-        losses = generator_loss(D(x_fake, x_next, i, b.mask, b.label), x0_hat.float(), b.x0, b.mask, cfg.loss)
+        d_fake = judge(D, cfg, schedule, x_fake, x_next, b, i, rng)
+        losses = generator_loss(d_fake, x0_hat.float(), b.x0, b.mask, lc, lc.background_weight(cfg.rcd), alpha_i)
     opt_g.zero_grad(set_to_none=True)
     losses["total"].backward()
     opt_g.step()
     return {f"g_{k}": v.item() for k, v in losses.items()}
+
+
+def ema_decay(cfg: TrainConfig, step: int) -> float:
+    """With warm-up min(ema, (1 + s) / (10 + s)): without it 0.999^s of the weights stay the initialisation."""
+    return min(cfg.ema, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema
 
 
 @torch.no_grad()
@@ -232,10 +278,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     cfg.generator = replace(cfg.generator, image_channels=channels,
                             num_classes=len(defects) if len(defects) > 1 else 0)
     cfg.discriminator = replace(cfg.discriminator, image_channels=channels, dmg=cfg.dmg,
-                                num_classes=cfg.generator.num_classes)
+                                num_classes=cfg.generator.num_classes, num_steps=cfg.schedule.num_steps)
     examples, report = load_examples(split.synth[d.rank::d.world], defects, channels)
     if d.main:
         print(f"[sard.train] {cfg.data}: {report.summary()}", file=sys.stderr)
+    if not (resume and (out / TRAIN_STATE_NAME).is_file()) and cfg.discriminator.highpass_input:
+        # measured once on every rank alike (the whole synthesizer third), then kept in the run's config
+        probe = CropSampler(load_examples(split.synth, defects, channels)[0], cfg.res, seed=cfg.seed)
+        cfg.discriminator = replace(cfg.discriminator, highpass_gain=texture_gain(probe.batch(64)[0]))
     sampler = CropSampler(examples, cfg.res, seed=cfg.seed * 1000 + d.rank, whole_images=cfg.whole_images)
 
     # Models and optimizers.
@@ -275,21 +325,24 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, disable=not d.main,
                desc="sard.train", unit="step", dynamic_ncols=True)
     t_last = time.perf_counter()
+    gaps = GapMeter(schedule.num_steps)
     for step in bar:
         x0, m, y = sampler.batch(cfg.batch)
         b = Batch(x0.to(dev), m.to(dev), y.to(dev))
-        stats = d_step(G_train, D_train, opt_d, schedule, b, rng, cfg, step, amp)
+        stats = d_step(G_train, D_train, opt_d, schedule, b, rng, cfg, step, amp, gaps)
         stats |= g_step(G_train, D_train, opt_g, schedule, b, rng, cfg, amp)
-        ema_update(G_ema, G, cfg.ema)
+        ema_update(G_ema, G, ema_decay(cfg, step))
         done = step + 1
         if d.main and (done % cfg.log_every == 0 or done == cfg.iters):
             now = time.perf_counter()
-            rec = {"step": done, **{k: round(v, 5) for k, v in stats.items()},
+            gap = gaps.fields(cfg.dmg)
+            rec = {"step": done, **{k: round(v, 5) for k, v in stats.items()}, **gap,
                    "sec_per_step": round((now - t_last) / (done % cfg.log_every or cfg.log_every), 4)}
             t_last = now
             log_file.write(json.dumps(rec) + "\n")
             log_file.flush()
-            bar.set_postfix(d=f"{stats['d_real'] + stats['d_fake']:.3f}", g=f"{stats['g_total']:.3f}",
+            bar.set_postfix(d=f"{stats['d_real'] + stats['d_fake']:.3f}", gap0=f"{gap.get('d_gap_img_0', 0):.2f}",
+                            g=f"{stats['g_total']:.3f}",
                             mse=f"{stats['g_mse']:.4f}")
         if d.main and (done % cfg.sample_every == 0 or done == cfg.iters):
             grid.save(out / "samples" / f"step_{done:08d}.png", G_ema, schedule, dev)

@@ -23,19 +23,52 @@ def test_discriminator_loss_by_hand():
 
 
 def test_generator_loss_by_hand():
-    cfg = LossConfig()  # l_img = l_mask = alpha = 1, beta = 0.1
+    cfg = LossConfig(region_mean=False)  # the paper's literal form: l_img = l_mask = alpha = 1
     fake = DOutput(img=torch.tensor([1.0]), fg=torch.tensor([-2.0]))
     x0 = torch.zeros(1, 1, 2, 2)
     x0_hat = torch.tensor([[[[1.0, 0.5], [0.0, -1.0]]]])
     m = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
     # MSE as means over the 4 pixels: mask part (1 + 0.25) / 4, background part (0 + 1) / 4.
     mse = (1 + 0.25) / 4 + 0.1 * (0 + 1) / 4
-    out = generator_loss(fake, x0_hat, x0, m, cfg)
+    out = generator_loss(fake, x0_hat, x0, m, cfg, beta=0.1)
     assert out["mse"].item() == pytest.approx(mse)
     assert out["adv_img"].item() == pytest.approx(sp(-1.0))
     assert out["adv_mask"].item() == pytest.approx(sp(2.0))
     assert out["total"].item() == pytest.approx(sp(-1.0) + sp(2.0) + mse)
-    assert mse_loss(x0_hat, x0, m, beta=0.0).item() == pytest.approx(1.25 / 4)
+    assert mse_loss(x0_hat, x0, m, beta=0.0, region_mean=False).item() == pytest.approx(1.25 / 4)
+    # Each term over its own pixels: mask (1 + 0.25) / 2, background (0 + 1) / 2.
+    assert mse_loss(x0_hat, x0, m, beta=0.1).item() == pytest.approx(1.25 / 2 + 0.1 * 1 / 2)
+    # alpha_i per sample multiplies that sample's term.
+    faded = generator_loss(fake, x0_hat, x0, m, LossConfig(), beta=0.0, alpha_i=torch.tensor([0.5]))
+    assert faded["mse"].item() == pytest.approx(0.5 * 1.25 / 2)
+
+
+def test_region_mean_weighs_a_small_defect_like_a_large_one():
+    """With both terms over all pixels a 4-pixel defect's error counts 1/64 of a 256-pixel one's."""
+    x0 = torch.zeros(2, 1, 32, 32)
+    m = torch.zeros(2, 1, 32, 32)
+    m[0, :, :2, :2] = 1
+    m[1, :, :16, :16] = 1
+    x0_hat = m.clone()                                  # error 1 on every defect pixel, none outside
+    per_sample = lambda rm: [mse_loss(x0_hat[k:k + 1], x0[k:k + 1], m[k:k + 1], 0.0, rm).item() for k in (0, 1)]  # noqa: E731
+    small, large = per_sample(True)
+    assert small == pytest.approx(1.0) and large == pytest.approx(1.0)
+    small, large = per_sample(False)
+    assert large / small == pytest.approx(64.0)
+
+
+def test_background_weight_is_zero_under_rcd_unless_set():
+    assert LossConfig().background_weight(rcd=True) == 0.0     # RCD discards the background output
+    assert LossConfig().background_weight(rcd=False) == 0.1
+    assert LossConfig(beta=0.3).background_weight(rcd=True) == 0.3
+
+
+def test_r1_on_summed_logits_is_per_sample_not_over_the_batch_mean():
+    """DDGAN differentiates the summed logits; the batch-mean loss would shrink the penalty by 1/B^2."""
+    x = torch.ones(4, 1, 1, 2, requires_grad=True)
+    logits = (3 * x).flatten(1).sum(1)                  # d logit_b / d x_b = 3 per pixel
+    assert r1_penalty(logits, x, gamma=2.0).item() == pytest.approx(1.0 * 2 * 9)
+    assert r1_penalty(logits.mean(), x, gamma=2.0).item() == pytest.approx(2 * 9 / 16)
 
 
 def test_r1_penalty_by_hand():

@@ -234,13 +234,16 @@ def test_bank_transform_keeps_the_shape(synthetic_bank):
 
 
 def test_bank_natural_size_and_random_defect(synthetic_bank):
+    """area None: the mask keeps its size relative to its own image (x U(0.8, 1.25))."""
     crop_px = {str(p): read_mask(p).sum() for d in synthetic_bank.defects for p in synthetic_bank.sources(d)}
+    image_px = {str(p): read_mask(p).size for d in synthetic_bank.defects for p in synthetic_bank.sources(d)}
     defects = set()
     for seed in range(8):
         mask, params = random_mask("bank", (160, 200), seed, None, bank=synthetic_bank)
         drawn = params["drawn"]
         defects.add(drawn["defect"])
-        assert 0.8 <= drawn["scale"] <= 1.25
+        rel = (160 * 200 / image_px[drawn["source"]]) ** 0.5
+        assert 0.8 <= drawn["scale"] / rel <= 1.25
         ratio = (mask > 0).sum() / (crop_px[drawn["source"]] * drawn["scale"] ** 2)
         assert 0.7 < ratio < 1.4, ratio
     assert defects == {"hole", "line"}
@@ -269,3 +272,51 @@ def test_bank_of_real_magnetic_tile_masks():
             assert_valid(mask, (97, 131), (0.005, 0.05))
             assert params["drawn"]["source"] in sources
             assert np.array_equal(mask_from_params(json.loads(json.dumps(params))), mask)
+
+
+@pytest.fixture(scope="module")
+def edge_bank(tmp_path_factory) -> MaskBank:
+    """A 'break' chipped off the left edge, and an 'uneven' band across the whole width at the top."""
+    d = tmp_path_factory.mktemp("edge_bank")
+    brk = np.zeros((100, 120), np.uint8)
+    brk[40:60, :15] = 1
+    band = np.zeros((100, 120), np.uint8)
+    band[:25, :] = 1
+    samples = []
+    for name, m in {"break_a": brk, "uneven_a": band}.items():
+        Image.fromarray(m * 255).save(d / f"{name}_mask.png")
+        samples.append(Sample(d / f"{name}.png", d / f"{name}_mask.png", name.split("_")[0], "test"))
+    return MaskBank.from_samples(samples)
+
+
+def test_bank_masks_stay_where_they_sat_and_on_their_edge(edge_bank):
+    """Default placement: an edge-attached mask stays on that edge (mirrored by a flip), a band keeps
+    its direction, the angle stays small; the mask is regenerated bit for bit."""
+    for seed in range(12):
+        m, params = random_mask("bank", (200, 160), seed, None, bank=edge_bank, defect="break")
+        drawn = params["drawn"]
+        assert abs(drawn["angle"]) <= 15
+        cols = np.flatnonzero((m > 0).any(axis=0))
+        rows = np.flatnonzero((m > 0).any(axis=1))
+        assert cols[0] == 0 or cols[-1] == 159, (seed, cols[0], cols[-1])   # on the left edge, or flipped right
+        assert 40 < rows.mean() < 160                                         # about where it sat (40-60 %)
+        assert np.array_equal(mask_from_params(json.loads(json.dumps(params)), bank=edge_bank), m)
+        band, _ = random_mask("bank", (200, 160), seed, None, bank=edge_bank, defect="uneven")
+        (_, _), (w, h), angle = cv2.minAreaRect(np.argwhere(band > 0).astype(np.float32))
+        rows = np.flatnonzero((band > 0).any(axis=1))
+        assert rows[0] == 0 or rows[-1] == 199                                # top edge, or bottom if flipped
+        assert (band > 0).any(axis=0).mean() > 0.75                           # still across the part
+
+
+def test_bank_free_placement_and_any_rotation_stay_an_option(edge_bank):
+    angles, lefts = [], []
+    for seed in range(12):
+        _, params = random_mask("bank", (200, 160), seed, None, bank=edge_bank, defect="break",
+                                placement="anywhere", rotation=180)
+        angles.append(params["drawn"]["angle"])
+        lefts.append(params["drawn"]["left"])
+    assert max(angles) > 90 and len(set(lefts)) > 6
+    with pytest.raises(SardInputError, match="placement"):
+        random_mask("bank", (64, 64), 0, None, bank=edge_bank, placement="middle")
+    with pytest.raises(SardInputError, match="rotation"):
+        random_mask("bank", (64, 64), 0, None, bank=edge_bank, rotation=400)

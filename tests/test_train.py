@@ -10,8 +10,13 @@ import numpy as np
 from PIL import Image
 from safetensors.torch import load_file
 
+import pytest
+import torch
+
 from conftest import REPO, requires_data, run_module
+from sard.config import TrainConfig
 from sard.pipeline import SardPipeline
+from sard.train import ema_decay, ema_update
 
 FAST = ["--res", "32", "--batch", "2", "--log-every", "1", "--sample-every", "4", "--threads", "1"]
 
@@ -29,6 +34,11 @@ def test_train_writes_checkpoint_log_grid_and_a_usable_model(small_data, tmp_pat
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
     assert all(np.isfinite(x["d_real"]) and np.isfinite(x["g_total"]) for x in lines)
+    # The game's pulse: D's real-minus-fake gap per reverse step i drawn since the last line, both heads.
+    gaps = [{k for k in x if k.startswith("d_gap_")} for x in lines]
+    assert all(g for g in gaps)
+    assert set().union(*gaps) <= {f"d_gap_{h}_{k}" for h in ("img", "fg") for k in range(4)}
+    assert any(k.startswith("d_gap_fg_") for k in set().union(*gaps))
     grid = Image.open(out / "samples" / "step_00000004.png")
     assert grid.width > 6 * 32 and grid.height > 2 * 32          # 2 defect rows x 6 columns
     tensors, meta = _state(out)
@@ -92,3 +102,18 @@ def test_two_process_ddp_on_cpu(small_data, tmp_path):
     assert list(out.glob("train_state-*.safetensors")) == [out / meta["file"]]
     # Replicas were checked equal at each checkpoint (the run would have failed otherwise).
     assert "DDP replicas differ" not in r.stderr
+
+
+def test_ema_warm_up_forgets_the_initialisation():
+    """0.999^s of a constant-decay EMA is still the initialisation after s steps; with the warm-up
+    min(0.999, (1 + s) / (10 + s)) a short run ships trained weights."""
+    def share_of_init(cfg, steps=400):
+        model, ema = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            model.weight.fill_(1.0), ema.weight.fill_(0.0)    # trained = 1, initialisation = 0
+        for s in range(steps):
+            ema_update(ema, model, ema_decay(cfg, s))
+        return 1 - ema.weight.item()
+    assert ema_decay(TrainConfig(), 0) == 0.1 and ema_decay(TrainConfig(), 10**6) == 0.999
+    assert share_of_init(TrainConfig()) < 0.05
+    assert share_of_init(TrainConfig(ema_warmup=False)) == pytest.approx(0.999 ** 400, rel=1e-3)

@@ -93,25 +93,40 @@ def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect
     return canvas
 
 
+def _smooth(v: np.ndarray, n: int) -> np.ndarray:
+    """Moving average that skips missing values (a step i not drawn in a log interval)."""
+    ok = np.isfinite(v)
+    k = np.ones(n)
+    num, den = np.convolve(np.where(ok, v, 0), k, "same"), np.convolve(ok.astype(float), k, "same")
+    return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
 def loss_curve(log_path: Path, out: Path, smooth: int = 25) -> Path:
+    """Adversarial terms, L_MSE, and D's real-minus-fake logit gap per reverse step i (is the game alive?)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [json.loads(x) for x in Path(log_path).read_text().splitlines() if x.strip()]
     steps = np.array([r["step"] for r in rows])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    col = lambda key: np.array([r.get(key, np.nan) for r in rows], float)  # noqa: E731
+    gap_keys = sorted({k for r in rows for k in r if k.startswith("d_gap_")})
+    fig, axes = plt.subplots(1, 3 if gap_keys else 2, figsize=(15 if gap_keys else 10, 3.4))
     for key, label in (("d_real", "L_D real"), ("d_fake", "L_D fake"), ("g_adv_img", "L_adv-img"),
                        ("g_adv_mask", "L_adv-mask")):
-        v = np.array([r.get(key, np.nan) for r in rows], float)
-        if np.isfinite(v).any():
-            k = np.ones(smooth) / smooth
-            axes[0].plot(steps[smooth - 1:], np.convolve(v, k, mode="valid"), label=label)
-    v = np.array([r["g_mse"] for r in rows], float)
-    k = np.ones(smooth) / smooth
-    axes[1].plot(steps[smooth - 1:], np.convolve(v, k, mode="valid"), color="tab:purple")
+        if np.isfinite(col(key)).any():
+            axes[0].plot(steps, _smooth(col(key), smooth), label=label)
+    axes[1].plot(steps, _smooth(col("g_mse"), smooth), color="tab:purple")
     axes[1].set_yscale("log")
     axes[0].set_title("adversarial terms (moving average)")
     axes[1].set_title("L_MSE (moving average)")
+    if gap_keys:
+        for key in gap_keys:   # d_gap_<head>_<i>
+            head, i = key.split("_")[2], key.split("_")[3]
+            axes[2].plot(steps, _smooth(col(key), smooth), ls="-" if head == "img" else "--",
+                         color=f"C{int(i)}", label=f"i={i} {'D_img' if head == 'img' else 'D_fg'}")
+        axes[2].axhline(0, color="black", lw=0.8)
+        axes[2].set_title("D real - fake logit gap per reverse step i")
+        axes[2].legend(fontsize=7, ncol=2)
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -127,3 +142,74 @@ def loss_curve(log_path: Path, out: Path, smooth: int = 25) -> Path:
 
 def save_grid(img: Image.Image, path: Path) -> Path:
     return atomic_save_png(path, np.asarray(img))
+
+
+# -- synthesis quality: is the game alive in what G paints? (issue figures b, c, e) ------------------
+
+def _inside(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """float gray levels of the mask's pixels (colour averaged over channels)."""
+    return _gray(a.astype(np.float64))[m] if a.ndim == 2 or a.shape[2] > 1 else a[..., 0][m].astype(np.float64)
+
+
+def _aligned_difference(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray) -> float | None:
+    """Mean |a - b| over the defect pixels both share once b's defect is moved onto a's (centroids
+    aligned): how different two real defects of one type are at the same place in the defect."""
+    ya, xa = np.argwhere(ma).mean(0)
+    yb, xb = np.argwhere(mb).mean(0)
+    dy, dx = int(round(ya - yb)), int(round(xa - xb))
+    ga, gb = _gray(a.astype(np.float64)), _gray(b.astype(np.float64))
+    H, W = ga.shape
+    vals = []
+    for y, x in np.argwhere(mb):
+        ty, tx = y + dy, x + dx
+        if 0 <= ty < H and 0 <= tx < W and ma[ty, tx]:
+            vals.append(abs(ga[ty, tx] - gb[y, x]))
+    return float(np.mean(vals)) if len(vals) >= 10 else None
+
+
+def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, seeds=(0, 1)) -> dict:
+    """Per defect type, on held-out real defect images with their own masks (the real defect is
+    repainted, so synthesis and reality share mask and surroundings), in gray levels 0-255:
+    - seed_diversity: mean |seed a - seed b| inside the mask;
+    - real_spread: mean |defect j - defect k| of two real defects of the type, centroids aligned,
+      over the pixels both masks share (the same measure between two real draws);
+    - std_synth / std_real: texture, the std of the pixels inside the mask;
+    - x0_change: mean |x0_hat(step i) - x0_hat(step i - 1)| inside the mask per reverse step
+      transition (the step-through forms the defect when these are not all ~0)."""
+    from sard.io import read_mask
+    out = {}
+    for defect in pipe.defects or [None]:
+        samples = [s for s in held_out if defect is None or s.defect == defect][:per_type]
+        div, std_s, std_r, spread, change = [], [], [], [], []
+        loaded = []
+        for s in tqdm(samples, desc=f"quality {defect}", leave=False):
+            image = read_image(s.image)
+            m = read_mask(s.mask, size=image.shape[:2])
+            if m.sum() < 10:
+                continue
+            loaded.append((image, m))
+            res = [pipe(image, m, seed=k, defect=defect) for k in seeds]
+            a, b = (np.asarray(r.image) for r in res)
+            div.append(float(np.abs(_inside(a, m) - _inside(b, m)).mean()))
+            std_s.append(float(_inside(a, m).std()))
+            std_r.append(float(_inside(image, m).std()))
+            top, left, bottom, right = res[0].roi
+            mr = m[top:bottom, left:right]
+            x0s = [_inside(f.x0_hat, mr) for f in res[0].frames]
+            change.append([float(np.abs(x1 - x0).mean()) for x0, x1 in zip(x0s, x0s[1:])])
+        for j, (image, m) in enumerate(loaded):
+            k = (j + 1) % len(loaded)
+            if k != j:
+                d = _aligned_difference(image, m, *loaded[k])
+                if d is not None:
+                    spread.append(d)
+        if not div:
+            continue
+        out[defect or "defect"] = {
+            "syntheses": len(div) * len(seeds), "seed_diversity": float(np.mean(div)),
+            "real_spread": float(np.mean(spread)) if spread else None,
+            "std_synth": float(np.mean(std_s)), "std_real": float(np.mean(std_r)),
+            "std_ratio": float(np.mean(std_s) / max(np.mean(std_r), 1e-9)),
+            "x0_change_per_step": [float(v) for v in np.mean(change, axis=0)],
+        }
+    return out

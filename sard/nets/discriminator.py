@@ -1,10 +1,17 @@
-"""D(x_{t-1}, x_t, t) with Discriminative Mask Guidance (paper section III-B).
+"""D(x_{t-1}, x_t, t, m) with Discriminative Mask Guidance (paper section III-B).
 
 DDGAN's time-conditioned discriminator: the two images concatenated, the step embedding added in
-every down block, minibatch standard deviation, a global head -> D_img. The DMG branch takes
-features f_l of block l, multiplies them by the mask resized to that layer and scores them with a
-light conv head psi (DMG eq. 2), averaged over the mask's area so tiny defects are not drowned.
-The branch runs the shared blocks on the masked images, so nothing outside the mask reaches it.
+every down block, minibatch standard deviation, a global head -> D_img. The DMG branch takes the
+features f_l of block l computed on the whole pair, multiplies them by the mask resized to that
+layer and scores them with a light conv head psi (DMG eq. 2), averaged over the mask's area so tiny
+defects are not drowned; it therefore sees the defect's boundary with its surroundings.
+
+Three choices make it learn on a CPU budget (each a config field; the DDGAN-literal value is one
+switch away, see DESIGN.md): the mask is an input channel, so the global head knows which region
+to judge; convolutions start signal-preserving (PyTorch's default init shrinks the signal about
+2x per block, so the logits start input-independent); the step index is embedded on DDPM's
+0..1000 scale (indices 0..3 barely move a sinusoid with period 10^4, so D could not tell the
+trivially separable last step from the nearly hopeless first one).
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sard.nets.layers import TimestepMLP
+from sard.schedule import Schedule, ScheduleConfig
 
 
 @dataclass
@@ -27,12 +35,37 @@ class DiscriminatorConfig:
     dmg: bool = True
     dmg_layer: int = 1        # f_l: output of down block l (0 = full resolution)
     num_classes: int = 0      # > 0: projection term on D_img for the defect type
+    mask_input: bool = True   # the mask enters the trunk as a channel: D knows which region is judged
+    dmg_masking: str = "feature"   # "feature": f_l(whole pair) * Up(m) (DMG eq. 2); "input": f_l(pair * m)
+    init: str = "kaiming"     # "kaiming": signal-preserving init; "torch": PyTorch's default (vanishes with depth)
+    num_steps: int = 4        # T (the trainer sets it from the schedule)
+    step_embedding: str = "scaled"   # "scaled": i * 1000 / T into the sinusoid; "index": i itself (DDGAN)
+    pool: str = "mean"        # global head over positions: "mean", or "sum" as DDGAN
+    residual_input: bool = True    # also show D the posterior residual (x_{t-1} - B_t x_t) / sqrt(A_t^2 + sigma_t^2)
+    highpass_input: bool = True    # and x_{t-1}'s fine texture (minus its 3x3 mean) times highpass_gain
+    highpass_gain: float = 20.0    # about 1 / that texture's std in the training crops (the trainer measures it)
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def ddgan_literal(cls, **kw) -> "DiscriminatorConfig":
+        """The discriminator as DDGAN builds it and DMG as first landed here (mask multiplied into the input)."""
+        return cls(**{**dict(mask_input=False, dmg_masking="input", init="torch", step_embedding="index",
+                             pool="sum", residual_input=False, highpass_input=False), **kw})
+
+
+def highpass(x: torch.Tensor) -> torch.Tensor:
+    """x minus its 3x3 mean: the fine texture a denoised or blurred fake lacks."""
+    return x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+
+
+def texture_gain(x0: torch.Tensor) -> float:
+    """1 / the median std of highpass(x0) over a batch of training crops: scales D's texture channel to ~1."""
+    return float(1.0 / highpass(x0).flatten(1).std(1).median().clamp(min=1e-3))
 
 
 @dataclass
@@ -69,7 +102,19 @@ class Discriminator(nn.Module):
         self.config = c = config
         ch = c.base_channels
         self.temb = TimestepMLP(c.temb_dim, c.temb_dim)
-        self.conv_in = nn.Conv2d(2 * c.image_channels, ch * c.channel_mult[0], 1)
+        if c.dmg_masking not in ("feature", "input"):
+            raise ValueError(f"dmg_masking must be 'feature' or 'input', got {c.dmg_masking!r}")
+        for name, allowed in (("pool", ("mean", "sum")), ("init", ("kaiming", "torch")),
+                              ("step_embedding", ("scaled", "index"))):
+            if getattr(c, name) not in allowed:
+                raise ValueError(f"discriminator.{name} must be one of {allowed}, got {getattr(c, name)!r}")
+        in_ch = (2 + c.residual_input + c.highpass_input) * c.image_channels + int(c.mask_input)
+        self.conv_in = nn.Conv2d(in_ch, ch * c.channel_mult[0], 1)
+        if c.residual_input:
+            sch = Schedule(ScheduleConfig(num_steps=c.num_steps))
+            A, B, var = sch.posterior_coef_x0, sch.posterior_coef_xt, sch.posterior_variance
+            self.register_buffer("res_b", B.clone(), persistent=False)
+            self.register_buffer("res_scale", (A**2 + var).rsqrt(), persistent=False)
         self.blocks = nn.ModuleList()
         cur = ch * c.channel_mult[0]
         widths = []
@@ -88,14 +133,20 @@ class Discriminator(nn.Module):
             self.psi = nn.Sequential(nn.Conv2d(w, w, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(w, 1, 1))
         else:
             self.psi = None
+        if c.init == "kaiming":
+            for mod in self.modules():
+                if isinstance(mod, nn.Conv2d) and mod.kernel_size != (1, 1):
+                    nn.init.kaiming_normal_(mod.weight, a=0.2)
+                    nn.init.zeros_(mod.bias)
+            nn.init.zeros_(self.linear_out.weight)   # logits start at 0, not saturated
 
-    def _trunk(self, x: torch.Tensor, temb: torch.Tensor, upto: int | None = None) -> torch.Tensor:
-        h = self.conv_in(x)
-        for k, blk in enumerate(self.blocks):
+    def _trunk(self, x: torch.Tensor, temb: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """The output of every down block (up to block `upto`)."""
+        feats, h = [], self.conv_in(x)
+        for blk in self.blocks[:None if upto is None else upto + 1]:
             h = blk(h, temb)
-            if k == upto:
-                break
-        return h
+            feats.append(h)
+        return feats
 
     def _minibatch_std(self, h: torch.Tensor) -> torch.Tensor:
         b, c, hh, ww = h.shape
@@ -105,23 +156,41 @@ class Discriminator(nn.Module):
         std = h.view(g, -1, c, hh, ww).var(0, unbiased=False).add(1e-8).sqrt().mean([1, 2, 3])  # [B/g]
         return torch.cat([h, std.repeat(g)[:, None, None, None].expand(b, 1, hh, ww)], dim=1)
 
+    def embed_step(self, i: torch.Tensor) -> torch.Tensor:
+        scale = 1000.0 / self.config.num_steps if self.config.step_embedding == "scaled" else 1.0
+        return F.leaky_relu(self.temb(i * scale), 0.2)
+
+    def stack(self, x_prev: torch.Tensor, x_t: torch.Tensor, i: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """What the trunk sees: the pair, the posterior residual, the mask (as configured)."""
+        views = [x_prev, x_t]
+        if self.config.residual_input:   # where real and fake differ: A_t (x0 - x0_hat) in unit noise (eq. 1-3)
+            b, s = self.res_b[i].view(-1, 1, 1, 1), self.res_scale[i].view(-1, 1, 1, 1)
+            views.append((x_prev - b * x_t) * s)
+        if self.config.highpass_input:   # texture is a few grey levels on [-1, 1]: scaled up so D sees it early
+            views.append(highpass(x_prev) * self.config.highpass_gain)
+        return torch.cat(views + [mask] if self.config.mask_input else views, dim=1)
+
     def forward(self, x_prev: torch.Tensor, x_t: torch.Tensor, i: torch.Tensor, mask: torch.Tensor,
                 label: torch.Tensor | None = None) -> DOutput:
         """x_prev, x_t: [B, C, H, W]; i: [B]; mask: [B, 1, H, W] in {0, 1}; label: [B] or None."""
-        temb = F.leaky_relu(self.temb(i), 0.2)
-        h = self._trunk(torch.cat([x_prev, x_t], dim=1), temb)
-        h = F.leaky_relu(self.conv_out(self._minibatch_std(h)), 0.2)
-        pooled = h.sum(dim=(2, 3))
+        temb = self.embed_step(i)
+        pair = self.stack(x_prev, x_t, i, mask)
+        feats = self._trunk(pair, temb)
+        h = F.leaky_relu(self.conv_out(self._minibatch_std(feats[-1])), 0.2)
+        pooled = h.mean(dim=(2, 3)) if self.config.pool == "mean" else h.sum(dim=(2, 3))
         d_img = self.linear_out(pooled).squeeze(1)
         if self.class_proj is not None and label is not None:
             d_img = d_img + (self.class_proj(label) * pooled).sum(1) / math.sqrt(pooled.shape[1])
-        return DOutput(img=d_img, fg=self.d_fg(x_prev, x_t, temb, mask) if self.psi is not None else None)
+        if self.psi is None:
+            return DOutput(img=d_img, fg=None)
+        if self.config.dmg_masking == "input":   # the earlier variant: nothing outside the mask reaches D_fg
+            f_l = self._trunk(pair * mask, temb, upto=self.config.dmg_layer)[-1]
+        else:
+            f_l = feats[self.config.dmg_layer]
+        return DOutput(img=d_img, fg=self.d_fg(f_l, mask))
 
-    def d_fg(self, x_prev: torch.Tensor, x_t: torch.Tensor, temb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """D_fg(x, m) = psi(f_l(x) * Up(m)) (DMG eq. 2), normalised by the mask's area.
-
-        f_l is computed on the masked pair, so pixels outside the mask cannot reach D_fg."""
-        f = self._trunk(torch.cat([x_prev, x_t], dim=1) * mask, temb, upto=self.config.dmg_layer)
+    def d_fg(self, f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """D_fg(x, m) = psi(f_l(x) * Up(m)) (DMG eq. 2), normalised by the mask's area."""
         m = F.adaptive_max_pool2d(mask, f.shape[-2:])  # keeps one-pixel defects alive at layer l
         score = self.psi(f * m) * m
         return score.sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp(min=1.0)
