@@ -3,6 +3,7 @@
   realism       classifier two-sample test on held-out real defect crops vs synthesized ones
   card          a checkpoint's model-card figures: exact background, speed, grids, loss curve
   segmentation  the paper's benchmark: segmenters trained on each method's pairs, scored on real defects
+  dprobe        can the discriminator learn? D alone against a known fake, per reverse step
 """
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def realism_markdown(rep: dict) -> str:
 
 
 def cmd_card(a: argparse.Namespace) -> dict:
-    from sard.evaluation.card import background_check, defect_grid, loss_curve, save_grid, speed_256
+    from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, save_grid, speed_256,
+                                      synthesis_quality)
     from sard.masks import MaskBank, random_mask
     from sard.io import read_image
     from sard.pipeline import SardPipeline
@@ -81,6 +83,7 @@ def cmd_card(a: argparse.Namespace) -> dict:
     figures = {"checkpoint": str(a.checkpoint), "machine": machine()}
     figures["background"] = background_check(pipe, held_normals, bank, n=a.n)
     figures["speed"] = speed_256(pipe, held_normals, bank)
+    figures["quality"] = synthesis_quality(pipe, split.held_out, per_type=a.quality_per_type)
     for k, defect in enumerate(pipe.defects or ["defect"]):
         normal = read_image(held_normals[(7 * k + 3) % len(held_normals)])
         m, params = random_mask("bank", normal.shape[:2], 1000 + k, None, bank=bank,
@@ -88,7 +91,27 @@ def cmd_card(a: argparse.Namespace) -> dict:
         save_grid(defect_grid(pipe, normal, m > 0, defect), out / f"grid_{defect}.png")
     if a.log:
         loss_curve(Path(a.log), out / "loss_curve.png")
+        figures["d_gap"] = game_pulse(Path(a.log))
     return figures
+
+
+def cmd_dprobe(a: argparse.Namespace) -> dict:
+    from dataclasses import asdict
+
+    from sard.evaluation.d_probe import probe
+    from sard.nets.discriminator import DiscriminatorConfig
+    torch.manual_seed(a.seed)
+    report = {"data": str(a.data), "fake": a.fake, "steps": a.steps, "lr": a.lr, "machine": machine(), "configs": {}}
+    configs = {"current": DiscriminatorConfig(), "ddgan-literal": DiscriminatorConfig.ddgan_literal()}
+    for name in (["current", "ddgan-literal"] if a.compare else ["current"]):
+        rows = probe(str(a.data), configs[name], fake=a.fake, steps=a.steps, lr=a.lr, seed=a.seed)
+        report["configs"][name] = [asdict(r) for r in rows]
+        print(f"  {name}: D alone, {a.steps} steps against '{a.fake}' fakes", file=sys.stderr)
+        for r in rows:
+            fg = f"{r.gap_fg:7.2f}" if r.gap_fg is not None else "      -"
+            print(f"    step i={r.step}: gap D_img {r.gap_img:7.2f}  D_fg {fg}  real ranked above fake "
+                  f"{100 * r.accuracy:5.1f} %  (best possible {100 * r.bayes_bound:5.1f} %)", file=sys.stderr)
+    return report
 
 
 def main(argv=None) -> int:
@@ -111,7 +134,18 @@ def main(argv=None) -> int:
     c.add_argument("--data", required=True, type=Path)
     c.add_argument("--log", type=Path, help="the run's log.jsonl for the loss curve")
     c.add_argument("--n", type=int, default=100, help="syntheses for the background check")
+    c.add_argument("--quality-per-type", type=int, default=20,
+                   help="held-out defects per type repainted twice for diversity, texture and step figures")
     c.add_argument("--out", required=True, type=Path, help="folder for figures.json and PNGs")
+    q = sub.add_parser("dprobe", help="the discriminator alone against a known fake, per reverse step")
+    q.add_argument("--data", required=True, type=Path)
+    q.add_argument("--fake", default="zero", choices=("zero", "mean", "blur"),
+                   help="the masked region zeroed, filled with the background mean, or blurred")
+    q.add_argument("--steps", type=int, default=300)
+    q.add_argument("--lr", type=float, default=4e-4)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--compare", action="store_true", help="also the DDGAN-literal discriminator")
+    q.add_argument("--out", type=Path, help="JSON report")
     try:
         from sard.evaluation import segmentation as seg
         seg.add_parser(sub)
@@ -126,6 +160,9 @@ def main(argv=None) -> int:
         elif a.cmd == "card":
             report = cmd_card(a)
             dest = a.out / "figures.json"
+        elif a.cmd == "dprobe":
+            report = cmd_dprobe(a)
+            dest = a.out
         else:
             report = seg.run(a)
             dest = getattr(a, "json", None)

@@ -16,7 +16,7 @@ import torch
 from conftest import REPO, requires_data, run_module
 from sard.config import TrainConfig
 from sard.pipeline import SardPipeline
-from sard.train import ema_decay, ema_update
+from sard.steps import ema_decay, ema_update
 
 FAST = ["--res", "32", "--batch", "2", "--log-every", "1", "--sample-every", "4", "--threads", "1"]
 
@@ -117,3 +117,16 @@ def test_ema_warm_up_forgets_the_initialisation():
     assert ema_decay(TrainConfig(), 0) == 0.1 and ema_decay(TrainConfig(), 10**6) == 0.999
     assert share_of_init(TrainConfig()) < 0.05
     assert share_of_init(TrainConfig(ema_warmup=False)) == pytest.approx(0.999 ** 400, rel=1e-3)
+
+
+def test_paper_literal_config_is_one_switch_away():
+    """configs/paper-literal.json restores the first landed settings: every fix is a config field."""
+    from dataclasses import asdict
+
+    from sard.config import load_config_file
+    from sard.nets.discriminator import DiscriminatorConfig
+    cfg = load_config_file(REPO / "configs" / "paper-literal.json")
+    assert not cfg.ema_warmup and not cfg.augment and cfg.lr_d == 1e-4
+    assert (cfg.loss.beta, cfg.loss.r1_gamma, cfg.loss.r1_on_logits, cfg.loss.region_mean, cfg.loss.alpha_fade) == \
+        (0.1, 1.0, False, False, False)
+    assert asdict(cfg.discriminator) == asdict(DiscriminatorConfig.ddgan_literal())

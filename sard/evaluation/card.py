@@ -213,3 +213,19 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
             "x0_change_per_step": [float(v) for v in np.mean(change, axis=0)],
         }
     return out
+
+
+def game_pulse(log_path: Path) -> dict:
+    """From a run's log.jsonl: D's real-minus-fake logit gap per head and reverse step i, as the mean
+    over each third of training and the share of log lines where it was above 0 (figure a)."""
+    rows = [json.loads(x) for x in Path(log_path).read_text().splitlines() if x.strip()]
+    keys = sorted({k for r in rows for k in r if k.startswith("d_gap_")})
+    out = {}
+    for key in keys:
+        v = np.array([r.get(key, np.nan) for r in rows], float)
+        thirds = np.array_split(v, 3)
+        out[key[len("d_gap_"):]] = {"mean_by_third": [float(np.nanmean(t)) if np.isfinite(t).any() else None
+                                                      for t in thirds],
+                                    "share_positive": float(np.mean(v[np.isfinite(v)] > 0)) if np.isfinite(v).any()
+                                    else None}
+    return out

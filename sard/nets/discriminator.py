@@ -58,6 +58,9 @@ class DiscriminatorConfig:
                              pool="sum", residual_input=False, highpass_input=False), **kw})
 
 
+HP_NOISE_VAR = (8 / 9) ** 2 + 8 / 81   # variance of highpass(white noise of variance 1)
+
+
 def highpass(x: torch.Tensor) -> torch.Tensor:
     """x minus its 3x3 mean: the fine texture a denoised or blurred fake lacks."""
     return x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
@@ -110,11 +113,15 @@ class Discriminator(nn.Module):
                 raise ValueError(f"discriminator.{name} must be one of {allowed}, got {getattr(c, name)!r}")
         in_ch = (2 + c.residual_input + c.highpass_input) * c.image_channels + int(c.mask_input)
         self.conv_in = nn.Conv2d(in_ch, ch * c.channel_mult[0], 1)
+        sch = Schedule(ScheduleConfig(num_steps=c.num_steps))
         if c.residual_input:
-            sch = Schedule(ScheduleConfig(num_steps=c.num_steps))
             A, B, var = sch.posterior_coef_x0, sch.posterior_coef_xt, sch.posterior_variance
             self.register_buffer("res_b", B.clone(), persistent=False)
             self.register_buffer("res_scale", (A**2 + var).rsqrt(), persistent=False)
+        if c.highpass_input:   # unit std at every step: texture (1 / gain) plus the high-passed noise of x_i
+            ab = sch.sqrt_alpha_bar[:c.num_steps] ** 2
+            self.register_buffer("hp_scale", (ab / c.highpass_gain**2 + HP_NOISE_VAR * (1 - ab)).rsqrt(),
+                                 persistent=False)
         self.blocks = nn.ModuleList()
         cur = ch * c.channel_mult[0]
         widths = []
@@ -167,7 +174,7 @@ class Discriminator(nn.Module):
             b, s = self.res_b[i].view(-1, 1, 1, 1), self.res_scale[i].view(-1, 1, 1, 1)
             views.append((x_prev - b * x_t) * s)
         if self.config.highpass_input:   # texture is a few grey levels on [-1, 1]: scaled up so D sees it early
-            views.append(highpass(x_prev) * self.config.highpass_gain)
+            views.append(highpass(x_prev) * self.hp_scale[i].view(-1, 1, 1, 1))
         return torch.cat(views + [mask] if self.config.mask_input else views, dim=1)
 
     def forward(self, x_prev: torch.Tensor, x_t: torch.Tensor, i: torch.Tensor, mask: torch.Tensor,

@@ -1,0 +1,125 @@
+"""One SARD training step, in phases: diffuse a real batch, D's step (DMG eq. 3 + R1), G's step
+(paper eq. 4-6), the EMA. The trainer (`python -m sard.train`) and the benchmark both run these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sard.augment import augment_pair
+from sard.config import TrainConfig
+from sard.losses import LossConfig, d_fake_loss, d_real_loss, generator_loss, r1_penalty, real_logits
+from sard.rcd import rcd_step
+from sard.schedule import Schedule
+
+
+@dataclass
+class Batch:
+    x0: torch.Tensor      # real defect crops       [B, C, H, W]
+    mask: torch.Tensor    # their masks             [B, 1, H, W]
+    label: torch.Tensor   # defect index            [B]
+
+
+def fake_pair(G: nn.Module, schedule: Schedule, b: Batch, x_next: torch.Tensor, i: torch.Tensor,
+              rng: torch.Generator, nz: int, rcd: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """G's x0_hat from x_{t+1} and the fake x_t drawn from the posterior, keeping the real
+    background under RCD (eq. 6-7 in training as in sampling)."""
+    z = torch.randn(b.x0.shape[0], nz, generator=rng, device=rng.device).to(b.x0)
+    context = b.x0 * (1 - b.mask)
+    x0_hat = G(x_next, i, z, b.mask, context, b.label)
+    noise = torch.randn(b.x0.shape, generator=rng, device=rng.device).to(b.x0)
+    return x0_hat, rcd_step(schedule, x0_hat.float(), x_next, b.x0, b.mask, i, noise, rcd)
+
+
+def diffuse(schedule: Schedule, b: Batch, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random step index i and the real pair (x_i, x_{i+1}) ~ q (DDGAN's q_sample_pairs)."""
+    i = torch.randint(0, schedule.num_steps, (b.x0.shape[0],), generator=rng, device=rng.device).to(b.x0.device)
+    x_i, x_next = schedule.q_sample_pairs(b.x0, i, rng)
+    return i, x_i, x_next
+
+
+class GapMeter:
+    """Mean real-minus-fake logit of D per reverse step i since the last log line: is the game alive?"""
+
+    def __init__(self, num_steps: int):
+        self.sums = torch.zeros(2, num_steps, dtype=torch.float64)
+        self.counts = torch.zeros(num_steps, dtype=torch.float64)
+
+    def add(self, i: torch.Tensor, real, fake) -> None:
+        i = i.cpu()
+        self.counts.index_add_(0, i, torch.ones(len(i), dtype=torch.float64))
+        for row, r, f in ((0, real.img, fake.img), (1, real.fg, fake.fg)):
+            if r is not None:
+                self.sums[row].index_add_(0, i, (r - f).detach().double().cpu())
+
+    def fields(self, dmg: bool) -> dict[str, float]:
+        mean = self.sums / self.counts.clamp(min=1)
+        heads = ("img", "fg") if dmg else ("img",)
+        out = {f"d_gap_{h}_{k}": round(mean[row, k].item(), 4)
+               for row, h in enumerate(heads) for k in range(len(self.counts)) if self.counts[k] > 0}
+        self.sums.zero_(), self.counts.zero_()
+        return out
+
+
+def judge(D, cfg: TrainConfig, schedule: Schedule, x_prev, x_t, b: Batch, i, rng):
+    """D's verdict on a pair, shown through the augmentation when it is on (real and fake alike)."""
+    mask = b.mask
+    if cfg.augment:
+        x_prev, x_t, mask = augment_pair(x_prev, x_t, mask, i, schedule, rng)
+    return D(x_prev, x_t, i, mask, b.label)
+
+
+def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, amp, gaps: GapMeter) -> dict[str, float]:
+    """L_D on a real and a fake pair (DMG eq. 3), plus lazy R1 on the real x_t."""
+    lc: LossConfig = cfg.loss
+    i, x_i, x_next = diffuse(schedule, b, rng)
+    do_r1 = lc.r1_gamma > 0 and step % lc.lazy_r1 == 0
+    x_i.requires_grad_(do_r1)
+    with amp():
+        d_real = judge(D, cfg, schedule, x_i, x_next, b, i, rng)
+        real_loss = d_real_loss(d_real, lc.lam)
+        with torch.no_grad():
+            _, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
+        d_fake = judge(D, cfg, schedule, x_fake.detach(), x_next, b, i, rng)
+        fake_loss = d_fake_loss(d_fake, lc.lam)
+    gaps.add(i, d_real, d_fake)
+    loss = real_loss + fake_loss
+    r1 = torch.zeros((), device=loss.device)
+    if do_r1:   # DDGAN: gradient of the summed real logits (not of the batch-mean loss)
+        score = real_logits(d_real, lc.lam).float() if lc.r1_on_logits else real_loss
+        r1 = r1_penalty(score, x_i, lc.r1_gamma)
+    opt_d.zero_grad(set_to_none=True)
+    (loss + r1).backward()
+    opt_d.step()
+    out = {"d_real": real_loss.item(), "d_fake": fake_loss.item()}
+    if do_r1:
+        out["r1"] = r1.item()
+    return out
+
+
+def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[str, float]:
+    """L_G = l_img L_adv-img + l_mask L_adv-mask + alpha_i L_MSE (paper eq. 4-6 of III-C)."""
+    lc: LossConfig = cfg.loss
+    i, _, x_next = diffuse(schedule, b, rng)
+    alpha_i = lc.alpha * schedule.signal(i + 1) if lc.alpha_fade else None
+    with amp():
+        x0_hat, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
+        d_fake = judge(D, cfg, schedule, x_fake, x_next, b, i, rng)
+        losses = generator_loss(d_fake, x0_hat.float(), b.x0, b.mask, lc, lc.background_weight(cfg.rcd), alpha_i)
+    opt_g.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    opt_g.step()
+    return {f"g_{k}": v.item() for k, v in losses.items()}
+
+
+def ema_decay(cfg: TrainConfig, step: int) -> float:
+    """With warm-up min(ema, (1 + s) / (10 + s)): without it 0.999^s of the weights stay the initialisation."""
+    return min(cfg.ema, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p.detach(), 1 - decay)
