@@ -92,6 +92,10 @@ def test_random_mask_synthesize_keep_export(server, tmp_path):
     assert np.array_equal(np.array(Image.open(base / rec["mask"])), mask)
     with zipfile.ZipFile(path_of(zip_file)) as z:
         assert sorted(z.namelist()) == sorted(f"api_test/{x}" for x in (rec["image"], rec["mask"], "manifest.jsonl"))
+    files = sorted(base.rglob("*"))
+    status, _ = c.predict("api_test", api_name="/export")   # the same curated set again: nothing new
+    assert "Exported 0 pairs" in status and "already there" in status
+    assert sorted(base.rglob("*")) == files and len((base / "manifest.jsonl").read_text().splitlines()) == 1
 
 
 def test_two_sessions_never_see_each_others_curated_sets(server, tmp_path):

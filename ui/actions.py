@@ -321,20 +321,22 @@ class Studio:
         with user_errors():
             category = safe_name((category or "").strip(), "category")
             writer = PairWriter(self.export_root, category, "mvtec")
-            written = []
+            pairs, new = [], 0
             for v in session.curated:
                 defect = safe_name(v.settings["defect"], "defect")
-                k = writer.next_index(defect)
-                rec = writer.write(defect, k, v.image, v.mask, {**v.settings, "studio": True})
-                written.append(rec)
+                rec, written = writer.add(defect, v.image, v.mask, {**v.settings, "studio": True})
+                pairs.append(rec)
+                new += written
         zip_dir = Path(tempfile.mkdtemp(prefix="sard-export-"))
         zip_path = zip_dir / f"{category}-{time.strftime('%Y%m%d-%H%M%S')}.zip"
         with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
-            for rec in written:
+            for rec in {r["image"]: r for r in pairs}.values():
                 for key in ("image", "mask"):
                     z.write(writer.base / rec[key], f"{category}/{rec[key]}")
             z.write(writer.manifest, f"{category}/manifest.jsonl")
-        status = (f"Exported {len(written)} pairs to `{writer.base}` "
-                  f"({', '.join(sorted({r['image'] for r in written})[:3])}{' ...' if len(written) > 3 else ''}).")
+        names = sorted({r["image"] for r in pairs})
+        status = (f"Exported {new} pairs to `{writer.base}` ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+                  + (f"; {len(pairs) - new} of the curated set were already there, not written again." if new < len(pairs)
+                     else "."))
         return status, str(zip_path)
 
