@@ -34,6 +34,7 @@ from sard.io import (IMAGE_EXTENSIONS, SardInputError, atomic_write_bytes, is_im
                      read_mask)
 from sard.masks import BANK_PLACEMENTS, MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask
 from sard.pipeline import SardPipeline
+from sard.validate import seed as check_seed, writable_folder, write_error
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "sard-magnetic-tile"
 METHODS = ("sard", "cutpaste", "draem", "glass")
@@ -248,9 +249,14 @@ class PairWriter:
     def _append(self, rec: dict) -> None:
         line = (json.dumps(rec, sort_keys=True) + "\n").encode()
         with self._manifest_locked() as fd:
-            if os.write(fd, line) != len(line):
-                raise OSError(errno.ENOSPC, "short write to the manifest", str(self.manifest))
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError(errno.ENOSPC, "short write to the manifest", str(self.manifest))
+                os.fsync(fd)
+            except OSError:   # no line for a pair that will not be on disk
+                os.ftruncate(fd, size)
+                raise
 
     def link_normals(self, normals: list[Path], copy: bool = True) -> int:
         """train/good (mvtec) or good/ (folder) with the normal images, so anomalib's readers take the export."""
@@ -421,9 +427,9 @@ def run_export(plan: ExportPlan, writer: PairWriter, method: Synthesizer, method
             writer.write(defect, k, np.asarray(result.image), np.asarray(result.mask), rec)
             written += 1
     except OSError as e:
-        raise ExportFailed(f"{e.strerror or e} while writing {getattr(e, 'filename', '') or 'a pair'}: "
-                           f"{written} pairs written in this run, {writer.count()} in {writer.base} in all; "
-                           f"no partial file was left; free space and rerun to complete") from None
+        raise ExportFailed(f"{write_error(e, e.filename or writer.base)}, then rerun to complete: {written} pairs "
+                           f"written in this run, {writer.count()} in {writer.base} in all; "
+                           f"no partial file was left") from None
     elapsed = time.perf_counter() - t0
     return {"written": written, "skipped_existing": len(plan.jobs()) - len(todo), "seconds": elapsed,
             "pairs_per_second": written / elapsed if elapsed > 0 and written else 0.0,
@@ -510,10 +516,9 @@ def main(argv=None) -> int:
             raise SardInputError(f"--per-type: expected a positive number of pairs per defect type, got {a.per_type}")
         if a.method not in METHODS:
             raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{a.method}'")
+        check_seed("--seed", a.seed)
         shard = parse_shard(a.shard)
-        out = Path(a.out)
-        if out.exists() and not out.is_dir():
-            raise SardInputError(f"--out {out}: is a file; expected a folder (it is created if missing)")
+        out = writable_folder("--out", a.out)
         normals_root = Path(a.normals)
         normals, samples = find_normals(normals_root)
         bank_root = Path(a.bank) if a.bank else (normals_root if samples else None)

@@ -26,6 +26,7 @@ from sard.config import TrainConfig, config_from_dict, load_config_file
 from sard.data import defect_types, list_dataset, split_defects
 from sard.data.crops import CropSampler, infer_channels, load_examples
 from sard.io import SardInputError, atomic_write_bytes
+from sard.validate import whole_number, writable_folder, write_error
 from sard.augment import augment_pair
 from sard.losses import LossConfig, d_fake_loss, d_real_loss, generator_loss, r1_penalty, real_logits
 from sard.nets.discriminator import Discriminator, texture_gain
@@ -264,6 +265,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
         raise SardInputError(f"--out {out}: already holds a training checkpoint; pass --resume to continue it "
                              f"or choose another folder (nothing was overwritten)")
     cfg.validate()
+    if d.main:
+        writable_folder("--out", out)
     torch.manual_seed(cfg.seed + d.rank)
 
     # Data: the synthesizer's third of each defect type, this rank's shard of it.
@@ -400,12 +403,16 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
 def main(argv=None) -> int:
     try:
         a = parse_args(argv)
-        if a.threads:
-            torch.set_num_threads(a.threads)
+        if a.threads is not None:
+            torch.set_num_threads(whole_number("--threads", a.threads, 1))
         train(config_from_args(a), resume=a.resume, device=a.device)
     except SardInputError as e:
         print(f"sard.train: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # the disk filled or a folder turned read-only mid-run
+        print(f"sard.train: failed: {write_error(e)}; the last complete checkpoint is kept, continue with --resume",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("sard.train: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
         return 130

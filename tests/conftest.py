@@ -33,6 +33,9 @@ func, k = sys.argv[1], int(sys.argv[2])
 real, calls = getattr(os, func), [0]
 def dying(*a, **kw):
     calls[0] += 1
+    if calls[0] == k and os.environ.get("SARD_FAULT") == "enospc":   # from here on the disk is full
+        calls[0] -= 1
+        raise OSError(28, "No space left on device", a[0] if a and isinstance(a[0], str) else None)
     if calls[0] == k:
         if func == "write":   # a torn write: half the bytes reach the file, then the kill
             real(a[0], bytes(a[1])[: len(a[1]) // 2])
@@ -44,10 +47,12 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 
 
-def run_killed(func: str, k: int, module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_killed(func: str, k: int, module: str, *args: str, timeout: float = 600,
+               fault: str = "kill") -> subprocess.CompletedProcess:
     """python -m <module> <args>, killed (os._exit, no clean-up) at the k-th call of os.<func>:
-    a SIGKILL aimed at one write boundary. Exit status 137 when the kill came."""
-    e = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    a SIGKILL aimed at one write boundary; exit status 137 when the kill came. fault="enospc": that
+    call and every later one fail as on a full disk instead."""
+    e = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SARD_FAULT": fault}
     return subprocess.run([sys.executable, "-c", KILL_AT, func, str(k), module, *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=e, cwd=REPO)
 
@@ -136,3 +141,21 @@ def one_torch_thread():
     """Torch in the test process on one thread: two threads slow several-fold on busy cores."""
     import torch
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path):
+    """A folder no file can be written in: read-only for a user, a read-only mount for root."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    if os.geteuid() != 0:
+        d.chmod(0o500)
+        yield d
+        d.chmod(0o700)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("root without mount rights: no folder is unwritable here")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], capture_output=True)

@@ -135,3 +135,30 @@ def test_resume_with_a_corrupt_train_state_exits_2(small_data, tmp_path):
     state.write_bytes(b"\x80\x04garbage")
     r = run_module("sard.train", "--data", small_data, "--out", out, *FAST[:1], "4", *FAST[2:], "--resume")
     assert r.returncode == 2 and state.name in r.stderr and "not a safetensors file" in r.stderr
+
+
+TRAIN_BAD = [["--seed", "-1"], ["--seed", str(2**70)], ["--ckpt-every", "0"], ["--ckpt-every", "-1"],
+             ["--sample-every", "0"], ["--log-every", "0"], ["--threads", "-1"],
+             ["--config", b"\xff\xfe{not utf-8"], ["--config", '{"betas": 5}'],
+             ["--config", '{"generator": {"base_channels": "x"}}'], ["--out", "UNWRITABLE"]]
+
+
+@pytest.mark.parametrize("bad", TRAIN_BAD, ids=lambda b: f"{b[0]}={b[1]!r}"[:40])
+def test_bad_train_flags_exit_2_naming_flag_or_file_without_a_traceback(tiny_data, tmp_path, unwritable, bad):
+    flag, value = bad
+    out = tmp_path / "o"
+    if flag == "--config":
+        cfg = tmp_path / "bad.json"
+        cfg.write_bytes(value if isinstance(value, bytes) else value.encode())
+        value = cfg
+    if value == "UNWRITABLE":
+        out = value = unwritable
+    args = {"--data": tiny_data, "--out": out, "--iters": "2", "--res": "32", "--batch": "2", flag: value}
+    r = run_module("sard.train", *[x for kv in args.items() for x in kv])
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert (str(value) if flag == "--config" else flag) in r.stderr
+    if flag == "--config":
+        assert ("base_channels" if "base_channels" in str(bad[1]) else "betas" if "betas" in str(bad[1]) else "UTF-8") \
+            in r.stderr
+    if flag != "--out":
+        assert not (out / "log.jsonl").exists()

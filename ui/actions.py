@@ -23,6 +23,7 @@ from sard.io import SardInputError, png_bytes, read_image
 from sard.masks import MASK_KINDS, MaskBank, random_mask
 from sard.pipeline import SardPipeline
 from sard.train_samples import overlay
+from sard.validate import seed as check_seed, whole_number
 from ui.session import Session, Variation
 
 METHODS = {"SARD": "sard", "CutPaste": "cutpaste", "DRAEM": "draem", "GLASS": "glass"}
@@ -169,10 +170,11 @@ class Studio:
         if kind == "bank" and self.bank is None:
             raise gr.Error("The real-mask bank needs a data set: start the studio with --data DATASET_ROOT.")
         with user_errors():
+            seed = check_seed("seed", seed)
             a = read_image(image_path)
             bank_defect = defect if self.bank is not None and defect in self.bank.defects else None
             area = None if kind == "bank" else (float(area_min) / 100, float(area_max) / 100)
-            m, params = random_mask(kind, a.shape[:2], int(seed), area, bank=self.bank, defect=bank_defect)
+            m, params = random_mask(kind, a.shape[:2], seed, area, bank=self.bank, defect=bank_defect)
         session.random_mask, session.random_mask_params = m > 0, params
         return m, session
 
@@ -216,12 +218,11 @@ class Studio:
         method = METHODS.get(method, method)
         if method not in METHODS.values():
             raise gr.Error(f"method '{method}': expected one of {', '.join(METHODS)}")
-        n = int(variations)
-        if not 1 <= n <= 16:
-            raise gr.Error(f"variations: expected 1 to 16, got {n}")
         if defect not in self.defects:
             raise gr.Error(f"defect '{defect}': expected one of {self.defects}")
         with user_errors():
+            n = whole_number("variations", variations, 1, 16)
+            seed = check_seed("seed", seed)
             image = read_image(image_path)
             m = np.asarray(mask)
             m = (m.any(axis=2) if m.ndim == 3 else m) > 0
@@ -237,7 +238,7 @@ class Studio:
         steps_total = n * (self.pipe.schedule.num_steps if method == "sard" else 1)
         done = 0
         for k in range(n):
-            s = int(seed) + k
+            s = seed + k
             t0 = time.perf_counter()
             with user_errors():
                 if method == "sard":
