@@ -30,8 +30,8 @@ from tqdm import tqdm
 from sard.baselines import make_baseline
 from sard.data import list_dataset, split_defects
 from sard.data.readers import Sample
-from sard.io import (IMAGE_EXTENSIONS, SardInputError, atomic_write_bytes, is_image_file, png_bytes, read_image,
-                     read_mask)
+from sard.io import (IMAGE_EXTENSIONS, SardInputError, atomic_write_bytes, is_image_file, leftover_temps, png_bytes,
+                     read_image, read_mask)
 from sard.masks import BANK_PLACEMENTS, MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask
 from sard.pipeline import SardPipeline
 from sard.validate import seed as check_seed, writable_folder, write_error
@@ -105,9 +105,10 @@ class PairWriter:
         self.base = self.root / self.category
         self.base.mkdir(parents=True, exist_ok=True)
         self._load_manifest()
-        for tmp in self.base.rglob(".*.tmp"):  # leftovers of a killed run (not of a live shard beside us)
-            if not _alive(tmp.name.rsplit(".", 2)[-2]):
-                tmp.unlink(missing_ok=True)
+        for folder in [self.base, *(p for p in self.base.rglob("*") if p.is_dir())]:
+            for tmp in leftover_temps(folder):  # of a killed run (not of a live shard beside us)
+                if not _alive(tmp.name.rsplit(".", 2)[-2]):
+                    tmp.unlink(missing_ok=True)
 
     @property
     def manifest(self) -> Path:
