@@ -418,9 +418,13 @@ def run_export(plan: ExportPlan, writer: PairWriter, method: Synthesizer, method
         for defect, k in bar:
             src, image = pick_normal(plan, defect, k, bad)
             seed = pair_seed(plan.seed, defect, k)
-            mask, mask_params = masks.make(image, defect, seed, pair_rng(plan.seed, defect, k, stream=1))
             t = time.perf_counter()
-            result = method(image, mask, seed, defect)
+            try:
+                mask, mask_params = masks.make(image, defect, seed, pair_rng(plan.seed, defect, k, stream=1))
+                t = time.perf_counter()
+                result = method(image, mask, seed, defect)
+            except SardInputError as e:
+                raise SardInputError(f"normal image {src}: {e}") from None
             seconds = time.perf_counter() - t
             rec = {"source": str(src.resolve()), "mask_params": mask_params, "seed": seed, "method": method_name,
                    "method_params": method_params, "checkpoint": method_params.get("checkpoint_hash"),
@@ -542,6 +546,10 @@ def main(argv=None) -> int:
             defects = ["synthetic"]
         for d in defects:
             safe_name(d, "defect")
+        if a.masks == "bank" and bank is not None and a.defects:
+            unknown = [d for d in defects if d not in bank.defects]
+            if unknown:
+                raise SardInputError(f"--defects {unknown}: the mask bank of {bank_root} holds {list(bank.defects)}")
         if a.method == "sard" and params.get("defects") and len(params["defects"]) > 1:
             unknown = [d for d in defects if d not in params["defects"]]
             if unknown:

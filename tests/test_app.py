@@ -188,3 +188,14 @@ def test_start_up_errors_exit_2_with_one_line(tmp_path, unwritable, case):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     flag = {"unwritable": "--export-root", "file": "--export-root", "port": "--port", "checkpoint": "model.safetensors"}
     assert flag[case] in r.stderr
+
+
+@pytest.mark.parametrize("seed", [-1, 1e30])
+def test_a_bad_seed_is_refused_with_one_line_in_the_server_log(server, tmp_path, capfd, seed):
+    from gradio_client import handle_file
+    c = client(server[0])
+    img = handle_file(tile(tmp_path))
+    with pytest.raises(Exception, match="seed: expected a whole number"):
+        c.predict(img, "Ellipse", 1.0, 2.0, seed, "crack", api_name="/random_mask")
+    err = capfd.readouterr().err
+    assert "studio: refused: seed" in err and "Traceback" not in err

@@ -162,3 +162,32 @@ def test_bad_train_flags_exit_2_naming_flag_or_file_without_a_traceback(tiny_dat
             in r.stderr
     if flag != "--out":
         assert not (out / "log.jsonl").exists()
+
+
+def test_pipeline_refuses_a_missing_mask_and_a_seed_out_of_range(tmp_path):
+    from conftest import tiny_checkpoint
+    pipe = SardPipeline.from_pretrained(tiny_checkpoint(tmp_path / "ck"))
+    img = np.zeros((32, 32), np.uint8)
+    with pytest.raises(SardInputError, match="mask: none given"):
+        pipe(img, None, defect="crack")
+    m = np.zeros((32, 32), bool)
+    m[8:16, 8:16] = True
+    with pytest.raises(SardInputError, match=r"seed: expected a whole number from 0"):
+        pipe(img, m, seed=2**70, defect="crack")
+
+
+def test_export_names_the_normal_image_that_is_too_small(tmp_path, capsys):
+    from sard.export import main as export_main
+    (tmp_path / "n").mkdir()
+    Image.new("L", (1, 1), 128).save(tmp_path / "n" / "one.png")
+    assert export_main(["--method", "cutpaste", "--normals", str(tmp_path / "n"), "--masks", "ellipse",
+                        "--per-type", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "one.png" in capsys.readouterr().err
+
+
+def test_export_refuses_a_defect_type_the_mask_bank_lacks(tiny_data, tmp_path, capsys):
+    from sard.export import main as export_main
+    assert export_main(["--method", "cutpaste", "--normals", str(tiny_data), "--masks", "bank", "--defects", "crak",
+                        "--per-type", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--defects ['crak']" in err and "crack" in err
