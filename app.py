@@ -29,20 +29,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def port_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on, before the model loads."""
+    import socket
+
+    from sard.io import SardInputError
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        raise SardInputError(f"--port {port}: cannot listen on {host} ({e.strerror}); "
+                             f"choose another --port or stop what uses it") from None
+
+
 def launch(args: argparse.Namespace, block: bool = True):
     from pathlib import Path
 
     from sard.io import SardInputError
+    from sard.validate import whole_number, writable_folder
     from ui.actions import Studio
     from ui.layout import CSS, build_studio
 
     try:
+        whole_number("--port", args.port, 1, 65535)
+        whole_number("--queue-size", args.queue_size, 1)
+        whole_number("--max-upload-mb", args.max_upload_mb, 1)
+        writable_folder("--export-root", args.export_root)
+        port_free(args.host, args.port)
         studio = Studio(Path(args.checkpoint), Path(args.export_root), Path(args.data) if args.data else None,
                         device=args.device)
     except SardInputError as e:
         print(f"app.py: error: {e}", file=sys.stderr)
         sys.exit(2)
-    Path(args.export_root).mkdir(parents=True, exist_ok=True)
     demo = build_studio(studio)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
     demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=not block, quiet=not block,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import safetensors.torch
@@ -100,14 +101,34 @@ def save_train_state(folder: str | Path, tensors: dict[str, torch.Tensor], meta:
     return folder / name
 
 
-def load_train_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """(tensors, meta) of the last complete training checkpoint in `folder`, or None if there is none."""
-    folder = Path(folder)
-    meta_path = folder / TRAIN_STATE_NAME
+def read_train_meta(folder: str | Path) -> dict | None:
+    """train_state.json of `folder` (None if there is none), checked: the fields resume needs, and a
+    state file named as the trainer names it, inside `folder`."""
+    meta_path = Path(folder) / TRAIN_STATE_NAME
     if not meta_path.is_file():
         return None
-    meta = read_config(meta_path)
-    return load_tensors(folder / meta["file"]), meta
+    fix = "; it is corrupt: restore it from a backup, or start a new run in another --out"
+    try:
+        meta = read_config(meta_path)
+    except SardInputError as e:
+        raise SardInputError(f"{e}{fix}") from None
+    missing = [k for k in ("step", "file", "config", "rng") if k not in meta]
+    if missing:
+        raise SardInputError(f"{meta_path}: lacks {missing}{fix}")
+    if not isinstance(meta["file"], str) or not re.fullmatch(r"train_state-\d{8}\.safetensors", meta["file"]):
+        raise SardInputError(f"{meta_path}: 'file' is {meta['file']!r}; expected train_state-<8 digits>.safetensors "
+                             f"beside it{fix}")
+    if not isinstance(meta["step"], int) or meta["step"] < 0 or not isinstance(meta["config"], dict):
+        raise SardInputError(f"{meta_path}: 'step' or 'config' is not what the trainer writes{fix}")
+    return meta
+
+
+def load_train_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """(tensors, meta) of the last complete training checkpoint in `folder`, or None if there is none."""
+    meta = read_train_meta(folder)
+    if meta is None:
+        return None
+    return load_tensors(Path(folder) / meta["file"]), meta
 
 
 def ship(run: str | Path, dest: str | Path, fp16: bool = True) -> Path:

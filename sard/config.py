@@ -6,10 +6,13 @@ sections (generator, discriminator, schedule, loss) are the constructor argument
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from sard.io import SardInputError
+from sard.validate import seed as check_seed, whole_number
 from sard.losses import LossConfig
 from sard.nets.discriminator import DiscriminatorConfig
 from sard.nets.generator import GeneratorConfig
@@ -51,11 +54,17 @@ class TrainConfig:
             raise SardInputError(f"--iters: expected a positive number of steps, got {self.iters}")
         if self.batch < 1:
             raise SardInputError(f"--batch: expected at least 1, got {self.batch}")
+        for flag in ("--log-every", "--sample-every", "--ckpt-every"):   # steps between two of them
+            whole_number(flag, getattr(self, flag[2:].replace("-", "_")), 1)
+        check_seed("--seed", self.seed)
+        check_seed("split_seed", self.split_seed)
         stride = max(self.generator.stride, 2 ** (len(self.discriminator.channel_mult) - 1))
         if self.res < 16 or self.res % stride:
             raise SardInputError(f"--res: expected a multiple of {stride} of at least 16 pixels, got {self.res}")
         if self.schedule.num_steps < 1:
             raise SardInputError(f"schedule.num_steps: expected at least 1, got {self.schedule.num_steps}")
+        if self.discriminator.problems():
+            raise SardInputError("discriminator." + self.discriminator.problems()[0])
         return self
 
 
@@ -63,24 +72,54 @@ _SECTIONS = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig,
              "schedule": ScheduleConfig, "loss": LossConfig}
 
 
-def config_from_dict(d: dict, source: str = "config") -> TrainConfig:
-    """TrainConfig from a (possibly partial) dict; unknown keys are an error naming the source."""
-    known = {f.name for f in fields(TrainConfig)}
+def _typed(value, hint, where: str):
+    """value as the field's type asks (JSON lists become tuples), or SardInputError naming the field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _typed(value, next(a for a in args if a is not type(None)), where)
+    if origin is tuple or origin is list:
+        if isinstance(value, (list, tuple)) and (origin is list or args[-1:] == (Ellipsis,) or len(value) == len(args)):
+            item = lambda i: args[0] if origin is list or args[-1:] == (Ellipsis,) else args[i]  # noqa: E731
+            typed = [_typed(v, item(i), f"{where}[{i}]") for i, v in enumerate(value)]
+            return tuple(typed) if origin is tuple else typed
+        shape = "a list" if origin is list or args[-1:] == (Ellipsis,) else f"a list of {len(args)}"
+        raise SardInputError(f"{where}: expected {shape} of {args[0].__name__}, got {value!r}")
+    ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}[hint](value)
+    if not ok:
+        raise SardInputError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def _section(cls, d, source: str, prefix: str = ""):
+    """A config dataclass from a (possibly partial) dict; unknown keys and wrong types name the source."""
+    if not isinstance(d, dict):
+        raise SardInputError(f"{source}: '{prefix.rstrip('.')}' expected an object of {cls.__name__} fields, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    bad = sorted(set(d) - known)
+    if bad:
+        raise SardInputError(f"{source}: unknown key(s) {bad}{f' in {prefix[:-1]!r}' if prefix else ''}; "
+                             f"expected some of {sorted(known)}")
     kwargs = {}
     for key, value in d.items():
-        if key not in known:
-            raise SardInputError(f"{source}: unknown key '{key}'; expected one of {sorted(known)}")
-        if key in _SECTIONS:
-            cls = _SECTIONS[key]
-            sub = {f.name for f in fields(cls)}
-            bad = sorted(set(value) - sub)
-            if bad:
-                raise SardInputError(f"{source}: unknown key(s) {bad} in '{key}'; expected some of {sorted(sub)}")
-            value = cls(**value)
-        elif key == "betas":
-            value = tuple(value)
-        kwargs[key] = value
-    return TrainConfig(**kwargs)
+        hint = hints[key]
+        kwargs[key] = _section(hint, value, source, f"{prefix}{key}.") if is_dataclass(hint) else \
+            _typed(value, hint, f"{source}: '{prefix}{key}'")
+    obj = cls(**kwargs)
+    problems = obj.problems() if hasattr(obj, "problems") else []
+    if problems:
+        raise SardInputError(f"{source}: {prefix}{problems[0]}")
+    return obj
+
+
+def config_from_dict(d: dict, source: str = "config") -> TrainConfig:
+    """TrainConfig from a (possibly partial) dict; unknown keys and wrongly typed values are an error
+    naming the source and the field."""
+    return _section(TrainConfig, d, source)
 
 
 def load_config_file(path: str | Path) -> TrainConfig:
@@ -88,9 +127,9 @@ def load_config_file(path: str | Path) -> TrainConfig:
     if not path.is_file():
         raise SardInputError(f"--config {path}: no such file; expected a JSON file of TrainConfig fields")
     try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SardInputError(f"--config {path}: not valid JSON ({e})") from None
+        d = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SardInputError(f"--config {path}: not valid UTF-8 JSON ({e})") from None
     if not isinstance(d, dict):
         raise SardInputError(f"--config {path}: expected a JSON object")
     return config_from_dict(d, f"--config {path}")

@@ -59,6 +59,8 @@ def prepare_image(image) -> tuple[np.ndarray, np.ndarray | None]:
 
 def prepare_mask(mask, shape: tuple[int, ...]) -> np.ndarray:
     """bool [H, W] from a PIL image or an array of any binary-ish values; must match `shape` and be non-empty."""
+    if mask is None:
+        raise SardInputError("mask: none given; expected a binary mask of the image's size (PIL image or array)")
     m = binarize_mask(np.array(mask) if isinstance(mask, Image.Image) else mask, "mask")
     if m.shape != tuple(shape[:2]):
         raise SardInputError(f"mask: {m.shape[1]}x{m.shape[0]} does not match the image's "

@@ -110,6 +110,11 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def leftover_temps(folder: Path) -> list[Path]:
+    """The temporary files writers here leave in `folder` when killed mid-write (.<name>.<id>.tmp)."""
+    return sorted(Path(folder).glob(".*.tmp"))
+
+
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

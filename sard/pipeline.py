@@ -22,6 +22,7 @@ from sard.io import SardInputError
 from sard.nets.generator import Generator, GeneratorConfig
 from sard.rcd import rcd_sample
 from sard.schedule import Schedule, ScheduleConfig
+from sard.validate import whole_number
 
 MODEL_FORMAT = "sard-generator/1"
 
@@ -139,6 +140,7 @@ class SardPipeline:
                roi: bool = True, rcd: bool = True) -> Iterator[FrameImages | SynthesisResult]:
         """Yields a FrameImages per reverse step, then the SynthesisResult."""
         t0 = time.perf_counter()
+        seed = whole_number("seed", seed, 0, 2**63 - 1)   # what torch.Generator takes
         pixels, alpha, m = prepare_inputs(image, mask)
         label = self.label_of(defect)
         T = self.schedule.num_steps

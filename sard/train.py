@@ -20,18 +20,19 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from sard.checkpoint import (TRAIN_STATE_NAME, load_state_checked, load_train_state, save_model,
+from sard.checkpoint import (TRAIN_STATE_NAME, load_state_checked, load_train_state, read_train_meta, save_model,
                              save_train_state)
 from sard.config import TrainConfig, config_from_dict, load_config_file
 from sard.data import defect_types, list_dataset, split_defects
 from sard.data.crops import CropSampler, infer_channels, load_examples
-from sard.io import SardInputError, atomic_write_bytes
+from sard.io import SardInputError, atomic_write_bytes, leftover_temps
 from sard.nets.discriminator import Discriminator, texture_gain
 from sard.nets.generator import Generator
 from sard.pipeline import MODEL_FORMAT, pick_device
 from sard.schedule import Schedule
 from sard.steps import Batch, GapMeter, d_step, ema_decay, ema_update, g_step
 from sard.train_samples import SampleGrid
+from sard.validate import whole_number, writable_folder, write_error
 
 
 # -- multi-process set-up (one block, nanoGPT style) ----------------------------------------------
@@ -122,10 +123,25 @@ def restore(out: Path, G, G_ema, D, opt_g, opt_d) -> dict:
 
 
 def trim_log(log_path: Path, step: int) -> None:
-    """On resume, forget log lines written after the checkpoint we continue from."""
-    if log_path.is_file():
-        keep = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        atomic_write_bytes(log_path, ("\n".join(keep) + "\n").encode() if keep else b"")
+    """On resume, forget log lines written after the checkpoint we continue from, and a last line
+    a kill cut mid-write (said so); any other unreadable line is an error naming it."""
+    if not log_path.is_file():
+        return
+    lines = [ln for ln in log_path.read_bytes().split(b"\n") if ln.strip()]
+    keep = []
+    for n, ln in enumerate(lines, 1):
+        try:
+            rec = json.loads(ln)
+            rec_step = rec["step"]
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError):
+            if n == len(lines):
+                print(f"[sard.train] {log_path}: dropped its last line, cut by a kill mid-write", file=sys.stderr)
+                break
+            raise SardInputError(f"{log_path}: line {n} is not a JSON log record; expected one per line "
+                                 f"(move the file away to start a fresh log)") from None
+        if rec_step <= step:
+            keep.append(ln)
+    atomic_write_bytes(log_path, b"".join(ln + b"\n" for ln in keep))
 
 
 # -- the whole run --------------------------------------------------------------------------------
@@ -143,14 +159,19 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     # Configuration: a resumed run takes the stored config; only its length may change.
     if out.exists() and not out.is_dir():
         raise SardInputError(f"--out {out}: is a file; expected a folder for checkpoints and logs")
-    if resume and (out / TRAIN_STATE_NAME).is_file():
-        stored = json.loads((out / TRAIN_STATE_NAME).read_text())["config"]
-        cfg = replace(config_from_dict(stored, str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
+    meta = read_train_meta(out) if out.is_dir() else None
+    if resume and meta is not None:
+        cfg = replace(config_from_dict(meta["config"], str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
                       sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every, log_every=cfg.log_every)
-    elif (out / TRAIN_STATE_NAME).is_file():
+    elif meta is not None:
         raise SardInputError(f"--out {out}: already holds a training checkpoint; pass --resume to continue it "
                              f"or choose another folder (nothing was overwritten)")
+    elif not cfg.data:
+        raise SardInputError(f"--resume: {out} holds no training checkpoint ({TRAIN_STATE_NAME}); "
+                             f"pass --data to start a run there")
     cfg.validate()
+    if d.main:
+        writable_folder("--out", out)
     torch.manual_seed(cfg.seed + d.rank)
 
     # Data: the synthesizer's third of each defect type, this rank's shard of it.
@@ -169,7 +190,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     examples, report = load_examples(split.synth[d.rank::d.world], defects, channels)
     if d.main:
         print(f"[sard.train] {cfg.data}: {report.summary()}", file=sys.stderr)
-    if not (resume and (out / TRAIN_STATE_NAME).is_file()) and cfg.discriminator.highpass_input:
+    if not (resume and meta is not None) and cfg.discriminator.highpass_input:
         # measured once on every rank alike (the whole synthesizer third), then kept in the run's config
         probe = CropSampler(load_examples(split.synth, defects, channels)[0], cfg.res, seed=cfg.seed)
         cfg.discriminator = replace(cfg.discriminator, highpass_gain=texture_gain(probe.batch(64)[0]))
@@ -184,7 +205,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     rng = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + d.rank)
     start = 0
-    if resume and (out / TRAIN_STATE_NAME).is_file():
+    if resume and meta is not None:
         meta = restore(out, G, G_ema, D, opt_g, opt_d)
         start = meta["step"]
         states = meta["rng"][d.rank] if d.rank < len(meta["rng"]) else None
@@ -204,6 +225,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     # Logging, sample grids.
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
+        for tmp in [*leftover_temps(out), *leftover_temps(out / "samples")]:   # of a run killed mid-write
+            tmp.unlink(missing_ok=True)
         trim_log(out / "log.jsonl", start)
         grid = SampleGrid(samples, split, defects, channels, cfg.res, seed=cfg.seed)
     log_file = open(out / "log.jsonl", "a") if d.main else None
@@ -287,12 +310,16 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
 def main(argv=None) -> int:
     try:
         a = parse_args(argv)
-        if a.threads:
-            torch.set_num_threads(a.threads)
+        if a.threads is not None:
+            torch.set_num_threads(whole_number("--threads", a.threads, 1))
         train(config_from_args(a), resume=a.resume, device=a.device)
     except SardInputError as e:
         print(f"sard.train: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # the disk filled or a folder turned read-only mid-run
+        print(f"sard.train: failed: {write_error(e)}; the last complete checkpoint is kept, continue with --resume",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("sard.train: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
         return 130

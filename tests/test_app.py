@@ -4,15 +4,13 @@ import json
 import socket
 import threading
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MAGNETIC_TILE, REPO, requires_data, tiny_checkpoint
+from conftest import REPO, make_tiny_data, run_module, texture, tiny_checkpoint
 
-pytestmark = requires_data
 DEFAULT_CK = REPO / "checkpoints" / "sard-magnetic-tile"
 
 
@@ -28,7 +26,7 @@ def start(tmp_path, checkpoint, queue_size=8, data=True):
     args = ["--checkpoint", str(checkpoint), "--port", str(port), "--export-root", str(tmp_path / "exports"),
             "--queue-size", str(queue_size)]
     if data:
-        args += ["--data", str(MAGNETIC_TILE)]
+        args += ["--data", str(make_tiny_data(tmp_path / "data"))]
     demo = app.launch(app.parse_args(args), block=False)
     return demo, f"http://127.0.0.1:{port}/"
 
@@ -47,7 +45,7 @@ def client(url):
 
 
 def tile(tmp_path, name="tile.png", size=(256, 256)) -> str:
-    a = np.array(Image.open(sorted((MAGNETIC_TILE / "test" / "good").iterdir())[3]))[: size[0], : size[1]]
+    a = texture(size, 3)
     p = tmp_path / name
     Image.fromarray(a).save(p)
     return str(p)
@@ -92,6 +90,10 @@ def test_random_mask_synthesize_keep_export(server, tmp_path):
     assert np.array_equal(np.array(Image.open(base / rec["mask"])), mask)
     with zipfile.ZipFile(path_of(zip_file)) as z:
         assert sorted(z.namelist()) == sorted(f"api_test/{x}" for x in (rec["image"], rec["mask"], "manifest.jsonl"))
+    files = sorted(base.rglob("*"))
+    status, _ = c.predict("api_test", api_name="/export")   # the same curated set again: nothing new
+    assert "Exported 0 pairs" in status and "already there" in status
+    assert sorted(base.rglob("*")) == files and len((base / "manifest.jsonl").read_text().splitlines()) == 1
 
 
 def test_two_sessions_never_see_each_others_curated_sets(server, tmp_path):
@@ -133,7 +135,7 @@ def test_files_outside_cache_and_export_root_are_not_served(server):
     import urllib.error
     import urllib.request
     url, _ = server
-    for target in ("/etc/passwd", str(REPO / "app.py"), str(MAGNETIC_TILE / "train" / "good")):
+    for target in ("/etc/passwd", str(REPO / "app.py"), str(REPO / "checkpoints")):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"{url}gradio_api/file={target}")
         assert e.value.code in (403, 404)
@@ -167,3 +169,33 @@ def test_full_queue_answers_with_a_clear_message(tmp_path):
         assert done, "the jobs inside the queue still finish"
     finally:
         demo.close()
+
+
+@pytest.mark.parametrize("case", ["unwritable", "file", "port", "checkpoint"])
+def test_start_up_errors_exit_2_with_one_line(tmp_path, unwritable, case):
+    root, port, ck = tmp_path / "exports", free_port(), tiny_checkpoint(tmp_path / "ck")
+    if case == "unwritable":
+        root = unwritable
+    elif case == "file":
+        root.write_text("x")
+    elif case == "checkpoint":
+        (ck / "model.safetensors").write_bytes(b"not weights")
+    with socket.socket() as busy:
+        if case == "port":
+            busy.bind(("127.0.0.1", port))
+            busy.listen()
+        r = run_module("app", "--checkpoint", ck, "--export-root", root, "--port", port, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    flag = {"unwritable": "--export-root", "file": "--export-root", "port": "--port", "checkpoint": "model.safetensors"}
+    assert flag[case] in r.stderr
+
+
+@pytest.mark.parametrize("seed", [-1, 1e30])
+def test_a_bad_seed_is_refused_with_one_line_in_the_server_log(server, tmp_path, capfd, seed):
+    from gradio_client import handle_file
+    c = client(server[0])
+    img = handle_file(tile(tmp_path))
+    with pytest.raises(Exception, match="seed: expected a whole number"):
+        c.predict(img, "Ellipse", 1.0, 2.0, seed, "crack", api_name="/random_mask")
+    err = capfd.readouterr().err
+    assert "studio: refused: seed" in err and "Traceback" not in err

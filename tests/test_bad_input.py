@@ -135,3 +135,60 @@ def test_resume_with_a_corrupt_train_state_exits_2(small_data, tmp_path):
     state.write_bytes(b"\x80\x04garbage")
     r = run_module("sard.train", "--data", small_data, "--out", out, *FAST[:1], "4", *FAST[2:], "--resume")
     assert r.returncode == 2 and state.name in r.stderr and "not a safetensors file" in r.stderr
+
+
+TRAIN_BAD = [["--seed", "-1"], ["--seed", str(2**70)], ["--ckpt-every", "0"], ["--ckpt-every", "-1"],
+             ["--sample-every", "0"], ["--log-every", "0"], ["--threads", "-1"],
+             ["--config", b"\xff\xfe{not utf-8"], ["--config", '{"betas": 5}'],
+             ["--config", '{"generator": {"base_channels": "x"}}'],
+             ["--config", '{"discriminator": {"dmg_masking": "both"}}'], ["--out", "UNWRITABLE"]]
+
+
+@pytest.mark.parametrize("bad", TRAIN_BAD, ids=lambda b: f"{b[0]}={b[1]!r}"[:40])
+def test_bad_train_flags_exit_2_naming_flag_or_file_without_a_traceback(tiny_data, tmp_path, unwritable, bad):
+    flag, value = bad
+    out = tmp_path / "o"
+    if flag == "--config":
+        cfg = tmp_path / "bad.json"
+        cfg.write_bytes(value if isinstance(value, bytes) else value.encode())
+        value = cfg
+    if value == "UNWRITABLE":
+        out = value = unwritable
+    args = {"--data": tiny_data, "--out": out, "--iters": "2", "--res": "32", "--batch": "2", flag: value}
+    r = run_module("sard.train", *[x for kv in args.items() for x in kv])
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert (str(value) if flag == "--config" else flag) in r.stderr
+    if flag == "--config":
+        named = next((k for k in ("base_channels", "betas", "dmg_masking") if k in str(bad[1])), "UTF-8")
+        assert named in r.stderr
+    if flag != "--out":
+        assert not (out / "log.jsonl").exists()
+
+
+def test_pipeline_refuses_a_missing_mask_and_a_seed_out_of_range(tmp_path):
+    from conftest import tiny_checkpoint
+    pipe = SardPipeline.from_pretrained(tiny_checkpoint(tmp_path / "ck"))
+    img = np.zeros((32, 32), np.uint8)
+    with pytest.raises(SardInputError, match="mask: none given"):
+        pipe(img, None, defect="crack")
+    m = np.zeros((32, 32), bool)
+    m[8:16, 8:16] = True
+    with pytest.raises(SardInputError, match=r"seed: expected a whole number from 0"):
+        pipe(img, m, seed=2**70, defect="crack")
+
+
+def test_export_names_the_normal_image_that_is_too_small(tmp_path, capsys):
+    from sard.export import main as export_main
+    (tmp_path / "n").mkdir()
+    Image.new("L", (1, 1), 128).save(tmp_path / "n" / "one.png")
+    assert export_main(["--method", "cutpaste", "--normals", str(tmp_path / "n"), "--masks", "ellipse",
+                        "--per-type", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "one.png" in capsys.readouterr().err
+
+
+def test_export_refuses_a_defect_type_the_mask_bank_lacks(tiny_data, tmp_path, capsys):
+    from sard.export import main as export_main
+    assert export_main(["--method", "cutpaste", "--normals", str(tiny_data), "--masks", "bank", "--defects", "crak",
+                        "--per-type", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--defects ['crak']" in err and "crack" in err

@@ -1,33 +1,26 @@
 """python -m sard.export: layout, manifest, regeneration, kill-and-resume, sharding, bad input."""
 import json
 import os
-import resource
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, requires_data, run_module, tiny_checkpoint
+from conftest import REPO, run_killed, run_module, texture, tiny_checkpoint
 from sard.data import list_dataset
-from sard.export import regenerate
-from sard.io import read_image
-
-pytestmark = requires_data
+from sard.export import PairWriter, main as export_main, regenerate
+from sard.io import SardInputError, read_image
 
 
 def normals_dir(tmp_path: Path, n: int = 6, size=(96, 80)) -> Path:
-    """A folder of small real normal tiles (crops of the shared data)."""
-    from conftest import MAGNETIC_TILE
+    """A folder of small synthetic normal tiles."""
     d = tmp_path / "normals"
     d.mkdir()
-    for p in sorted((MAGNETIC_TILE / "train" / "good").iterdir())[:n]:
-        a = read_image(p)[: size[0], : size[1]]
-        Image.fromarray(a).save(d / f"{p.stem}.png")
+    for i in range(n):
+        Image.fromarray(texture(size, 50 + i)).save(d / f"n{i:02d}.png")
     return d
 
 
@@ -39,10 +32,10 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-def test_layout_is_read_back_by_the_mvtec_reader_and_manifest_regenerates_pairs(tmp_path, small_data):
+def test_layout_is_read_back_by_the_mvtec_reader_and_manifest_regenerates_pairs(tmp_path, tiny_data):
     ck = tiny_checkpoint(tmp_path / "ck")
     out = tmp_path / "out"
-    r = export("--method", "sard", "--checkpoint", ck, "--normals", small_data, "--masks", "bank",
+    r = export("--method", "sard", "--checkpoint", ck, "--normals", tiny_data, "--masks", "bank",
                "--per-type", "3", "--out", out, "--copy-normals", "--seed", "5")
     assert r.returncode == 0, r.stderr
     assert "pairs/s" in r.stderr
@@ -93,31 +86,104 @@ def test_rerun_skips_what_is_there_and_never_overwrites(tmp_path):
     assert len(lines(out / "c" / "manifest.jsonl")) == 6
 
 
-def test_sigkill_then_rerun_ends_with_exactly_the_pairs_asked(tmp_path):
-    ck = tiny_checkpoint(tmp_path / "ck")
-    out, normals = tmp_path / "out", normals_dir(tmp_path, size=(160, 160))
-    args = [sys.executable, "-m", "sard.export", "--method", "sard", "--checkpoint", str(ck), "--normals", str(normals),
-            "--masks", "ellipse", "--area", "0.02,0.1", "--defects", "crack,blowhole", "--per-type", "40",
-            "--out", str(out), "--category", "k", "--no-roi"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "k").rglob("*.png"))) < 12:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before = len(list((out / "k").rglob("*_mask.png")))
-    assert 0 < before < 80, "the kill should land mid-run"
-    r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    images = sorted((out / "k" / "test").rglob("*.png"))
-    masks = sorted((out / "k" / "ground_truth").rglob("*.png"))
-    assert len(images) == 80 and len(masks) == 80
-    assert not list((out / "k").rglob("*.tmp"))
-    manifest = lines(out / "k" / "manifest.jsonl")
-    assert len(manifest) == 80 and len({(x["defect"], x["index"]) for x in manifest}) == 80
-    for p in images + masks:   # every file complete
-        Image.open(p).load()
+def tree(base: Path) -> dict[str, bytes]:
+    """Every pair file under an export folder, by relative path (the manifest apart)."""
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*.png"))}
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rows), key=lambda r: (r["defect"], r["index"]))
+
+
+KILL_ARGS = ["--method", "cutpaste", "--masks", "ellipse", "--defects", "a,b", "--per-type", "2", "--category", "c"]
+
+
+@pytest.mark.parametrize("func,k", [("replace", 1), ("replace", 2), ("replace", 3), ("replace", 4),
+                                    ("write", 1), ("write", 2)])
+def test_a_kill_at_each_write_boundary_then_a_rerun_gives_exactly_the_pairs(tmp_path, func, k):
+    """os.replace k: 1 kills between the manifest line and the image rename, 2 between the image and
+    the mask renames (then the same for the second pair); os.write: a manifest line cut mid-write."""
+    normals = normals_dir(tmp_path)
+    assert export_main([*KILL_ARGS, "--normals", str(normals), "--out", str(tmp_path / "ref")]) == 0
+    ref = tmp_path / "ref" / "c"
+    out = tmp_path / "out"
+    r = run_killed(func, k, "sard.export", *KILL_ARGS, "--normals", normals, "--out", out)
+    assert r.returncode == 137, r.stderr
+    left = tree(out / "c")
+    assert len(left) < len(tree(ref)), "the kill came before the last file"
+    if k % 2 == 0 and func == "replace":   # between the renames: an image without its mask
+        assert sum(n.startswith("test/") for n in left) > sum(n.startswith("ground_truth/") for n in left)
+    assert export_main([*KILL_ARGS, "--normals", str(normals), "--out", str(out)]) == 0
+    assert tree(out / "c") == tree(ref)
+    assert without_timing(lines(out / "c" / "manifest.jsonl")) == without_timing(lines(ref / "manifest.jsonl"))
+    assert len(lines(out / "c" / "manifest.jsonl")) == 4
+    assert not list((out / "c").rglob("*.tmp"))
+
+
+def crack_export(tmp_path: Path, per_type: int) -> tuple[list[str], Path]:
+    """Arguments of a cutpaste export of `per_type` cracks, run once; and its category folder."""
+    args = ["--method", "cutpaste", "--normals", str(normals_dir(tmp_path)), "--masks", "ellipse",
+            "--defects", "crack", "--per-type", str(per_type), "--out", str(tmp_path / "x")]
+    assert export_main(args) == 0
+    return args, tmp_path / "x" / "normals"
+
+
+def test_a_pair_missing_its_mask_is_checked_and_completed(tmp_path):
+    args, base = crack_export(tmp_path, 5)
+    before = tree(base)
+    image = base / "test" / "crack" / "002.png"
+    stamp = image.stat().st_mtime_ns
+    (base / "ground_truth" / "crack" / "002_mask.png").unlink()
+    assert export_main(args) == 0
+    assert tree(base) == before and image.stat().st_mtime_ns == stamp   # the image kept, its mask made again
+    assert len(lines(base / "manifest.jsonl")) == 5
+
+
+def test_a_half_pair_that_differs_is_replaced_and_its_line_follows(tmp_path):
+    args, base = crack_export(tmp_path, 2)
+    before = tree(base)
+    (base / "ground_truth" / "crack" / "001_mask.png").unlink()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(base / "test" / "crack" / "001.png")   # not this run's
+    assert export_main(args) == 0
+    assert tree(base) == before
+    assert len(lines(base / "manifest.jsonl")) == 2
+
+
+def test_growing_an_export_from_10_to_1001_keeps_every_name(tmp_path):
+    normals, out = normals_dir(tmp_path, n=2, size=(24, 24)), tmp_path / "g"
+    args = ["--method", "cutpaste", "--normals", str(normals), "--masks", "ellipse", "--defects", "d",
+            "--out", str(out), "--category", "g"]
+    assert export_main([*args, "--per-type", "10"]) == 0
+    first = tree(out / "g")
+    assert export_main([*args, "--per-type", "1001"]) == 0
+    names = sorted(p.name for p in (out / "g" / "test" / "d").iterdir())
+    assert len(names) == 1001 and "0000.png" not in names and {"000.png", "999.png", "1000.png"} <= set(names)
+    assert all(tree(out / "g")[n] == b for n, b in first.items())
+    manifest = lines(out / "g" / "manifest.jsonl")
+    assert sorted(x["index"] for x in manifest) == list(range(1001))
+    assert {x["image"] for x in manifest} == {f"test/d/{n}" for n in names}
+
+
+def test_manifest_paths_stay_inside_the_category_folder(tmp_path):
+    base = tmp_path / "r" / "c"
+    base.mkdir(parents=True)
+    rec = {"defect": "d", "index": 0, "image": "../../evil.png", "mask": "ground_truth/d/000_mask.png"}
+    (base / "manifest.jsonl").write_text(json.dumps(rec) + "\n")
+    w = PairWriter(tmp_path / "r", "c")
+    with pytest.raises(SardInputError, match="outside"):
+        w.write("d", 0, np.zeros((8, 8), np.uint8), np.ones((8, 8), np.uint8), {})
+    assert not (tmp_path / "evil.png").exists()
+
+
+def test_writer_add_writes_a_pair_once(tmp_path):
+    w = PairWriter(tmp_path, "s")
+    img, m = texture((16, 16), 1), np.eye(16, dtype=np.uint8)
+    rec, new = w.add("crack", img, m, {"seed": 1})
+    again, new2 = PairWriter(tmp_path, "s").add("crack", img, m, {"seed": 1})
+    other, new3 = w.add("crack", img, 1 - m, {"seed": 2})
+    assert (new, new2, new3) == (True, False, True)
+    assert again["image"] == rec["image"] and other["image"] != rec["image"]
+    assert len(lines(tmp_path / "s" / "manifest.jsonl")) == 2
 
 
 def test_shards_write_disjoint_pairs_into_one_folder(tmp_path):
@@ -200,28 +266,25 @@ def test_output_path_that_is_a_file(tmp_path):
 
 
 def test_full_disk_leaves_no_partial_file_and_says_how_many_were_written(tmp_path):
-    normals = normals_dir(tmp_path, size=(400, 400))
-    out = tmp_path / "small"
-    out.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(out)],
-                             capture_output=True).returncode == 0
-    try:
-        def limit_file_size():   # without mount rights: the kernel refuses writes past 300 kB instead
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-            resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "sard.export", "--method", "draem", "--normals", str(normals), "--masks",
-               "ellipse", "--defects", "d", "--per-type", "40", "--out", str(out), "--category", "f"]
-        r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                           preexec_fn=None if mounted else limit_file_size)
-        assert r.returncode == 1, r.stderr
-        assert "pairs written in this run" in r.stderr and "no partial file" in r.stderr
-        assert not list(out.rglob("*.tmp"))
-        for p in out.rglob("*.png"):
-            Image.open(p).load()   # every final file is complete
-        written = int(r.stderr.split(" pairs written in this run")[0].split()[-1])
-        assert written == len(list((out / "f" / "test" / "d").glob("*.png")))
-        assert 0 < written < 40
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(out)], capture_output=True)
+    """The disk fills at the 9th fsync (three a pair: image, mask, manifest line; so the third pair's line)."""
+    normals, out = normals_dir(tmp_path), tmp_path / "small"
+    r = run_killed("fsync", 9, "sard.export", "--method", "draem", "--normals", normals, "--masks", "ellipse",
+                   "--defects", "d", "--per-type", "40", "--out", out, "--category", "f", fault="enospc")
+    assert r.returncode == 1, r.stderr
+    assert "disk is full" in r.stderr and "free space" in r.stderr and "Traceback" not in r.stderr
+    assert "pairs written in this run" in r.stderr and "no partial file" in r.stderr
+    assert not list(out.rglob("*.tmp"))
+    for p in out.rglob("*.png"):
+        Image.open(p).load()   # every final file is complete
+    written = int(r.stderr.split(" pairs written in this run")[0].split()[-1])
+    assert written == 2 == len(list((out / "f" / "test" / "d").glob("*.png")))
+    assert len(lines(out / "f" / "manifest.jsonl")) == 2
+
+
+@pytest.mark.parametrize("bad", [["--seed", "-1"], ["--seed", str(2**70)], ["--out", "UNWRITABLE"]])
+def test_bad_flags_exit_2_naming_the_flag_without_a_traceback(tmp_path, unwritable, bad):
+    args = {"--method": "cutpaste", "--normals": str(normals_dir(tmp_path)), "--masks": "ellipse",
+            "--out": str(tmp_path / "o"), "--per-type": "1"}
+    args[bad[0]] = bad[1].replace("UNWRITABLE", str(unwritable))
+    r = export(*[x for kv in args.items() for x in kv])
+    assert r.returncode == 2 and bad[0] in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -1,10 +1,12 @@
-"""Real training steps on small real data: outputs, exact resume, and 2-process DDP."""
+"""Real training steps on a tiny data set: outputs, exact resume (also after a kill at each
+checkpoint write), and 2-process DDP."""
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -13,7 +15,7 @@ from safetensors.torch import load_file
 import pytest
 import torch
 
-from conftest import REPO, requires_data, run_module
+from conftest import REPO, run_killed, run_module
 from sard.config import TrainConfig
 from sard.pipeline import SardPipeline
 from sard.steps import ema_decay, ema_update
@@ -26,10 +28,9 @@ def _state(folder):
     return load_file(str(folder / meta["file"])), meta
 
 
-@requires_data
-def test_train_writes_checkpoint_log_grid_and_a_usable_model(small_data, tmp_path):
+def test_train_writes_checkpoint_log_grid_and_a_usable_model(tiny_data, tmp_path):
     out = tmp_path / "run"
-    r = run_module("sard.train", "--data", small_data, "--out", out, "--iters", "4", *FAST)
+    r = run_module("sard.train", "--data", tiny_data, "--out", out, "--iters", "4", *FAST)
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
@@ -46,44 +47,91 @@ def test_train_writes_checkpoint_log_grid_and_a_usable_model(small_data, tmp_pat
     assert {k.split(".")[0] for k in tensors} == {"G", "G_ema", "D", "opt_g", "opt_d"}
     pipe = SardPipeline.from_pretrained(out)
     assert pipe.defects == ["blowhole", "crack"]
-    img = np.array(Image.open(next((small_data / "train" / "good").iterdir())))
+    img = np.array(Image.open(next((tiny_data / "train" / "good").iterdir())))
     m = np.zeros(img.shape, bool)
     m[40:60, 50:70] = True
     res = pipe(img, m, seed=0, defect="crack")
     assert np.array_equal(res.image[~m], img[~m])
 
 
-@requires_data
-def test_resume_continues_exactly(small_data, tmp_path):
+def strip_timing(log: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(x).items() if k not in ("sec_per_step", "mark")}
+            for x in log.read_text().splitlines()]
+
+
+def test_resume_continues_exactly(tiny_data, tmp_path):
     a, b = tmp_path / "straight", tmp_path / "resumed"
-    args = ["--data", small_data, *FAST, "--ckpt-every", "3", "--sample-every", "100"]
+    args = ["--data", tiny_data, *FAST, "--ckpt-every", "3", "--sample-every", "100"]
     assert run_module("sard.train", *args, "--out", a, "--iters", "6").returncode == 0
     assert run_module("sard.train", *args, "--out", b, "--iters", "3").returncode == 0
+    # Mark the lines of steps 1-3: a resume keeps them as they are, a restart from step 0 writes them anew.
+    marked = [json.dumps({**json.loads(x), "mark": 1}) for x in (b / "log.jsonl").read_text().splitlines()]
+    torn = '{"step": 4, "d_re'                                  # a kill mid-write of the next line
+    (b / "log.jsonl").write_text("\n".join(marked) + "\n" + torn)
+    (b / ".train_state-00000006.safetensors.x1y2z3.tmp").write_bytes(b"\0" * 1000)   # a kill mid-checkpoint
     r = run_module("sard.train", *args, "--out", b, "--iters", "6", "--resume")
     assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr and "at step 3" in r.stderr and "dropped its last line" in r.stderr
+    assert not list(b.glob(".*.tmp"))
     sa, _ = _state(a)
     sb, mb = _state(b)
     assert mb["step"] == 6 and sa.keys() == sb.keys()
     different = [k for k in sa if not (sa[k] == sb[k]).all()]
     assert different == []
-    log_a = [json.loads(x) for x in (a / "log.jsonl").read_text().splitlines()]
-    log_b = [json.loads(x) for x in (b / "log.jsonl").read_text().splitlines()]
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "sec_per_step"} for r in rows]  # noqa: E731
-    assert strip(log_a) == strip(log_b)
+    rows = [json.loads(x) for x in (b / "log.jsonl").read_text().splitlines()]
+    assert [x.get("mark") for x in rows] == [1, 1, 1, None, None, None], "resume restarted from step 0"
+    assert strip_timing(a / "log.jsonl") == strip_timing(b / "log.jsonl")
 
 
-@requires_data
-def test_refuses_to_overwrite_a_run_without_resume(small_data, tmp_path):
+KILL_RUN = ["--iters", "2", "--ckpt-every", "1", "--res", "32", "--batch", "2", "--log-every", "1",
+            "--sample-every", "100", "--threads", "1"]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_a_kill_at_each_checkpoint_write_then_resume_gives_the_same_run(tiny_data, tmp_path, k):
+    """os.replace k of the step-1 checkpoint: 1 the training state, 2 train_state.json naming it,
+    3 model.safetensors, 4 its config.json."""
+    a, b = tmp_path / "straight", tmp_path / "killed"
+    assert run_module("sard.train", "--data", tiny_data, "--out", a, *KILL_RUN).returncode == 0
+    r = run_killed("replace", k, "sard.train", "--data", tiny_data, "--out", b, *KILL_RUN)
+    assert r.returncode == 137, r.stderr
+    assert list(b.glob(".*.tmp")), "the kill leaves a temporary file"
+    r = run_module("sard.train", "--data", tiny_data, "--out", b, *KILL_RUN, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert ("at step 1" in r.stderr) == (k >= 3)   # train_state.json names the step-1 state from k = 3 on
+    assert not list(b.glob(".*.tmp"))
+    sa, sb = _state(a)[0], _state(b)[0]
+    assert sa.keys() == sb.keys() and all((sa[x] == sb[x]).all() for x in sa)
+    assert load_file(str(a / "model.safetensors")).keys() == load_file(str(b / "model.safetensors")).keys()
+    assert strip_timing(a / "log.jsonl") == strip_timing(b / "log.jsonl")
+
+
+@pytest.mark.parametrize("state", ['{"step": 3, "conf', '{"step": 3, "file": "../../x/train_state-00000003.safetensors", '
+                                   '"config": {}, "rng": []}', b"\xff\xfe"])
+def test_a_corrupt_or_escaping_state_file_is_named(tiny_data, tmp_path, state):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "train_state.json").write_bytes(state if isinstance(state, bytes) else state.encode())
+    r = run_module("sard.train", "--data", tiny_data, "--out", out, *FAST, "--iters", "2", "--resume")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "train_state.json" in r.stderr and "corrupt" in r.stderr
+
+
+def test_resume_of_an_empty_folder_says_what_is_missing(tmp_path):
+    r = run_module("sard.train", "--out", tmp_path / "nothing", "--resume", *FAST)
+    assert r.returncode == 2 and "holds no training checkpoint" in r.stderr and "--data" in r.stderr
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tiny_data, tmp_path):
     out = tmp_path / "run"
-    assert run_module("sard.train", "--data", small_data, "--out", out, "--iters", "2", *FAST).returncode == 0
+    assert run_module("sard.train", "--data", tiny_data, "--out", out, "--iters", "2", *FAST).returncode == 0
     before = (out / "train_state.json").read_bytes()
-    r = run_module("sard.train", "--data", small_data, "--out", out, "--iters", "2", *FAST)
+    r = run_module("sard.train", "--data", tiny_data, "--out", out, "--iters", "2", *FAST)
     assert r.returncode == 2 and "--resume" in r.stderr
     assert (out / "train_state.json").read_bytes() == before
 
 
-@requires_data
-def test_two_process_ddp_on_cpu(small_data, tmp_path):
+def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -91,7 +139,7 @@ def test_two_process_ddp_on_cpu(small_data, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     r = subprocess.run([torchrun, "--nproc_per_node=2", f"--master_port={port}", "-m", "sard.train",
-                        "--data", str(small_data), "--out", str(out), "--iters", "4", *FAST,
+                        "--data", str(tiny_data), "--out", str(out), "--iters", "4", *FAST,
                         "--ckpt-every", "2", "--sample-every", "100"],
                        capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -6,6 +6,8 @@ back as gr.Error with the library's message.
 """
 from __future__ import annotations
 
+import re
+import sys
 import tempfile
 import time
 import zipfile
@@ -23,6 +25,7 @@ from sard.io import SardInputError, png_bytes, read_image
 from sard.masks import MASK_KINDS, MaskBank, random_mask
 from sard.pipeline import SardPipeline
 from sard.train_samples import overlay
+from sard.validate import seed as check_seed, whole_number
 from ui.session import Session, Variation
 
 METHODS = {"SARD": "sard", "CutPaste": "cutpaste", "DRAEM": "draem", "GLASS": "glass"}
@@ -32,13 +35,24 @@ DISPLAY_SIDE = 1024     # larger images are shown scaled; synthesis stays at ful
 MASK_RGBA = (255, 48, 48, 255)
 
 
+TEMP_PATH = re.compile(re.escape(tempfile.gettempdir()) + r"/\S*/")
+
+
+def user_error(message: str) -> gr.Error:
+    """An error the engineer can fix: a message in the browser (and for API clients) without the
+    server's temp folders, and one line in the server's log, no traceback."""
+    message = TEMP_PATH.sub("", message)
+    print(f"studio: refused: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
 @contextmanager
 def user_errors():
-    """Library input errors become messages in the browser (and for API clients)."""
+    """Library input errors become user errors."""
     try:
         yield
     except SardInputError as e:
-        raise gr.Error(str(e)) from None
+        raise user_error(str(e)) from None
 
 
 # -- pictures -------------------------------------------------------------------------------------
@@ -162,17 +176,18 @@ class Studio:
         """/random_mask: a mask (uint8 0/255, the image's full size) from a generator, an area range (percent
         of the image) and a seed; the session remembers its parameters for the manifest."""
         if not image_path:
-            raise gr.Error("Load a normal part image first: the mask takes its size.")
+            raise user_error("Load a normal part image first: the mask takes its size.")
         kind = MASK_LABELS.get(kind, kind)
         if kind not in MASK_KINDS:
-            raise gr.Error(f"mask generator '{kind}': expected one of {', '.join(MASK_LABELS)}")
+            raise user_error(f"mask generator '{kind}': expected one of {', '.join(MASK_LABELS)}")
         if kind == "bank" and self.bank is None:
-            raise gr.Error("The real-mask bank needs a data set: start the studio with --data DATASET_ROOT.")
+            raise user_error("The real-mask bank needs a data set: start the studio with --data DATASET_ROOT.")
         with user_errors():
+            seed = check_seed("seed", seed)
             a = read_image(image_path)
             bank_defect = defect if self.bank is not None and defect in self.bank.defects else None
             area = None if kind == "bank" else (float(area_min) / 100, float(area_max) / 100)
-            m, params = random_mask(kind, a.shape[:2], int(seed), area, bank=self.bank, defect=bank_defect)
+            m, params = random_mask(kind, a.shape[:2], seed, area, bank=self.bank, defect=bank_defect)
         session.random_mask, session.random_mask_params = m > 0, params
         return m, session
 
@@ -210,18 +225,17 @@ class Studio:
                    rcd: bool, session: Session, progress=gr.Progress()):
         """/synthesize: `variations` results (seeds seed, seed+1, ...) streamed as they are computed."""
         if not image_path:
-            raise gr.Error("Load a normal part image first.")
+            raise user_error("Load a normal part image first.")
         if mask is None:
-            raise gr.Error("Paint a mask or press Random mask first.")
+            raise user_error("Paint a mask or press Random mask first.")
         method = METHODS.get(method, method)
         if method not in METHODS.values():
-            raise gr.Error(f"method '{method}': expected one of {', '.join(METHODS)}")
-        n = int(variations)
-        if not 1 <= n <= 16:
-            raise gr.Error(f"variations: expected 1 to 16, got {n}")
+            raise user_error(f"method '{method}': expected one of {', '.join(METHODS)}")
         if defect not in self.defects:
-            raise gr.Error(f"defect '{defect}': expected one of {self.defects}")
+            raise user_error(f"defect '{defect}': expected one of {self.defects}")
         with user_errors():
+            n = whole_number("variations", variations, 1, 16)
+            seed = check_seed("seed", seed)
             image = read_image(image_path)
             m = np.asarray(mask)
             m = (m.any(axis=2) if m.ndim == 3 else m) > 0
@@ -237,7 +251,7 @@ class Studio:
         steps_total = n * (self.pipe.schedule.num_steps if method == "sard" else 1)
         done = 0
         for k in range(n):
-            s = int(seed) + k
+            s = seed + k
             t0 = time.perf_counter()
             with user_errors():
                 if method == "sard":
@@ -288,10 +302,10 @@ class Studio:
     def keep(self, index, session: Session):
         """/keep: add a result to this session's curated set."""
         if not session.variations:
-            raise gr.Error("Nothing to keep yet: synthesize first.")
+            raise user_error("Nothing to keep yet: synthesize first.")
         index = int(index if index is not None else session.selected)
         if not 0 <= index < len(session.variations):
-            raise gr.Error(f"index {index}: expected 0..{len(session.variations) - 1}")
+            raise user_error(f"index {index}: expected 0..{len(session.variations) - 1}")
         session.curated.append(session.variations[index])
         return self._curated(session), self._count(session), session
 
@@ -301,7 +315,7 @@ class Studio:
 
     def remove(self, session: Session):
         if session.curated_selected is None or not 0 <= session.curated_selected < len(session.curated):
-            raise gr.Error("Select a curated result to remove.")
+            raise user_error("Select a curated result to remove.")
         session.curated.pop(session.curated_selected)
         session.curated_selected = None
         return self._curated(session), self._count(session), session
@@ -317,24 +331,26 @@ class Studio:
     def export(self, category: str, session: Session):
         """/export: the curated set into <export root>/<category>/ (MVTec layout + manifest.jsonl), and a zip."""
         if not session.curated:
-            raise gr.Error("Nothing curated yet: keep some results first.")
+            raise user_error("Nothing curated yet: keep some results first.")
         with user_errors():
             category = safe_name((category or "").strip(), "category")
             writer = PairWriter(self.export_root, category, "mvtec")
-            written = []
+            pairs, new = [], 0
             for v in session.curated:
                 defect = safe_name(v.settings["defect"], "defect")
-                k = writer.next_index(defect)
-                rec = writer.write(defect, k, v.image, v.mask, {**v.settings, "studio": True})
-                written.append(rec)
+                rec, written = writer.add(defect, v.image, v.mask, {**v.settings, "studio": True})
+                pairs.append(rec)
+                new += written
         zip_dir = Path(tempfile.mkdtemp(prefix="sard-export-"))
         zip_path = zip_dir / f"{category}-{time.strftime('%Y%m%d-%H%M%S')}.zip"
         with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
-            for rec in written:
+            for rec in {r["image"]: r for r in pairs}.values():
                 for key in ("image", "mask"):
                     z.write(writer.base / rec[key], f"{category}/{rec[key]}")
             z.write(writer.manifest, f"{category}/manifest.jsonl")
-        status = (f"Exported {len(written)} pairs to `{writer.base}` "
-                  f"({', '.join(sorted({r['image'] for r in written})[:3])}{' ...' if len(written) > 3 else ''}).")
+        names = sorted({r["image"] for r in pairs})
+        status = (f"Exported {new} pairs to `{writer.base}` ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+                  + (f"; {len(pairs) - new} of the curated set were already there, not written again." if new < len(pairs)
+                     else "."))
         return status, str(zip_path)
 

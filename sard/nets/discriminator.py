@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,22 @@ class DiscriminatorConfig:
     highpass_input: bool = True    # and x_{t-1}'s fine texture (minus its 3x3 mean) times highpass_gain
     highpass_gain: float = 20.0    # about 1 / that texture's std in the training crops (the trainer measures it)
 
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "dmg_masking": ("feature", "input"), "init": ("kaiming", "torch"), "step_embedding": ("scaled", "index"),
+        "pool": ("mean", "sum")}
+
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, as 'field: expected ..., got ...' lines (empty: fine)."""
+        out = [f"{k}: expected one of {v}, got {getattr(self, k)!r}" for k, v in self.CHOICES.items()
+               if getattr(self, k) not in v]
+        if not 0 <= self.dmg_layer < len(self.channel_mult):
+            out.append(f"dmg_layer: expected 0..{len(self.channel_mult) - 1}, got {self.dmg_layer}")
+        if not self.highpass_gain > 0:
+            out.append(f"highpass_gain: expected > 0, got {self.highpass_gain}")
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,12 +120,8 @@ class Discriminator(nn.Module):
         self.config = c = config
         ch = c.base_channels
         self.temb = TimestepMLP(c.temb_dim, c.temb_dim)
-        if c.dmg_masking not in ("feature", "input"):
-            raise ValueError(f"dmg_masking must be 'feature' or 'input', got {c.dmg_masking!r}")
-        for name, allowed in (("pool", ("mean", "sum")), ("init", ("kaiming", "torch")),
-                              ("step_embedding", ("scaled", "index"))):
-            if getattr(c, name) not in allowed:
-                raise ValueError(f"discriminator.{name} must be one of {allowed}, got {getattr(c, name)!r}")
+        if c.problems():
+            raise ValueError("discriminator config: " + "; ".join(c.problems()))
         in_ch = (2 + c.residual_input + c.highpass_input) * c.image_channels + int(c.mask_input)
         self.conv_in = nn.Conv2d(in_ch, ch * c.channel_mult[0], 1)
         sch = Schedule(ScheduleConfig(num_steps=c.num_steps))
@@ -134,8 +145,6 @@ class Discriminator(nn.Module):
         self.linear_out = nn.Linear(cur, 1)
         self.class_proj = nn.Embedding(c.num_classes, cur) if c.num_classes > 0 else None
         if c.dmg:
-            if not 0 <= c.dmg_layer < len(c.channel_mult):
-                raise ValueError(f"dmg_layer must be in 0..{len(c.channel_mult) - 1}, got {c.dmg_layer}")
             w = widths[c.dmg_layer]
             self.psi = nn.Sequential(nn.Conv2d(w, w, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(w, 1, 1))
         else:

@@ -1,0 +1,52 @@
+"""Checks where input enters (flags, config fields, studio numbers, output folders): a
+SardInputError naming the flag or file and what was expected, never a traceback later."""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from sard.io import SardInputError
+
+SEED_MAX = 2**31 - 1   # numpy and torch take it on every platform, with room for seed * 1000 + rank
+
+
+def whole_number(name: str, value, lo: int, hi: int | None = None) -> int:
+    """An int (a float only when whole, as the studio's number boxes send) with lo <= value <= hi."""
+    ok = isinstance(value, int) and not isinstance(value, bool) or \
+        isinstance(value, float) and value.is_integer()
+    if not ok or value < lo or (hi is not None and value > hi):
+        span = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+        raise SardInputError(f"{name}: expected a whole number {span}, got {value!r}")
+    return int(value)
+
+
+def seed(name: str, value) -> int:
+    return whole_number(name, value, 0, SEED_MAX)
+
+
+def write_error(e: OSError, path=None) -> str:
+    """What went wrong writing, with the path and what to do about it."""
+    where = path or e.filename or "the output folder"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"{where}: the disk is full ({e.strerror}); free space"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}: not writable ({e.strerror}); make it writable or choose another folder"
+    return f"{where}: {e.strerror or e}"
+
+
+def writable_folder(name: str, path: str | os.PathLike) -> Path:
+    """Create the folder if missing and prove a file can be written there."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SardInputError(f"{name} {path}: is a file; expected a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", suffix=".tmp") as f:
+            f.write(b"x")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise SardInputError(f"{name} {write_error(e, path)}") from None
+    return path
