@@ -6,12 +6,19 @@ features f_l of block l computed on the whole pair, multiplies them by the mask 
 layer and scores them with a light conv head psi (DMG eq. 2), averaged over the mask's area so tiny
 defects are not drowned; it therefore sees the defect's boundary with its surroundings.
 
-Three choices make it learn on a CPU budget (each a config field; the DDGAN-literal value is one
-switch away, see DESIGN.md): the mask is an input channel, so the global head knows which region
-to judge; convolutions start signal-preserving (PyTorch's default init shrinks the signal about
-2x per block, so the logits start input-independent); the step index is embedded on DDPM's
-0..1000 scale (indices 0..3 barely move a sinusoid with period 10^4, so D could not tell the
-trivially separable last step from the nearly hopeless first one).
+Trained alone against a trivial fake, the discriminator as DDGAN builds it barely learned in a few
+hundred steps (`python -m sard.evaluate dprobe --compare`). What it was missing, each a config field
+(`DiscriminatorConfig.ddgan_literal()` and configs/paper-literal.json restore DDGAN's values):
+- the mask as an input channel, so the global head knows which region to judge;
+- the posterior residual (x_{t-1} - B_t x_t) / sqrt(A_t^2 + sigma_t^2), where real and fake differ
+  by A_t (x0 - x0_hat) (eq. 1-3): a step-dependent mix a step-blind 1x1 conv cannot form;
+- a high-pass texture channel at unit std: tile texture is a few grey levels on [-1, 1], which
+  Adam's ~lr-sized steps take thousands of steps to scale up to, so a blurred fake went unseen;
+- a signal-preserving init (PyTorch's default shrinks the signal ~2x per block, so the logits
+  started input-independent) and a zero-initialised output layer (logits start at 0);
+- the step index embedded on DDPM's 0..1000 scale: indices 0..3 barely move a sinusoid of period
+  up to 10^4, so D could not tell the trivially separable last step from the hopeless first one.
+The schedule numbers the residual and texture scales use are DESIGN.md's (T from the config).
 """
 from __future__ import annotations
 
