@@ -37,8 +37,8 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
             img = Image.open(path)
             w, h = img.size
             if w * h > max_pixels:
-                raise SardInputError(f"{path}: {w}x{h} = {w * h / 1e6:.1f} megapixels is over the limit of "
-                                     f"{max_pixels / 1e6:.0f} megapixels")
+                raise SardInputError(f"{path}: {w}x{h} = {w * h / 1e6:.1f} megapixels; expected at most "
+                                     f"{max_pixels / 1e6:.0f} megapixels (crop or downscale it)")
             img.load()
             return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

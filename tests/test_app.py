@@ -1,9 +1,12 @@
 """The studio through gradio_client against a real launched server: API names, streaming, curation,
 export on disk, two sessions kept apart, path traversal refused, the queue limit."""
 import json
+import os
+import re
 import socket
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,12 +24,13 @@ def free_port() -> int:
 
 
 def start(tmp_path, checkpoint, queue_size=8, data=True):
+    """The studio in this process; data: True (a tiny data set), False (none) or a data set root."""
     import app
     port = free_port()
     args = ["--checkpoint", str(checkpoint), "--port", str(port), "--export-root", str(tmp_path / "exports"),
             "--queue-size", str(queue_size)]
     if data:
-        args += ["--data", str(make_tiny_data(tmp_path / "data"))]
+        args += ["--data", str(make_tiny_data(tmp_path / "data") if data is True else data)]
     demo = app.launch(app.parse_args(args), block=False)
     return demo, f"http://127.0.0.1:{port}/"
 
@@ -53,6 +57,39 @@ def tile(tmp_path, name="tile.png", size=(256, 256)) -> str:
 
 def path_of(x) -> str:
     return x["path"] if isinstance(x, dict) else x
+
+
+def browser_event(url: str, elem_id: str, event: str, event_data: dict) -> list:
+    """Fire a UI-only event (no API name: gradio_client cannot call it) as the browser does, over
+    the queue's HTTP protocol; returns the outputs."""
+    import uuid
+
+    import httpx
+    cfg = httpx.get(f"{url}config").json()
+    target = next(c["id"] for c in cfg["components"] if c.get("props", {}).get("elem_id") == elem_id)
+    fn = next(d["id"] for d in cfg["dependencies"] if [target, event] in d["targets"])
+    session = uuid.uuid4().hex
+    with httpx.Client(timeout=120) as h:
+        joined = h.post(f"{url}gradio_api/queue/join", json={
+            "data": [], "event_data": event_data, "fn_index": fn, "trigger_id": target, "session_hash": session})
+        joined.raise_for_status()
+        with h.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as r:
+            for line in r.iter_lines():
+                msg = json.loads(line[5:]) if line.startswith("data:") else {}
+                if msg.get("msg") == "process_completed" and msg.get("event_id") == joined.json()["event_id"]:
+                    assert msg["success"], msg
+                    return msg["output"]["data"]
+    raise AssertionError(f"{elem_id}.{event}: no result")
+
+
+def curate_and_export(c, img: str, root: Path, category: str) -> dict:
+    """Random mask, one SARD result, keep it, export: the pair's manifest line."""
+    from gradio_client import handle_file
+    m = c.predict(handle_file(img), "Ellipse", 2.0, 4.0, 1, "crack", api_name="/random_mask")
+    list(c.submit(handle_file(img), handle_file(path_of(m)), "SARD", "crack", 0, 1, True, api_name="/synthesize"))
+    c.predict(0, api_name="/keep")
+    assert "Exported 1 pairs" in c.predict(category, api_name="/export")[0]
+    return json.loads((root / category / "manifest.jsonl").read_text().splitlines()[0])
 
 
 def test_api_names_are_stable(server):
@@ -199,3 +236,63 @@ def test_a_bad_seed_is_refused_with_one_line_in_the_server_log(server, tmp_path,
         c.predict(img, "Ellipse", 1.0, 2.0, seed, "crack", api_name="/random_mask")
     err = capfd.readouterr().err
     assert "studio: refused: seed" in err and "Traceback" not in err
+
+
+def test_manifest_source_is_the_absolute_path_of_the_upload(server, tmp_path):
+    url, root = server
+    img = tile(tmp_path, "my tile.png")
+    rec = curate_and_export(client(url), img, root, "upload_source")
+    source = Path(rec["source"])
+    assert source.is_absolute() and source == source.resolve() and source.name == "my tile.png"
+    assert np.array_equal(np.array(Image.open(source)), np.array(Image.open(img)))   # the file read, while served
+
+
+def test_a_gallery_pick_records_the_data_set_file_with_its_own_name(tmp_path):
+    data = make_tiny_data(tmp_path / "data")
+    for p in sorted((data / "train" / "good").iterdir()):   # normals as JPEG: the pick is served as PNG
+        Image.open(p).save(p.with_suffix(".jpg"), quality=95)
+        p.unlink()
+    demo, url = start(tmp_path, tiny_checkpoint(tmp_path / "ck"), data=data)
+    try:
+        picked = browser_event(url, "normals-gallery", "select", {"index": 2, "value": None, "selected": True})[0]
+        rec = curate_and_export(client(url), path_of(picked), tmp_path / "exports", "picked")
+    finally:
+        demo.close()
+    expected = (data / "train" / "good" / "002.jpg").resolve()
+    assert rec["source"] == str(expected)
+    assert np.array_equal(np.array(Image.open(path_of(picked))), np.array(Image.open(expected)))
+
+
+def test_unreadable_and_oversized_uploads_are_named_by_their_own_name(tmp_path, monkeypatch, capfd):
+    """A text file and a 63-megapixel image, through both API endpoints that take an image, with Gradio's
+    uploads in a folder whose name has a space: the refusal names the file and what is expected."""
+    from gradio_client import handle_file
+    uploads = tmp_path / "gradio uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    demo, url = start(tmp_path, tiny_checkpoint(tmp_path / "ck"), data=False)
+    try:
+        c = client(url)
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not an image")
+        huge = tmp_path / "huge_tile.png"
+        Image.new("1", (9000, 7000)).save(huge)   # 1-bit: a small file, 63 megapixels
+        good = tile(tmp_path)
+        cases = [(notes, "notes.txt: unreadable .* expected a complete png/jpg"),
+                 (huge, r"huge_tile.png: 9000x7000 = 63.0 megapixels; expected at most 50 megapixels")]
+        for f, message in cases:
+            calls = [lambda: c.predict(handle_file(str(f)), "Ellipse", 1.0, 2.0, 0, "crack", api_name="/random_mask"),
+                     lambda: c.predict(handle_file(str(f)), handle_file(good), "SARD", "crack", 0, 1, True,
+                                       api_name="/synthesize")]
+            if f == notes:   # the mask input too
+                calls.append(lambda: c.predict(handle_file(good), handle_file(str(f)), "SARD", "crack", 0, 1, True,
+                                               api_name="/synthesize"))
+            for call in calls:
+                with pytest.raises(Exception) as e:
+                    call()
+                assert re.match(message, str(e.value)), str(e.value)
+                assert "Could not preprocess" not in str(e.value) and "uploads" not in str(e.value)
+    finally:
+        demo.close()
+    assert any(os.scandir(uploads)), "the uploads went to GRADIO_TEMP_DIR"
+    err = capfd.readouterr().err
+    assert "studio: refused: notes.txt: unreadable" in err and "Traceback" not in err

@@ -93,6 +93,7 @@ def test_paint_synthesize_step_keep_export_download(tmp_path):
         assert np.array_equal(img[mask == 0], source[mask == 0])   # the painted region only
         assert (img[mask > 0] != source[mask > 0]).mean() > 0.5
         assert rec["method"] == "sard" and rec["mask_params"] == {"kind": "painted"}
+        assert Path(rec["source"]).is_absolute() and Path(rec["source"]).name == image.name   # the upload, as named
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
     assert names == {f"browser_set/{r[k]}" for r in manifest for k in ("image", "mask")} | {"browser_set/manifest.jsonl"}

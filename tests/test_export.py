@@ -288,3 +288,94 @@ def test_bad_flags_exit_2_naming_the_flag_without_a_traceback(tmp_path, unwritab
     args[bad[0]] = bad[1].replace("UNWRITABLE", str(unwritable))
     r = export(*[x for kv in args.items() for x in kv])
     assert r.returncode == 2 and bad[0] in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_folder_layout_is_read_back_by_the_plain_folder_reader(tmp_path):
+    out, normals = tmp_path / "out", normals_dir(tmp_path, n=3)
+    r = export("--method", "cutpaste", "--normals", normals, "--masks", "ellipse", "--defects", "dent,spot",
+               "--per-type", "2", "--out", out, "--category", "flat", "--layout", "folder", "--copy-normals")
+    assert r.returncode == 0, r.stderr
+    base = out / "flat"
+    assert sorted(p.relative_to(base).as_posix() for p in base.rglob("*.png")) == sorted(
+        [f"images/{d}/{k:03d}.png" for d in ("dent", "spot") for k in range(2)] +
+        [f"masks/{d}/{k:03d}.png" for d in ("dent", "spot") for k in range(2)] + [f"good/n{i:02d}.png" for i in range(3)])
+    samples = list_dataset(base)
+    assert sorted({s.defect for s in samples if not s.is_normal}) == ["dent", "spot"]
+    assert [s.image.name for s in samples if s.is_normal] == ["n00.png", "n01.png", "n02.png"]
+    for rec in lines(base / "manifest.jsonl"):
+        assert rec["image"] == f"images/{rec['defect']}/{rec['index']:03d}.png"
+        assert rec["mask"] == f"masks/{rec['defect']}/{rec['index']:03d}.png"
+    r = export("--method", "cutpaste", "--normals", normals, "--out", out, "--layout", "zigzag", "--defects", "a")
+    assert r.returncode == 2 and "--layout: expected mvtec or folder, got 'zigzag'" in r.stderr
+
+
+def test_link_normals_symlinks_train_good_and_a_rerun_keeps_them(tmp_path):
+    out, normals = tmp_path / "out", normals_dir(tmp_path, n=3)
+    args = ["--method", "cutpaste", "--normals", normals, "--masks", "ellipse", "--defects", "spot",
+            "--per-type", "1", "--out", out, "--category", "c", "--link-normals"]
+    assert export(*args).returncode == 0
+    good = sorted((out / "c" / "train" / "good").iterdir())
+    assert [p.name for p in good] == ["n00.png", "n01.png", "n02.png"]
+    assert all(p.is_symlink() and p.resolve() == (normals / p.name).resolve() for p in good)
+    r = export(*args, "--per-type", "2")   # a rerun adds a pair (the last flag counts), links stay
+    assert r.returncode == 0, r.stderr
+    assert sorted((out / "c" / "train" / "good").iterdir()) == good and all(p.is_symlink() for p in good)
+    assert len(lines(out / "c" / "manifest.jsonl")) == 2
+
+
+def part_images(tmp_path: Path, n: int = 3) -> Path:
+    """Objects on a dark background: a bright textured disk in the middle of each image."""
+    d = tmp_path / "parts"
+    d.mkdir()
+    yy, xx = np.mgrid[:96, :96]
+    disk = (yy - 48) ** 2 + (xx - 48) ** 2 < 22 ** 2
+    for i in range(n):
+        a = np.full((96, 96), 15, np.uint8)
+        a[disk] = 150 + texture((96, 96), i)[disk] // 4
+        Image.fromarray(a).save(d / f"part{i}.png")
+    return d
+
+
+def test_on_part_keeps_every_mask_on_the_part(tmp_path):
+    parts = part_images(tmp_path)
+    disk = np.array(Image.open(parts / "part0.png")) > 100
+    common = ["--method", "cutpaste", "--normals", parts, "--masks", "ellipse", "--area", "0.01,0.03",
+              "--defects", "dent", "--per-type", "8"]
+    assert export(*common, "--out", tmp_path / "on", "--on-part").returncode == 0
+    assert export(*common, "--out", tmp_path / "off").returncode == 0
+    off_part = {}
+    for run in ("on", "off"):
+        base = tmp_path / run / "parts"
+        recs = lines(base / "manifest.jsonl")
+        assert len(recs) == 8 and all(r["mask_params"]["foreground"] == (run == "on") for r in recs)
+        off_part[run] = sum(int((np.array(Image.open(base / r["mask"])) > 0)[~disk].sum()) for r in recs)
+    assert off_part["on"] == 0
+    assert off_part["off"] > 0   # without the flag the masks land anywhere, the background too
+
+
+def test_bank_flag_takes_masks_from_another_data_set(tmp_path, tiny_data):
+    normals = normals_dir(tmp_path, n=2, size=(64, 64))
+    out = tmp_path / "out"
+    r = export("--method", "cutpaste", "--normals", normals, "--masks", "bank", "--bank", tiny_data,
+               "--per-type", "2", "--out", out, "--category", "banked")
+    assert r.returncode == 0, r.stderr
+    recs = lines(out / "banked" / "manifest.jsonl")
+    assert sorted({r["defect"] for r in recs}) == ["blowhole", "crack"]   # the bank's defect types
+    for r in recs:
+        drawn = Path(r["mask_params"]["drawn"]["source"])
+        assert r["mask_params"]["kind"] == "bank" and drawn.parent == tiny_data / "ground_truth" / r["defect"]
+    r = export("--method", "cutpaste", "--normals", normals, "--masks", "bank", "--bank", tmp_path / "nope",
+               "--per-type", "1", "--out", out)
+    assert r.returncode == 2 and "nope" in r.stderr and "does not exist" in r.stderr
+
+
+def test_no_resume_refuses_a_folder_with_pairs_and_changes_nothing(tmp_path):
+    out, normals = tmp_path / "out", normals_dir(tmp_path, n=2)
+    args = ["--method", "cutpaste", "--normals", normals, "--masks", "ellipse", "--defects", "spot",
+            "--per-type", "2", "--out", out, "--category", "c", "--no-resume"]
+    assert export(*args).returncode == 0   # a new folder: fine
+    before = {p: p.read_bytes() for p in (out / "c").rglob("*") if p.is_file()}
+    r = export(*args, "--per-type", "3")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "already holds 2 pairs and --no-resume was given" in r.stderr
+    assert {p: p.read_bytes() for p in (out / "c").rglob("*") if p.is_file()} == before

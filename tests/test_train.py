@@ -178,3 +178,66 @@ def test_paper_literal_config_is_one_switch_away():
     assert (cfg.loss.beta, cfg.loss.r1_gamma, cfg.loss.r1_on_logits, cfg.loss.region_mean, cfg.loss.alpha_fade) == \
         (0.1, 1.0, False, False, False)
     assert asdict(cfg.discriminator) == asdict(DiscriminatorConfig.ddgan_literal())
+
+
+def test_a_config_file_takes_effect_and_flags_override_it(tiny_data, tmp_path):
+    cfg_file = tmp_path / "small.json"
+    cfg_file.write_text(json.dumps({"lr_d": 2e-4, "ema_warmup": False, "batch": 3, "log_every": 2,
+                                    "generator": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1},
+                                    "schedule": {"num_steps": 2}}))
+    out = tmp_path / "run"
+    r = run_module("sard.train", "--config", cfg_file, "--data", tiny_data, "--out", out, "--iters", "2",
+                   "--res", "32", "--batch", "2", "--sample-every", "100", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    cfg = _state(out)[1]["config"]
+    assert (cfg["lr_d"], cfg["ema_warmup"], cfg["log_every"], cfg["schedule"]["num_steps"]) == (2e-4, False, 2, 2)
+    assert (cfg["generator"]["base_channels"], cfg["generator"]["channel_mult"]) == (8, [1, 2])
+    assert cfg["batch"] == 2 and cfg["iters"] == 2            # the flags win over the file
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in rows] == [2]                   # log_every 2, from the file
+    assert {k for k in rows[0] if k.startswith("d_gap_")} <= {f"d_gap_{h}_{k}" for h in ("img", "fg") for k in range(2)}
+    pipe = SardPipeline.from_pretrained(out)                  # the model is built as the file said
+    assert pipe.schedule.num_steps == 2 and pipe.generator.config.base_channels == 8
+
+
+def test_whole_images_flag_trains_on_whole_images(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    r = run_module("sard.train", "--data", tiny_data, "--out", out, "--iters", "1", *FAST, "--whole-images")
+    assert r.returncode == 0, r.stderr
+    assert _state(out)[1]["config"]["whole_images"] is True
+    # What the flag changes: a batch is the whole image resized to --res, not a native-scale crop.
+    from sard.data import list_dataset
+    from sard.data.crops import CropSampler, load_examples
+    samples = [s for s in list_dataset(tiny_data) if s.defect == "crack"][:1]
+    examples, _ = load_examples(samples, ["crack"], 1)
+    whole = torch.nn.functional.interpolate(examples[0].image[None], size=(32, 32), mode="area")[0]
+    for flag in (True, False):
+        x = CropSampler(examples, 32, seed=0, whole_images=flag).batch(4)[0]
+        flips = [whole, whole.flip(-1), whole.flip(-2), whole.flip(-1).flip(-2)]
+        matched = [any(torch.allclose(xi, f, atol=1e-5) for f in flips) for xi in x]
+        assert all(matched) if flag else not any(matched)
+
+
+def test_checkpoint_command_ships_the_model_in_fp16_or_fp32(tmp_path):
+    from conftest import tiny_checkpoint
+    run = tiny_checkpoint(tmp_path / "run")
+    (run / "train_state.json").write_text("{}")              # training files are not shipped
+    weights = load_file(str(run / "model.safetensors"))
+    r = run_module("sard.checkpoint", run, tmp_path / "ship")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "ship")
+    assert sorted(p.name for p in (tmp_path / "ship").iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((tmp_path / "ship" / "config.json").read_text()) == \
+        json.loads((run / "config.json").read_text())
+    half = load_file(str(tmp_path / "ship" / "model.safetensors"))
+    assert half.keys() == weights.keys()
+    assert all(half[k].dtype == torch.float16 and torch.allclose(half[k].float(), weights[k], atol=1e-3, rtol=1e-3)
+               for k in weights if weights[k].is_floating_point())
+    assert SardPipeline.from_pretrained(tmp_path / "ship").defects == ["crack", "blowhole"]
+    assert run_module("sard.checkpoint", run, tmp_path / "full", "--fp32").returncode == 0
+    full = load_file(str(tmp_path / "full" / "model.safetensors"))
+    assert all(torch.equal(full[k], weights[k]) for k in weights)
+    r = run_module("sard.checkpoint", tmp_path / "nothing", tmp_path / "x")
+    assert r.returncode == 2 and "nothing/config.json: no such config file" in r.stderr and "Traceback" not in r.stderr
+    r = run_module("sard.checkpoint", run)
+    assert r.returncode == 2 and "usage: python -m sard.checkpoint RUN_DIR DEST" in r.stderr

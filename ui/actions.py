@@ -6,6 +6,8 @@ back as gr.Error with the library's message.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import sys
 import tempfile
@@ -35,24 +37,32 @@ DISPLAY_SIDE = 1024     # larger images are shown scaled; synthesis stays at ful
 MASK_RGBA = (255, 48, 48, 255)
 
 
-TEMP_PATH = re.compile(re.escape(tempfile.gettempdir()) + r"/\S*/")
+# Where Gradio keeps uploads (its own rule) and the system temp folder: never shown to the engineer.
+TEMP_PATH = re.compile("|".join(re.escape(d) + r"/\S*/" for d in {
+    os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio"), tempfile.gettempdir()}))
 
 
-def user_error(message: str) -> gr.Error:
-    """An error the engineer can fix: a message in the browser (and for API clients) without the
-    server's temp folders, and one line in the server's log, no traceback."""
+def user_error(message: str, upload: str | os.PathLike | None = None, name: str | None = None) -> gr.Error:
+    """An error the engineer can fix: a message in the browser (and for API clients) that names an
+    upload by its own name, never by the server's temp path, and one line in the server's log."""
+    if upload:
+        message = message.replace(str(upload), name or Path(upload).name)
     message = TEMP_PATH.sub("", message)
     print(f"studio: refused: {message}", file=sys.stderr, flush=True)
     return gr.Error(message, print_exception=False)
 
 
 @contextmanager
-def user_errors():
-    """Library input errors become user errors."""
+def user_errors(upload: str | os.PathLike | None = None, name: str | None = None):
+    """Library input errors become user errors (about `upload`, shown as `name`)."""
     try:
         yield
     except SardInputError as e:
-        raise user_error(str(e)) from None
+        raise user_error(str(e), upload, name) from None
+
+
+def pixels_digest(a: np.ndarray) -> str:
+    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 # -- pictures -------------------------------------------------------------------------------------
@@ -128,6 +138,7 @@ class Studio:
         self.normals: list[Path] = []
         self.bank: MaskBank | None = None
         self.data = Path(data) if data else None
+        self.picked: dict[str, Path] = {}   # pixels of a gallery pick -> its data set file
         if self.data is not None:
             samples = list_dataset(self.data)
             self.normals = [s.image for s in samples if s.is_normal and s.split == "train"] or \
@@ -148,25 +159,32 @@ class Studio:
         return items
 
     def pick_normal(self, evt: gr.SelectData) -> str:
-        """A gallery pick becomes the image input: a lossless copy in the temp folder Gradio serves."""
+        """A gallery pick becomes the image input: a lossless copy in the temp folder Gradio serves
+        (the data set may lie outside what it serves); its pixels remember the real file."""
         path = self.normals[evt.index]
         with user_errors():
             a = read_image(path)
+        self.picked[pixels_digest(a)] = path.resolve()
         out = Path(tempfile.mkdtemp(prefix="sard-pick-")) / f"{path.stem}.png"
         out.write_bytes(png_bytes(a))
         return str(out)
+
+    def source_of(self, path: str, image: np.ndarray) -> str:
+        """The absolute path the image came from: the data set file of a gallery pick, else the upload."""
+        picked = self.picked.get(pixels_digest(image)) if self.picked else None
+        return str(picked or Path(path).resolve())
 
     def load_image(self, path: str | None, session: Session):
         """New image: full resolution into the session, a display copy into the editor."""
         if not path:
             session.image = None
             return gr.update(value=None), None, None, session, "Load a normal part image to begin."
-        with user_errors():
+        with user_errors(path):
             a = read_image(path)
         disp, scale = fit_display(display_rgb(a))
-        session.new_image(Path(path).name, a, scale)
+        session.new_image(self.source_of(path, a), a, scale)
         h, w = a.shape[:2]
-        note = f"{Path(path).name}: {w}x{h}, {'16' if a.dtype == np.uint16 else '8'}-bit, " \
+        note = f"{Path(session.source).name}: {w}x{h}, {'16' if a.dtype == np.uint16 else '8'}-bit, " \
                f"{'colour' if a.ndim == 3 else 'gray'}" + (f"; shown at {scale:.0%}" if scale < 1 else "")
         return {"background": disp, "layers": [], "composite": None}, None, None, session, note
 
@@ -182,7 +200,7 @@ class Studio:
             raise user_error(f"mask generator '{kind}': expected one of {', '.join(MASK_LABELS)}")
         if kind == "bank" and self.bank is None:
             raise user_error("The real-mask bank needs a data set: start the studio with --data DATASET_ROOT.")
-        with user_errors():
+        with user_errors(image_path):
             seed = check_seed("seed", seed)
             a = read_image(image_path)
             bank_defect = defect if self.bank is not None and defect in self.bank.defects else None
@@ -233,7 +251,7 @@ class Studio:
             raise user_error(f"method '{method}': expected one of {', '.join(METHODS)}")
         if defect not in self.defects:
             raise user_error(f"defect '{defect}': expected one of {self.defects}")
-        with user_errors():
+        with user_errors(image_path):
             n = whole_number("variations", variations, 1, 16)
             seed = check_seed("seed", seed)
             image = read_image(image_path)
@@ -245,7 +263,7 @@ class Studio:
         drawn = session.random_mask is not None and np.array_equal(session.random_mask, m)
         mask_params = session.random_mask_params if drawn else {"kind": "painted"}
         if session.image is None or session.image.shape != image.shape or not np.array_equal(session.image, image):
-            session.new_image(Path(image_path).name, image, fit_display(image)[1])
+            session.new_image(self.source_of(image_path, image), image, fit_display(image)[1])
         session.variations, session.selected = [], 0
         label = defect if self.pipe.generator.config.num_classes else None
         steps_total = n * (self.pipe.schedule.num_steps if method == "sard" else 1)
@@ -266,7 +284,7 @@ class Studio:
             settings = {"method": method, "defect": defect, "seed": s, "rcd": bool(rcd) if method == "sard" else None,
                         "steps": self.pipe.schedule.num_steps if method == "sard" else None,
                         "checkpoint": self.pipe.checkpoint_hash if method == "sard" else None,
-                        "source": session.source_name, "mask_params": mask_params,
+                        "source": session.source, "mask_params": mask_params,
                         "seconds": round(time.perf_counter() - t0, 3)}
             session.variations.append(Variation(np.asarray(result.image), np.asarray(result.mask), result.frames,
                                                 result.roi, settings))

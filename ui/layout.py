@@ -5,9 +5,12 @@ private UI plumbing. Images and masks travel as PNG (Gradio's default WEBP is lo
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from ui.actions import MASK_LABELS, METHODS, Studio
+from sard.io import read_image
+from ui.actions import MASK_LABELS, METHODS, Studio, user_error, user_errors
 from ui.session import Session
 
 CSS = """
@@ -21,6 +24,26 @@ through the reverse process of a result with the slider, **Keep** the good ones,
 curated set in the MVTec layout (images, 0/255 masks, manifest) and download it as a zip."""
 
 
+def named_refusals(image: gr.Image) -> gr.Image:
+    """A file the image input cannot read is refused naming the upload and what is expected, where
+    Gradio says "Could not preprocess ..." with the server's temp path. (Wrapped on the instance: a
+    gr.Image subclass would make Gradio write a .pyi file beside this module.)"""
+    preprocess = image.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever Pillow raised, the library says what is wrong
+            name = payload.orig_name or Path(payload.path).name
+            with user_errors(payload.path, name):
+                read_image(payload.path)
+            raise user_error(f"{name}: could not be read as an image ({e})", payload.path, name) from None
+    image.preprocess = checked
+    return image
+
+
 def build_studio(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title="SARD Studio", analytics_enabled=False) as demo:
         session = gr.State(Session())
@@ -30,8 +53,9 @@ def build_studio(studio: Studio) -> gr.Blocks:
             gr.Markdown(HELP)
         with gr.Row():
             with gr.Column(scale=1):
-                image_in = gr.Image(label="Normal part image", type="filepath", image_mode=None, format="png",
-                                    sources=["upload", "clipboard"], height=260, elem_id="image-input")
+                image_in = named_refusals(gr.Image(label="Normal part image", type="filepath", image_mode=None,
+                                                    format="png", sources=["upload", "clipboard"], height=260,
+                                                    elem_id="image-input"))
                 info = gr.Markdown("Load a normal part image to begin.", elem_id="image-info")
                 if studio.normals:
                     picks = gr.Gallery(value=studio.gallery_items(), label="Normal images from the data set",
@@ -47,8 +71,8 @@ def build_studio(studio: Studio) -> gr.Blocks:
             with gr.Column(scale=1):
                 mask_overlay = gr.Image(label="Mask overlay", format="png", interactive=False, height=260,
                                         elem_id="mask-overlay")
-                mask_full = gr.Image(label="Mask (full resolution)", type="numpy", image_mode="L", format="png",
-                                     visible=False, elem_id="mask-full")
+                mask_full = named_refusals(gr.Image(label="Mask (full resolution)", type="numpy", image_mode="L",
+                                                     format="png", visible=False, elem_id="mask-full"))
                 with gr.Group():
                     kind = gr.Dropdown(list(MASK_LABELS), value="Perlin", label="Random mask generator")
                     with gr.Row():

@@ -20,7 +20,7 @@ class Variation:
 
 @dataclass
 class Session:
-    source_name: str = ""
+    source: str = ""                  # absolute path of the normal image's file (manifest "source")
     image: np.ndarray | None = None   # the normal image at full resolution (uint8/uint16)
     scale: float = 1.0                # display size / full size
     random_mask: np.ndarray | None = None     # full-resolution random mask, while unedited
@@ -30,9 +30,9 @@ class Session:
     curated: list[Variation] = field(default_factory=list)
     curated_selected: int | None = None
 
-    def new_image(self, name: str, image: np.ndarray, scale: float) -> "Session":
+    def new_image(self, source: str, image: np.ndarray, scale: float) -> "Session":
         """Start on another image; the curated set stays."""
-        self.source_name, self.image, self.scale = name, image, scale
+        self.source, self.image, self.scale = source, image, scale
         self.random_mask = self.random_mask_params = None
         self.variations, self.selected = [], 0
         return self
