@@ -428,7 +428,8 @@ def run_export(plan: ExportPlan, writer: PairWriter, method: Synthesizer, method
             seconds = time.perf_counter() - t
             rec = {"source": str(src.resolve()), "mask_params": mask_params, "seed": seed, "method": method_name,
                    "method_params": method_params, "checkpoint": method_params.get("checkpoint_hash"),
-                   "steps": method_params.get("steps"), "seconds": round(seconds, 4), "export_seed": plan.seed}
+                   "steps": method_params.get("steps"), "colour": result.colour, "seconds": round(seconds, 4),
+                   "export_seed": plan.seed}
             writer.write(defect, k, np.asarray(result.image), np.asarray(result.mask), rec)
             written += 1
     except OSError as e:

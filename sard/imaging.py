@@ -20,8 +20,7 @@ def match_channels(a: np.ndarray, channels: int) -> np.ndarray:
         return a
     if channels == 3:
         return np.repeat(a, 3, axis=2)
-    luma = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
-    return np.round(luma).astype(a.dtype)[..., None]
+    return np.round(luma(a)).astype(a.dtype)[..., None]
 
 
 def to_unit(a: np.ndarray, channels: int) -> torch.Tensor:
@@ -38,11 +37,30 @@ def from_unit(x: torch.Tensor, dtype=np.uint8) -> np.ndarray:
     return a.astype(dtype)
 
 
+def luma(a: np.ndarray) -> np.ndarray:
+    """float64 [H, W] ITU-R 601 luma of [H, W, 3] (the Y that match_channels rounds)."""
+    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+
+
 def restore_layout(a: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """[H, W, C] -> the channel layout of `like` ([H, W] gray or [H, W, 3] colour)."""
+    """[H, W, C] synthesized -> the channel layout of `like`, the source pixels of the same region
+    ([H, W] gray or [H, W, 3] colour). A gray synthesis on a colour source changes luminance only:
+    out = like + (Y_new - Y_like) keeps the source's chroma (Cb and Cr ignore a shift of all three
+    channels), so a gray checkpoint does not paint a colour part gray."""
     if like.ndim == 2:
         return a[..., 0] if a.shape[2] == 1 else match_channels(a, 1)[..., 0]
+    if a.shape[2] == 1 and like.shape[2] == 3:
+        shifted = like.astype(np.float64) + (a[..., 0].astype(np.float64) - luma(like.astype(np.float64)))[..., None]
+        return np.clip(np.round(shifted), 0, max_value(like.dtype)).astype(like.dtype)
     return match_channels(a, like.shape[2])
+
+
+def colour_mode(image_channels: int, image: np.ndarray) -> str:
+    """What a checkpoint of image_channels does to this image: 'rgb' (colour synthesized), 'luminance'
+    (a gray checkpoint on a colour image: luminance changed, the image's own chroma kept) or 'gray'."""
+    if image_channels == 3:
+        return "rgb" if image.ndim == 3 else "gray"
+    return "luminance" if image.ndim == 3 else "gray"
 
 
 def prepare_image(image) -> tuple[np.ndarray, np.ndarray | None]:

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from sard.checkpoint import CONFIG_NAME, WEIGHTS_NAME, file_hash, load_state_checked, load_tensors, read_config
-from sard.imaging import as_input_type, from_unit, prepare_inputs, restore_layout, to_unit
+from sard.imaging import (as_input_type, colour_mode, from_unit, prepare_image, prepare_inputs, restore_layout,
+                          to_unit)
 from sard.io import SardInputError
 from sard.nets.generator import Generator, GeneratorConfig
 from sard.rcd import rcd_sample
@@ -51,6 +52,7 @@ class SynthesisResult:
     timings: dict = field(default_factory=dict)
     defect: str | None = None
     seed: int = 0
+    colour: str = "gray"                 # colour_mode: 'rgb', 'luminance' (gray model, colour image) or 'gray'
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -120,6 +122,17 @@ class SardPipeline:
         return cls(gen.float(), schedule, config, pick_device(device), file_hash(folder / WEIGHTS_NAME))
 
     # -- inputs ---------------------------------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        """1: a gray checkpoint, 3: an RGB one."""
+        return self.generator.config.image_channels
+
+    def colour_mode(self, image) -> str:
+        """What synthesis does to this image's colour: 'rgb' (this RGB checkpoint paints colour),
+        'luminance' (this gray checkpoint on a colour image changes luminance and keeps the image's
+        own chroma) or 'gray'."""
+        return colour_mode(self.channels, prepare_image(image)[0])
+
     def label_of(self, defect: str | int | None) -> torch.Tensor | None:
         if self.generator.config.num_classes == 0:
             return None
@@ -173,7 +186,8 @@ class SardPipeline:
         timings = {"total_s": total, "network_s": timed.seconds, "network_calls": timed.calls,
                    "roi": list(box), "roi_pixels": (bottom - top) * (right - left)}
         yield SynthesisResult(result_image, m.astype(np.uint8) * 255, frames, box, timings,
-                              self.defects[int(label)] if label is not None else None, int(seed))
+                              self.defects[int(label)] if label is not None else None, int(seed),
+                              colour_mode(self.channels, pixels))
 
     def __call__(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
                  roi: bool = True, rcd: bool = True) -> SynthesisResult:
@@ -183,9 +197,9 @@ class SardPipeline:
     def _paste(self, pixels: np.ndarray, m: np.ndarray, composite: torch.Tensor, box, rcd: bool) -> np.ndarray:
         """The synthesized region, in the input's dtype and channels, pasted over a copy of the input."""
         top, left, bottom, right = box
-        synth = restore_layout(from_unit(composite, pixels.dtype), pixels)
         if not rcd:  # plain DDGAN: the whole image is the network's
-            return synth
+            return restore_layout(from_unit(composite, pixels.dtype), pixels)
+        synth = restore_layout(from_unit(composite, pixels.dtype), pixels[top:bottom, left:right])
         out = pixels.copy()
         region = out[top:bottom, left:right]
         sel = m[top:bottom, left:right]

@@ -184,8 +184,10 @@ class Studio:
         disp, scale = fit_display(display_rgb(a))
         session.new_image(self.source_of(path, a), a, scale)
         h, w = a.shape[:2]
+        colour = {"rgb": " (SARD paints colour)", "luminance": " (gray model: SARD changes luminance, keeps its colour)",
+                  "gray": ""}[self.pipe.colour_mode(a)]
         note = f"{Path(session.source).name}: {w}x{h}, {'16' if a.dtype == np.uint16 else '8'}-bit, " \
-               f"{'colour' if a.ndim == 3 else 'gray'}" + (f"; shown at {scale:.0%}" if scale < 1 else "")
+               f"{'colour' if a.ndim == 3 else 'gray'}{colour}" + (f"; shown at {scale:.0%}" if scale < 1 else "")
         return {"background": disp, "layers": [], "composite": None}, None, None, session, note
 
     # -- masks --------------------------------------------------------------------------------------
@@ -284,7 +286,7 @@ class Studio:
             settings = {"method": method, "defect": defect, "seed": s, "rcd": bool(rcd) if method == "sard" else None,
                         "steps": self.pipe.schedule.num_steps if method == "sard" else None,
                         "checkpoint": self.pipe.checkpoint_hash if method == "sard" else None,
-                        "source": session.source, "mask_params": mask_params,
+                        "source": session.source, "mask_params": mask_params, "colour": result.colour,
                         "seconds": round(time.perf_counter() - t0, 3)}
             session.variations.append(Variation(np.asarray(result.image), np.asarray(result.mask), result.frames,
                                                 result.roi, settings))

@@ -48,7 +48,9 @@ def build_studio(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title="SARD Studio", analytics_enabled=False) as demo:
         session = gr.State(Session())
         gr.Markdown(f"# SARD Studio\nDefect synthesis with Region-Constrained Diffusion. "
-                    f"Model: `{studio.checkpoint.name}` ({', '.join(studio.defects)}).", elem_id="sard-title")
+                    f"Model: `{studio.checkpoint.name}` ({', '.join(studio.defects)}; "
+                    f"{'RGB: paints colour' if studio.pipe.channels == 3 else 'gray: on a colour image it changes luminance and keeps the part’s own colour'}).",
+                    elem_id="sard-title")
         with gr.Accordion("Help", open=False):
             gr.Markdown(HELP)
         with gr.Row():

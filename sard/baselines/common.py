@@ -59,7 +59,7 @@ def finish(image, pixels: np.ndarray, alpha, synth: np.ndarray, m: np.ndarray, t
     H, W = m.shape
     return SynthesisResult(image=as_input_type(image, out, alpha), mask=m.astype(np.uint8) * 255, frames=[],
                            roi=(0, 0, H, W), timings={"total_s": time.perf_counter() - t0}, defect=defect,
-                           seed=int(seed))
+                           seed=int(seed), colour="rgb" if pixels.ndim == 3 else "gray")
 
 
 def nonempty_perlin(shape, rng: np.random.Generator, seed: int, foreground: np.ndarray | None = None,
