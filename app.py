@@ -16,7 +16,7 @@ T0 = time.perf_counter()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from sard.export import DEFAULT_CHECKPOINT
+    from sard.pipeline import DEFAULT_CHECKPOINT
     p = argparse.ArgumentParser(prog="python app.py", description="SARD Studio: paint a mask, synthesize defects, export pairs.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)

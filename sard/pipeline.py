@@ -28,6 +28,9 @@ from sard.validate import whole_number
 MODEL_FORMAT = "sard-generator/1"
 
 
+# The studio's and sard.export's model when none is named.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "sard-magnetic-tile"
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)

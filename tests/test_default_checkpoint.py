@@ -6,7 +6,7 @@ import pytest
 
 from conftest import MAGNETIC_TILE, REPO, requires_data
 from sard.data import list_dataset, split_defects
-from sard.export import DEFAULT_CHECKPOINT
+from sard.pipeline import DEFAULT_CHECKPOINT
 from sard.io import read_image
 from sard.masks import MaskBank, random_mask
 from sard.pipeline import SardPipeline

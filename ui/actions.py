@@ -22,7 +22,7 @@ import numpy as np
 
 from sard.baselines import make_baseline
 from sard.data import list_dataset, split_defects
-from sard.export import PairWriter, safe_name
+from sard.pairs import PairWriter, safe_name
 from sard.io import SardInputError, png_bytes, read_image
 from sard.masks import MASK_KINDS, MaskBank, random_mask
 from sard.pipeline import SardPipeline

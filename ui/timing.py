@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 def main() -> int:
     from gradio_client import Client, handle_file
 
-    from sard.bench import ellipse_mask, tile_image
+    from sard.bench_inputs import ellipse_mask, tile_image
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

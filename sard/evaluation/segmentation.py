@@ -309,7 +309,7 @@ class Job:
 def make_jobs(normals: list[Path], defects: list[str], n: int, seed: int) -> dict[str, list[Job]]:
     """Per type the n jobs every synthetic method does; job k depends on (seed, type, k) only, so the
     list for n is a prefix of the list for any larger n."""
-    from sard.export import pair_rng, pair_seed
+    from sard.pairs import pair_rng, pair_seed
     jobs = {}
     for d in defects:
         jobs[d] = [Job(d, k, normals[int(pair_rng(seed, d, k).integers(len(normals)))], pair_seed(seed, d, k),
@@ -329,7 +329,7 @@ def ensure_pairs(method: Method, jobs: dict[str, list[Job]], proto: Protocol, wo
     """Synthesize the method's missing pairs into <work>/pairs/<method>/; return every pair's
     (type, image path, mask path) and a summary (written, reused, failed with why)."""
     from sard.evaluation.methods import load_synthesizer
-    from sard.export import PairWriter
+    from sard.pairs import PairWriter
     from sard.masks import random_mask
     writer = PairWriter(work / "pairs" / method.name, pair_category(proto.data, split_seed, seed, method),
                         digits=PAIR_DIGITS)
