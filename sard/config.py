@@ -37,6 +37,7 @@ class TrainConfig:
     ema: float = 0.999
     ema_warmup: bool = True        # decay min(ema, (1 + s) / (10 + s)); False: the paper's constant 0.999
     augment: bool = True           # D sees real and fake pairs through the same random shift / brightness
+    init: str = ""                 # the checkpoint a fine-tuning run started from (--init), resolved
     whole_images: bool = False     # whole images resized to res instead of defect-centred crops
     log_every: int = 10
     sample_every: int = 500

@@ -31,6 +31,19 @@ MODEL_FORMAT = "sard-generator/1"
 # The studio's and sard.export's model when none is named.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "sard-magnetic-tile"
 
+
+def resolve_checkpoint(spec: str | Path, flag: str = "--checkpoint") -> Path:
+    """A model folder given by path, or by the name of a shipped one (`sard-bottle`)."""
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    shipped = DEFAULT_CHECKPOINT.parent
+    if len(path.parts) == 1 and (shipped / path).is_dir():
+        return shipped / path
+    names = sorted(d.name for d in shipped.iterdir() if (d / CONFIG_NAME).is_file()) if shipped.is_dir() else []
+    raise SardInputError(f"{flag} {spec}: no such folder and no shipped checkpoint of that name; "
+                         f"expected a model folder or one of {names}")
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)

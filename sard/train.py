@@ -28,7 +28,8 @@ from sard.data.crops import CropSampler, infer_channels, load_examples
 from sard.io import SardInputError, atomic_write_bytes, leftover_temps
 from sard.nets.discriminator import Discriminator, texture_gain
 from sard.nets.generator import Generator
-from sard.pipeline import MODEL_FORMAT, pick_device
+from sard.finetune import generator_config_from, transfer_generator
+from sard.pipeline import MODEL_FORMAT, pick_device, resolve_checkpoint
 from sard.schedule import Schedule
 from sard.steps import Batch, GapMeter, d_step, ema_decay, ema_update, g_step
 from sard.train_samples import SampleGrid
@@ -65,7 +66,7 @@ def model_config(cfg: TrainConfig, defects: list[str], step: int) -> dict:
     """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
     return {"format": MODEL_FORMAT, "generator": cfg.generator.to_dict(), "schedule": cfg.schedule.__dict__.copy(),
             "defects": defects, "res": cfg.res, "rcd": cfg.rcd, "dmg": cfg.dmg, "step": step,
-            "data": Path(cfg.data).name, "split_seed": cfg.split_seed}
+            "data": Path(cfg.data).name, "split_seed": cfg.split_seed, "init": cfg.init or None}
 
 
 def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -183,14 +184,17 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
         raise SardInputError(f"--defects: {unknown} not in {cfg.data}; it has {all_defects}")
     split = split_defects(samples, cfg.split_seed)
     channels = infer_channels(split.synth)
-    cfg.generator = replace(cfg.generator, image_channels=channels,
-                            num_classes=len(defects) if len(defects) > 1 else 0)
+    num_classes = len(defects) if len(defects) > 1 else 0
+    fresh_run = not (resume and meta is not None)
+    if cfg.init and fresh_run:   # fine-tuning keeps the checkpoint's architecture
+        cfg.generator = generator_config_from(Path(cfg.init), channels, num_classes)
+    cfg.generator = replace(cfg.generator, image_channels=channels, num_classes=num_classes)
     cfg.discriminator = replace(cfg.discriminator, image_channels=channels, dmg=cfg.dmg,
                                 num_classes=cfg.generator.num_classes, num_steps=cfg.schedule.num_steps)
     examples, report = load_examples(split.synth[d.rank::d.world], defects, channels)
     if d.main:
         print(f"[sard.train] {cfg.data}: {report.summary()}", file=sys.stderr)
-    if not (resume and meta is not None) and cfg.discriminator.highpass_input:
+    if fresh_run and cfg.discriminator.highpass_input:
         # measured once on every rank alike (the whole synthesizer third), then kept in the run's config
         probe = CropSampler(load_examples(split.synth, defects, channels)[0], cfg.res, seed=cfg.seed)
         cfg.discriminator = replace(cfg.discriminator, highpass_gain=texture_gain(probe.batch(64)[0]))
@@ -200,6 +204,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     dev = d.device
     schedule = Schedule(cfg.schedule)
     G, D = Generator(cfg.generator).to(dev), Discriminator(cfg.discriminator).to(dev)
+    if cfg.init and fresh_run:
+        report = transfer_generator(G, Path(cfg.init), defects)
+        if d.main:
+            print(f"[sard.train] --init {cfg.init} (step {report['step']}, {report['channels']} channel(s), "
+                  f"types {report['defects']}): {report['loaded']} tensors loaded, adapted: "
+                  f"{report['adapted'] or 'none'}; fresh: {report['fresh'] or 'none'}; D starts fresh", file=sys.stderr)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out / "init.json", json.dumps(report, indent=2).encode())
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
@@ -284,6 +296,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 500)")
     p.add_argument("--log-every", type=int, help="steps between log lines (default 10)")
     p.add_argument("--whole-images", action="store_true", help="train on whole images resized to --res")
+    p.add_argument("--init", help="fine-tune from this checkpoint (a model folder or a shipped name such as "
+                                  "sard-magnetic-tile): its generator's reusable weights, adapted to this data's "
+                                  "defect types and gray/RGB; the discriminator starts fresh")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     return p.parse_args(argv)
@@ -300,6 +315,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         cfg.rcd = False
     if a.no_dmg:
         cfg.dmg = False
+    if a.init:
+        cfg.init = str(resolve_checkpoint(a.init, "--init").resolve())
     if a.whole_images:
         cfg.whole_images = True
     if not cfg.data and not a.resume:

@@ -108,8 +108,11 @@ def texture(shape, seed: int) -> np.ndarray:
 
 
 def make_tiny_data(root: Path, defects=("blowhole", "crack"), per_defect: int = 6, normals: int = 4,
-                   size=(64, 64)) -> Path:
-    """An MVTec-layout data set of synthetic gray tiles: dark defects with their masks, and normals."""
+                   size=(64, 64), colour: bool = False) -> Path:
+    """An MVTec-layout data set of synthetic gray tiles (greenish RGB ones with colour=True): dark
+    defects with their masks, and normals."""
+    tint = (lambda a: np.clip(a[..., None] * np.array([0.9, 1.1, 0.5]), 0, 255).astype(np.uint8)) if colour \
+        else (lambda a: a)  # noqa: E731
     for d, defect in enumerate(defects):
         (root / "test" / defect).mkdir(parents=True, exist_ok=True)
         (root / "ground_truth" / defect).mkdir(parents=True, exist_ok=True)
@@ -122,12 +125,13 @@ def make_tiny_data(root: Path, defects=("blowhole", "crack"), per_defect: int = 
             else:
                 m[y:y + 8, x:x + 8] = 255
             img[m > 0] //= 3
-            Image.fromarray(img).save(root / "test" / defect / f"{i:03d}.png")
+            Image.fromarray(tint(img)).save(root / "test" / defect / f"{i:03d}.png")
             Image.fromarray(m).save(root / "ground_truth" / defect / f"{i:03d}_mask.png")
     for split, n in (("train", normals), ("test", 2)):
         (root / split / "good").mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            Image.fromarray(texture(size, 1000 + 10 * (split == "test") + i)).save(root / split / "good" / f"{i:03d}.png")
+            Image.fromarray(tint(texture(size, 1000 + 10 * (split == "test") + i))).save(
+                root / split / "good" / f"{i:03d}.png")
     return root
 
 

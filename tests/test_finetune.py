@@ -1,0 +1,57 @@
+"""--init: a new part's run starts from a checkpoint: new defect types, gray -> RGB, then resume."""
+import json
+
+import torch
+
+from conftest import make_tiny_data, run_module, tiny_checkpoint
+from sard.finetune import generator_config_from, transfer_generator
+from sard.nets.generator import Generator
+from sard.pipeline import SardPipeline
+
+
+def test_gray_checkpoint_becomes_an_rgb_generator_that_computes_the_same(tmp_path):
+    """Adapted gray -> RGB, a known type's output on a gray picture is the gray model's, per channel;
+    a new type starts at the known types' mean embedding."""
+    ck = tiny_checkpoint(tmp_path / "ck", defects=("crack", "blowhole"))
+    gray = SardPipeline.from_pretrained(ck).generator
+    rgb = Generator(generator_config_from(ck, image_channels=3, num_classes=2))
+    report = transfer_generator(rgb, ck, ["crack", "scratch"])
+    assert report["fresh"] == [] and len(report["adapted"]) == 4          # class_emb, conv_in, conv_out w and b
+    assert torch.equal(rgb.class_emb.weight[0], gray.class_emb.weight[0])
+    assert torch.allclose(rgb.class_emb.weight[1], gray.class_emb.weight.mean(0))
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(2, 1, 16, 16, generator=g), torch.randn(2, 1, 16, 16, generator=g)
+    m, z, i = (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float(), torch.randn(2, 100, generator=g), torch.tensor([0, 3])
+    label = torch.tensor([0, 0])
+    with torch.no_grad():
+        want = gray(x, i, z, m, ctx, label)
+        got = rgb(x.repeat(1, 3, 1, 1), i, z, m, ctx.repeat(1, 3, 1, 1), label)
+    assert torch.allclose(got, want.repeat(1, 3, 1, 1), atol=1e-5)
+
+
+def test_init_trains_a_new_part_and_resumes(tmp_path):
+    ck = tiny_checkpoint(tmp_path / "ck", defects=("crack", "blowhole"))
+    data = make_tiny_data(tmp_path / "part", defects=("crack", "scratch"), colour=True)
+    out = tmp_path / "run"
+    fast = ["--res", "32", "--batch", "2", "--log-every", "1", "--sample-every", "100", "--ckpt-every", "2"]
+    r = run_module("sard.train", "--data", data, "--out", out, "--iters", "2", "--init", ck, *fast)
+    assert r.returncode == 0, r.stderr
+    assert "--init" in r.stderr and "D starts fresh" in r.stderr
+    report = json.loads((out / "init.json").read_text())
+    assert report["channels"] == 1 and report["defects"] == ["crack", "blowhole"] and report["fresh"] == []
+    model = json.loads((out / "config.json").read_text())
+    assert model["init"] == str(ck.resolve()) and model["generator"]["image_channels"] == 3
+    assert model["generator"]["base_channels"] == 8                   # the checkpoint's architecture, not the default
+    r = run_module("sard.train", "--data", data, "--out", out, "--iters", "4", *fast, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "train_state.json").read_text())["step"] == 4
+    assert json.loads((out / "config.json").read_text())["init"] == str(ck.resolve())
+    pipe = SardPipeline.from_pretrained(out)
+    assert pipe.channels == 3 and pipe.defects == ["crack", "scratch"]
+
+
+def test_init_names_a_missing_checkpoint(tmp_path):
+    data = make_tiny_data(tmp_path / "part")
+    r = run_module("sard.train", "--data", data, "--out", tmp_path / "run", "--iters", "2", "--init", "no-such-model")
+    assert r.returncode == 2 and "--init no-such-model" in r.stderr and "sard-magnetic-tile" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
