@@ -20,7 +20,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python app.py", description="SARD Studio: paint a mask, synthesize defects, export pairs.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model folder (config.json + model.safetensors)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model folder (config.json + model.safetensors) or a shipped model's name")
     p.add_argument("--data", help="data set root: gallery of its normal images and the real-mask bank")
     p.add_argument("--export-root", default="exports", help="where curated sets are exported (default ./exports)")
     p.add_argument("--queue-size", type=int, default=8, help="jobs waiting for the model before new ones are refused")
@@ -47,6 +47,7 @@ def launch(args: argparse.Namespace, block: bool = True):
     from pathlib import Path
 
     from sard.io import SardInputError
+    from sard.pipeline import resolve_checkpoint
     from sard.validate import whole_number, writable_folder
     from ui.actions import Studio
     from ui.layout import CSS, build_studio
@@ -57,7 +58,7 @@ def launch(args: argparse.Namespace, block: bool = True):
         whole_number("--max-upload-mb", args.max_upload_mb, 1)
         writable_folder("--export-root", args.export_root)
         port_free(args.host, args.port)
-        studio = Studio(Path(args.checkpoint), Path(args.export_root), Path(args.data) if args.data else None,
+        studio = Studio(resolve_checkpoint(args.checkpoint), Path(args.export_root), Path(args.data) if args.data else None,
                         device=args.device)
     except SardInputError as e:
         print(f"app.py: error: {e}", file=sys.stderr)

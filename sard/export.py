@@ -27,7 +27,7 @@ from sard.data.readers import Sample
 from sard.io import IMAGE_EXTENSIONS, SardInputError, is_image_file, read_image, read_mask
 from sard.masks import BANK_PLACEMENTS, MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask
 from sard.pairs import PairWriter, pair_rng, pair_seed, safe_name
-from sard.pipeline import DEFAULT_CHECKPOINT, SardPipeline
+from sard.pipeline import DEFAULT_CHECKPOINT, SardPipeline, resolve_checkpoint
 from sard.validate import seed as check_seed, writable_folder, write_error
 
 METHODS = ("sard", "cutpaste", "draem", "glass")
@@ -114,7 +114,7 @@ def make_method(method: str, checkpoint: Path | None = None, steps: int | None =
                 device: str | None = None) -> tuple[Synthesizer, dict]:
     """(callable(image, mask, seed=, defect=) -> SynthesisResult, the method's parameters for the manifest)."""
     if method == "sard":
-        ck = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        ck = resolve_checkpoint(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         pipe = SardPipeline.from_pretrained(ck, device=device)
         params = {"checkpoint": str(ck), "checkpoint_hash": pipe.checkpoint_hash, "defects": pipe.defects,
                   "steps": steps or pipe.schedule.num_steps, "roi": roi, "rcd": rcd}
@@ -219,7 +219,7 @@ def regenerate(record: dict, bank=None, checkpoint: Path | None = None, texture_
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sard.export", description=__doc__.split("\n")[0])
     p.add_argument("--method", default="sard", help=f"one of {', '.join(METHODS)} (default sard)")
-    p.add_argument("--checkpoint", help=f"model folder for --method sard (default {DEFAULT_CHECKPOINT})")
+    p.add_argument("--checkpoint", help=f"model folder or shipped name for --method sard (default {DEFAULT_CHECKPOINT.name})")
     p.add_argument("--normals", required=True, help="folder of normal images, or a data set root (its train normals)")
     p.add_argument("--masks", default="bank", help="perlin, ellipse, scratch, polygon, bank (real masks) or a folder of masks")
     p.add_argument("--bank", help="data set root whose synthesizer third gives the mask bank (default: --normals if a data set)")

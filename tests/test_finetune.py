@@ -1,6 +1,7 @@
 """--init: a new part's run starts from a checkpoint: new defect types, gray -> RGB, then resume."""
 import json
 
+import pytest
 import torch
 
 from conftest import make_tiny_data, run_module, tiny_checkpoint
@@ -55,3 +56,12 @@ def test_init_names_a_missing_checkpoint(tmp_path):
     r = run_module("sard.train", "--data", data, "--out", tmp_path / "run", "--iters", "2", "--init", "no-such-model")
     assert r.returncode == 2 and "--init no-such-model" in r.stderr and "sard-magnetic-tile" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_shipped_checkpoint_is_found_by_name(tmp_path):
+    from sard.io import SardInputError
+    from sard.pipeline import DEFAULT_CHECKPOINT, resolve_checkpoint
+    assert resolve_checkpoint(DEFAULT_CHECKPOINT.name) == DEFAULT_CHECKPOINT
+    assert resolve_checkpoint(tmp_path) == tmp_path
+    with pytest.raises(SardInputError, match=f"--checkpoint sard-nothing.*{DEFAULT_CHECKPOINT.name}"):
+        resolve_checkpoint("sard-nothing", "--checkpoint")
