@@ -235,3 +235,17 @@ def test_checkpoint_of_another_split_is_refused(tmp_path):
     with pytest.raises(SardInputError, match="split seed 1"):
         seg.check_checkpoint_split(m, MAGNETIC_TILE, 0, ["blowhole"])
     seg.check_checkpoint_split(m, MAGNETIC_TILE, 1, ["blowhole"])
+
+
+def _fig(mean: float, std: float = 0.0, fa: float = 0.1) -> dict:
+    ms = lambda m, s: {"mean": m, "std": s, "values": [m - s, m + s] if s else [m]}  # noqa: E731
+    return {"AP": ms(mean, std), "IoU": ms(mean, std), "false_alarm_rate": ms(fa, 0.0)}
+
+
+def test_convergence_needs_a_margin_beyond_the_spread_and_few_false_alarms():
+    from sard.evaluation.seg_report import convergence
+    ref = {"all_defect": _fig(0.03)}
+    assert convergence({**ref, "real": _fig(0.20, 0.02)})["converged"]
+    assert not convergence({**ref, "real": _fig(0.05, 0.03)})["converged"]       # within the spread
+    assert not convergence({**ref, "real": _fig(0.20, 0.02, fa=0.9)})["converged"]  # flags the good tiles
+    assert not convergence(ref)["converged"]                                       # no Real only run
