@@ -7,8 +7,14 @@ are pooled (as mmsegmentation's IoUMetric does over a test set), then:
     IoU_bg     = TN / (TN + FN + FP)
     mIoU_2cls  = mean(IoU_defect, IoU_bg)     mmseg's mIoU over {background, defect}
     aAcc       = (TP + TN) / (TP + FP + FN + TN)
+    F1_defect  = 2 TP / (2 TP + FP + FN)      Dice of the defect class
 The paper's tables: "mIoU" = mean over defect types of IoU_defect, "Acc" = mean over defect
 types of Acc_defect (per_type_table). Values are fractions in [0, 1], not percent.
+
+Scores (defect probabilities in [0, 1]) are counted per bin in ScoreCounts, mergeable like
+SegCounts: it gives the threshold-free pixel average precision (average_precision), the counts at
+any threshold k / bins (ScoreCounts.at), and the threshold of best F1 (best_threshold), which the
+benchmark picks on a validation split and applies, unchanged, to the test set.
 
 Empty cases: a zero denominator gives NaN, never 0 or 1 (Acc_defect of a type with no defect
 pixel is undefined, not perfect). Aggregations skip NaN and say so: a RuntimeWarning naming
@@ -94,6 +100,11 @@ class SegCounts:
         return ratio(self.tp, self.tp + self.fn)
 
     @property
+    def f1_defect(self) -> float:
+        """2 TP / (2 TP + FP + FN): Dice of the defect class."""
+        return ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+
+    @property
     def iou_background(self) -> float:
         """TN / (TN + FN + FP)."""
         return ratio(self.tn, self.tn + self.fn + self.fp)
@@ -108,6 +119,85 @@ class SegCounts:
     def aacc(self) -> float:
         """(TP + TN) / all pixels."""
         return ratio(self.tp + self.tn, self.total)
+
+
+SCORE_BINS = 1000     # thresholds k / 1000: finer than any difference a seed spread resolves
+
+
+def score_bins(score, bins: int = SCORE_BINS) -> np.ndarray:
+    """Bin index int [...] of scores in [0, 1] (NaN or outside raises): floor(score * bins), 1.0 in the
+    top bin, so "score >= k / bins" is "bin >= k"."""
+    if hasattr(score, "detach"):
+        score = score.detach().cpu().numpy()
+    s = np.asarray(score, dtype=np.float64)
+    if s.size and not (np.isfinite(s).all() and s.min() >= 0 and s.max() <= 1):
+        raise ValueError("scores must be finite and in [0, 1] (defect probabilities)")
+    return np.minimum((s * bins).astype(np.int64), bins - 1)
+
+
+@dataclass
+class ScoreCounts:
+    """Defect (pos) and background (neg) pixel counts per score bin, pooled over images; merge with +."""
+    pos: np.ndarray       # int64 [bins]
+    neg: np.ndarray       # int64 [bins]
+
+    @classmethod
+    def empty(cls, bins: int = SCORE_BINS) -> ScoreCounts:
+        return cls(np.zeros(bins, np.int64), np.zeros(bins, np.int64))
+
+    @property
+    def bins(self) -> int:
+        return len(self.pos)
+
+    def update(self, score, gt) -> ScoreCounts:
+        """Add one image (or a batch): score in [0, 1], gt bool / 0-1 of the same shape, True = defect."""
+        g = as_mask(gt, "gt")
+        b = score_bins(score, self.bins)
+        if b.shape != g.shape:
+            raise ValueError(f"score {b.shape} and gt {g.shape} differ in shape")
+        self.pos += np.bincount(b[g], minlength=self.bins)
+        self.neg += np.bincount(b[~g], minlength=self.bins)
+        return self
+
+    def __add__(self, other: ScoreCounts) -> ScoreCounts:
+        return ScoreCounts(self.pos + other.pos, self.neg + other.neg)
+
+    def at(self, k: int) -> SegCounts:
+        """Pixel counts when "defect" = score >= k / bins (k = 0: every pixel; k = bins: none)."""
+        tp, fp = int(self.pos[k:].sum()), int(self.neg[k:].sum())
+        return SegCounts(tp=tp, fp=fp, fn=int(self.pos.sum()) - tp, tn=int(self.neg.sum()) - fp)
+
+    def to_dict(self) -> dict:
+        return {"pos": self.pos.tolist(), "neg": self.neg.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScoreCounts:
+        return cls(np.asarray(d["pos"], np.int64), np.asarray(d["neg"], np.int64))
+
+
+def average_precision(c: ScoreCounts) -> float:
+    """Pixel AP = sum over thresholds (high to low) of precision x recall gained, pixels of one bin
+    taken together (as sklearn's average_precision_score treats tied scores). A constant score gives
+    the defect prevalence; NaN without defect pixels."""
+    tp = np.cumsum(c.pos[::-1])                  # [bins] defect pixels at or above each threshold
+    fp = np.cumsum(c.neg[::-1])
+    if tp[-1] == 0:
+        return math.nan
+    gained = np.diff(tp, prepend=0)              # new defect pixels at this threshold
+    keep = gained > 0
+    return float((gained[keep] / tp[-1] * tp[keep] / (tp[keep] + fp[keep])).sum())
+
+
+def best_threshold(c: ScoreCounts) -> int:
+    """k in 1..bins-1 maximising F1_defect (so IoU_defect too: IoU = F1 / (2 - F1)) of score >= k / bins;
+    the lowest such k on a tie. k = 0 (every pixel defect) is never chosen, so a constant-0 score stays
+    "all background"."""
+    tp = np.cumsum(c.pos[::-1])[::-1][1:]         # [bins - 1] at k = 1..bins-1
+    fp = np.cumsum(c.neg[::-1])[::-1][1:]
+    fn = int(c.pos.sum()) - tp
+    den = 2 * tp + fp + fn
+    f1 = np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)
+    return int(np.argmax(f1)) + 1
 
 
 def false_alarm(pred, min_region: int = 10) -> bool:

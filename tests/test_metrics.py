@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from sard.metrics import (SegCounts, false_alarm, false_alarm_rate, mean_spread, per_type_table,
-                          within_spread)
+from sard.metrics import (SCORE_BINS, ScoreCounts, SegCounts, average_precision, best_threshold, false_alarm,
+                          false_alarm_rate, mean_spread, per_type_table, within_spread)
 
 
 def hand_case():
@@ -125,3 +125,75 @@ def test_mean_spread_and_within_spread():
     assert not within_spread([1.0, 2.0, 3.0], [4.0, 4.0])    # |2 - 4| >= 1
     assert not within_spread([1.0, 2.0, 3.0], [3.0])         # |2 - 3| = 1 is not < 1
     assert not within_spread([0.5], [0.6])                    # one seed each: no spread
+
+
+# -- scores: AP, the threshold of best F1, pooling with good images ---------------------------------------
+
+def test_perfect_prediction_scores_one():
+    _, gt = hand_case()
+    good = np.zeros((4, 4), bool)
+    c = ScoreCounts.empty().update(gt.astype(float), gt) + ScoreCounts.empty().update(good.astype(float), good)
+    k = best_threshold(c)
+    assert average_precision(c) == 1.0
+    assert c.at(k).iou_defect == 1.0 and c.at(k).f1_defect == 1.0 and c.at(k).acc_defect == 1.0
+
+
+def test_ap_by_hand():
+    # scores 0.9 defect, 0.8 background, 0.7 defect, 0.1 background: AP = 1 * 1/2 + 2/3 * 1/2
+    c = ScoreCounts.empty().update([0.9, 0.8, 0.7, 0.1], [1, 0, 1, 0])
+    assert average_precision(c) == pytest.approx(0.5 + 1 / 3)
+    # ties count as one threshold: all four at 0.5 -> the prevalence
+    assert average_precision(ScoreCounts.empty().update([0.5] * 4, [1, 0, 1, 0])) == pytest.approx(0.5)
+    assert math.isnan(average_precision(ScoreCounts.empty().update([0.3, 0.4], [0, 0])))
+
+
+def test_ap_of_a_random_score_is_the_prevalence():
+    rng = np.random.default_rng(0)
+    gt = rng.random((400, 500)) < 0.07
+    c = ScoreCounts.empty().update(rng.random(gt.shape), gt)
+    assert average_precision(c) == pytest.approx(gt.mean(), abs=0.005)
+    # a score that ranks defects first is far above it
+    assert average_precision(ScoreCounts.empty().update(np.where(gt, 0.9, 0.1), gt)) == 1.0
+
+
+def test_all_defect_scores_low_pooled_iou_when_good_images_dominate():
+    defect = np.zeros((10, 10), bool)
+    defect[:2, :5] = True                               # 10 defect pixels on one image
+    c_type = ScoreCounts.empty().update(np.ones((10, 10)), defect)
+    c_good = ScoreCounts.empty()
+    for _ in range(9):                                  # nine good images, all marked defect
+        c_good.update(np.ones((10, 10)), np.zeros((10, 10), bool))
+    k = best_threshold(c_type + c_good)
+    assert c_type.at(k).iou_defect == pytest.approx(0.1)            # on defect images alone
+    assert (c_type + c_good).at(k).iou_defect == pytest.approx(0.01)  # pooled with the good images
+    assert (c_type + c_good).at(k).f1_defect == pytest.approx(2 * 10 / (2 * 10 + 990))
+    assert average_precision(c_type + c_good) == pytest.approx(0.01)
+    # "All background" (score 0) predicts nothing at any threshold best_threshold can pick
+    zero = ScoreCounts.empty().update(np.zeros((10, 10)), defect)
+    assert zero.at(best_threshold(zero)).tp == 0 and zero.at(best_threshold(zero)).fp == 0
+
+
+def test_threshold_of_best_f1_and_counts_at_it():
+    # defects score 0.6-0.7, background 0.2 and one background pixel at 0.65
+    score = np.array([0.6, 0.7, 0.2, 0.2, 0.65])
+    gt = np.array([1, 1, 0, 0, 0])
+    c = ScoreCounts.empty().update(score, gt)
+    k = best_threshold(c)
+    assert 0.2 < k / SCORE_BINS <= 0.6                  # both defects in, F1 = 4/5, the lowest such k
+    assert k == int(0.2 * SCORE_BINS) + 1
+    assert c.at(k) == SegCounts(tp=2, fp=1, fn=0, tn=2)
+    assert c.at(0).fp == 3 and c.at(SCORE_BINS).tp == 0
+    # merging equals counting the concatenation, and the JSON form round-trips
+    a, b = ScoreCounts.empty().update(score[:2], gt[:2]), ScoreCounts.empty().update(score[2:], gt[2:])
+    assert ((a + b).pos == c.pos).all() and ((a + b).neg == c.neg).all()
+    back = ScoreCounts.from_dict(c.to_dict())
+    assert (back.pos == c.pos).all() and (back.neg == c.neg).all()
+
+
+def test_scores_out_of_range_raise():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ScoreCounts.empty().update([1.5], [1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ScoreCounts.empty().update([float("nan")], [1])
+    with pytest.raises(ValueError, match="shape"):
+        ScoreCounts.empty().update([0.5, 0.5], [1])

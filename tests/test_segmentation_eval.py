@@ -7,10 +7,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import MAGNETIC_TILE, requires_data, run_module
+import numpy as np
+import torch
+from conftest import DATA_ROOT, MAGNETIC_TILE, requires_data, run_module
 
+from sard.data import list_dataset, split_defects
 from sard.evaluation import segmentation as seg
+from sard.evaluation.seg_train import SegData, SegTrainConfig, batches
 from sard.io import SardInputError
+from sard.metrics import SCORE_BINS
+
+BOTTLE = DATA_ROOT / "bottle"
 
 
 @requires_data
@@ -20,11 +27,18 @@ def test_split_keeps_test_images_out_of_training_and_bank():
     test_masks = {s.mask.resolve() for s in proto.test_defects}
     bank = {Path(m).resolve() for d in proto.bank.defects for m in proto.bank.sources(d)}
     seen = {p.resolve() for p in [s.image for s in proto.train_real] + proto.normals + proto.textures}
+    val = {p.resolve() for p in [s.image for s in proto.val_defects + proto.val_good]}
     assert proto.defects == ["blowhole", "break", "crack", "fray", "uneven"]
     assert test_images and test_masks and bank and seen
     assert not test_images & seen
     assert not test_masks & bank
-    # the bank is the synthesizer third's masks and nothing else
+    # the validation split: carved from the real training third and train/good, seen by no segmenter
+    assert val and not val & seen and not val & test_images
+    assert {s.defect for s in proto.val_defects} == set(proto.defects)
+    third = {s.image for s in split_defects(list_dataset(MAGNETIC_TILE), 0).synth}
+    assert {s.image for s in proto.val_defects + proto.train_real} <= third
+    assert all(s.split == "train" for s in proto.val_good)
+    # the bank is the segmenters' real training masks and nothing else
     assert bank == {s.mask.resolve() for s in proto.train_real}
     # every synthesis job takes its background from train/good, never from the test set
     jobs = seg.make_jobs(proto.normals, proto.defects, 20, seed=0)
@@ -36,6 +50,10 @@ def test_split_keeps_test_images_out_of_training_and_bank():
         seg.assert_disjoint(replace(proto, train_real=proto.train_real + proto.test_defects[:1]))
     with pytest.raises(AssertionError):
         seg.assert_disjoint(replace(proto, normals=proto.normals + [proto.test_good[0].image]))
+    with pytest.raises(AssertionError):
+        seg.assert_disjoint(replace(proto, train_real=proto.train_real + proto.val_defects[:1]))
+    with pytest.raises(AssertionError):
+        seg.assert_disjoint(replace(proto, val_good=proto.val_good + proto.test_good[:1]))
 
 
 @requires_data
@@ -50,43 +68,58 @@ def test_jobs_are_shared_and_extend_as_a_prefix():
 
 
 def _values_ok(results: dict) -> None:
-    for backbone, r in results.items():
-        for name, m in r["methods"].items():
-            for d, row in m["types"].items():
-                for k in ("IoU", "Acc"):
-                    for v in row[k]["values"]:
-                        assert (v is None or math.isnan(v) or 0 <= v <= 1), (backbone, name, d, k, v)
-            for k in ("mIoU", "Acc", "mIoU_2class", "aAcc", "false_alarm_rate"):
-                for v in m[k]["values"]:
-                    assert math.isnan(v) or 0 <= v <= 1, (backbone, name, k, v)
+    for backbone, arms in results.items():
+        for arm, per in arms.items():
+            for name, m in per.items():
+                for d, row in m["types"].items():
+                    for k in seg.TYPE_KEYS:
+                        for v in row[k]["values"]:
+                            assert v is None or math.isnan(v) or 0 <= v <= 1, (backbone, arm, name, d, k, v)
+                for k in seg.TYPE_KEYS + ("false_alarm_rate", "threshold"):
+                    for v in m[k]["values"]:
+                        assert math.isnan(v) or 0 <= v <= 1, (backbone, arm, name, k, v)
+
+
+def _quick(data, tmp_path, methods, *extra):
+    rep = tmp_path / "rep"
+    args = ["segmentation", "--quick", "--data", data, "--methods", methods, "--threads", "1", "--work",
+            tmp_path / "work", "--out", rep / "quick.md", "--json", rep / "quick.json", "--chart", rep / "q.png", *extra]
+    r = run_module("sard.evaluate", *args, timeout=600, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return (rep / "quick.md").read_text(), json.loads((rep / "quick.json").read_text()), (rep / "q.png").read_bytes()
+
+
+def _report_ok(md: str, report: dict, png: bytes, methods: set[str]) -> None:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["quick"] and report["settings"]["seeds"] == 1
+    assert set(report["methods"]) == methods | set(seg.REFERENCES)
+    res = report["results"]
+    assert list(res) == ["unet"] and set(res["unet"]) == {"0.5", "0"}
+    for arm, per in res["unet"].items():
+        assert set(per) == methods | set(seg.REFERENCES)          # reference rows in every table
+        assert set(per["real"]["types"]) == set(report["defects"])
+    _values_ok(res)
+    # "All defect" scores the prevalence as AP and never beats a threshold: every good image alarms
+    ref = res["unet"]["0.5"]["all_defect"]
+    assert ref["false_alarm_rate"]["mean"] == 1.0 and res["unet"]["0.5"]["all_background"]["IoU"]["mean"] == 0.0
+    assert md.splitlines()[2].startswith("**Verdict (unet): ")
+    assert "converged" in md.splitlines()[2]
+    for text in ("| All defect |", "| All background |", "| Real only |", "synthetic-only arm", "Mean AP",
+                 "the paper's columns (secondary)", "Quick run", "Command:", "Wall time", "Convergence and steps"):
+        assert text in md, text
 
 
 @requires_data
 def test_quick_run_end_to_end_and_cache(tmp_path):
-    work, out = tmp_path / "work", tmp_path / "rep" / "quick.md"
-    args = ["segmentation", "--quick", "--data", MAGNETIC_TILE, "--methods", "real,cutpaste,draem", "--threads", "1",
-            "--work", work, "--out", out, "--json", tmp_path / "rep" / "quick.json", "--chart", tmp_path / "rep" / "q.png"]
+    extra = ("--res", "128")        # whole tiles at 128 px keep this test short; bottle runs at native scale
     t0 = time.perf_counter()
-    r = run_module("sard.evaluate", *args, timeout=300, env={"OMP_NUM_THREADS": "1"})
+    md, report, png = _quick(MAGNETIC_TILE, tmp_path, "real,cutpaste,draem", *extra)
     first = time.perf_counter() - t0
-    assert r.returncode == 0, r.stderr[-3000:]
-    md = out.read_text()
-    report = json.loads((tmp_path / "rep" / "quick.json").read_text())
-    png = (tmp_path / "rep" / "q.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert report["quick"] and report["settings"]["seeds"] == 1
+    _report_ok(md, report, png, {"real", "cutpaste", "draem"})
     assert report["defects"] == ["blowhole", "break"]
-    assert set(report["methods"]) == {"real", "cutpaste", "draem"}
-    assert report["runs_trained"] == 3 and report["runs_cached"] == 0
-    res = report["results"]
-    assert list(res) == ["segformer-b0"]
-    for name in ("real", "cutpaste", "draem"):
-        assert set(res["segformer-b0"]["methods"][name]["types"]) == {"blowhole", "break"}
-    _values_ok(res)
-    # Table I shaped Markdown with the settings stated
-    assert "Table I: segformer-b0" in md and "| **Average** |" in md and "CutPaste mIoU" in md
-    assert "Quick run" in md and "from scratch" in md and "Resolution 96 px" in md and "Command:" in md
+    assert report["runs_trained"] == 5 and report["runs_cached"] == 0      # real once, each method in 2 arms
     # the pairs are cached through PairWriter, the same job list for both methods
+    work = tmp_path / "work"
     manifests = {m: (work / "pairs" / m).glob("*/manifest.jsonl") for m in ("cutpaste", "draem")}
     lines = {m: [json.loads(x) for p in ps for x in p.read_text().splitlines()] for m, ps in manifests.items()}
     assert len(lines["cutpaste"]) == len(lines["draem"]) == 2 * 6
@@ -94,13 +127,75 @@ def test_quick_run_end_to_end_and_cache(tmp_path):
     assert sorted(map(key, lines["cutpaste"])) == sorted(map(key, lines["draem"]))
     # a second run reuses every run and gives the same numbers
     t0 = time.perf_counter()
-    r2 = run_module("sard.evaluate", *args, timeout=300, env={"OMP_NUM_THREADS": "1"})
-    second = time.perf_counter() - t0
-    assert r2.returncode == 0, r2.stderr[-3000:]
-    report2 = json.loads((tmp_path / "rep" / "quick.json").read_text())
-    assert report2["runs_trained"] == 0 and report2["runs_cached"] == 3
-    assert json.dumps(report2["results"], sort_keys=True) == json.dumps(res, sort_keys=True)
-    assert second < first
+    _, report2, _ = _quick(MAGNETIC_TILE, tmp_path, "real,cutpaste,draem", *extra)
+    assert report2["runs_trained"] == 0 and report2["runs_cached"] == 5
+    assert json.dumps(report2["results"], sort_keys=True) == json.dumps(report["results"], sort_keys=True)
+    assert time.perf_counter() - t0 < first
+    # a run cut short resumes where it stopped: only the missing run is trained again
+    (victim,) = (work / "runs" / "draem").glob("unet-real0-seed0-*.json")
+    victim.unlink()
+    _, report3, _ = _quick(MAGNETIC_TILE, tmp_path, "real,cutpaste,draem", *extra)
+    assert report3["runs_trained"] == 1 and report3["runs_cached"] == 4
+    assert victim.is_file()
+
+
+@pytest.mark.skipif(not BOTTLE.is_dir(), reason=f"bottle data not found at {BOTTLE}")
+def test_quick_run_on_rgb_bottle_at_native_scale(tmp_path):
+    md, report, png = _quick(BOTTLE, tmp_path, "real,cutpaste")
+    _report_ok(md, report, png, {"real", "cutpaste"})
+    assert "3 channel(s)" in report["settings"]["input"] and report["settings"]["res"] == 0
+    assert "Beside the paper" in md and "83.52" in md and "pretrained" in md
+
+
+def _test_set(scores: list[np.ndarray], masks: list[np.ndarray], types: list[str]) -> seg.TestSet:
+    # the "image" carries its own score map; the fake segmenter reads it back
+    return seg.TestSet([torch.from_numpy(s) for s in scores], types, masks)
+
+
+def test_threshold_comes_from_the_validation_split_only():
+    gt = np.zeros((8, 8), bool)
+    gt[:2, :2] = True
+    # validation: defects score 0.4, background 0.2 -> the best threshold lies in (0.2, 0.4]
+    val = _test_set([np.where(gt, 0.4, 0.2), np.full((8, 8), 0.2)], [gt, np.zeros_like(gt)], ["crack", "good"])
+    # test: defects 0.3, background 0.1 and one good image at 0.35: a threshold picked here would differ
+    test = _test_set([np.where(gt, 0.3, 0.1), np.full((8, 8), 0.35)], [gt, np.zeros_like(gt)], ["crack", "good"])
+    score = lambda image, size: image.numpy()  # noqa: E731
+    ev = seg.evaluate(score, val, test, ["crack"])
+    assert ev["threshold_bin"] == int(0.2 * SCORE_BINS) + 1               # the lowest best-F1 bin on validation
+    m = seg.run_metrics(ev)
+    # at that threshold the test defects (0.3) and the 0.35 good image are all "defect"
+    assert m["types"]["crack"]["IoU"] == pytest.approx(4 / (64 + 64 - 60))
+    assert m["types"]["crack"]["IoU_paper"] == pytest.approx(4 / 4)
+    assert m["false_alarm_rate"] == 1.0
+    # changing the test set never moves the threshold
+    test2 = _test_set([np.where(gt, 0.9, 0.0), np.zeros((8, 8))], [gt, np.zeros_like(gt)], ["crack", "good"])
+    assert seg.evaluate(score, val, test2, ["crack"])["threshold_bin"] == ev["threshold_bin"]
+    assert seg.run_metrics(seg.evaluate(score, val, test2, ["crack"]))["types"]["crack"]["AP"] == 1.0
+
+
+def _pool(value: int, n: int = 5) -> SegData:
+    images = [torch.full((1, 80, 90), value, dtype=torch.uint8) for _ in range(n)]
+    targets = [torch.zeros(1, 80, 90, dtype=torch.float16) for _ in range(n)]
+    for k, t in enumerate(targets):
+        t[0, 10 * k:10 * k + 5, 20:30] = 1
+        images[k][0, 10 * k:10 * k + 5, 20:30] = 255 - value
+    return SegData(images, targets)
+
+
+def test_every_method_sees_the_same_real_patches():
+    real, syn_a, syn_b = _pool(40), _pool(200), _pool(120)
+    cfg = SegTrainConfig(batch=8, crop=32, real_fraction=0.5, seed=3)
+    a, b, alone = batches(cfg, real, syn_a), batches(cfg, real, syn_b), batches(cfg, real, None)
+    for _ in range(3):
+        (xa, ca), (xb, _), (xr, cr) = next(a), next(b), next(alone)
+        assert xa.shape == (8, 1, 32, 32) and xr.shape == (4, 1, 32, 32)   # Real only: the real share alone
+        assert torch.equal(xa[:4], xb[:4]) and torch.equal(xa[:4], xr) and torch.equal(ca[:4], cr)
+        assert not torch.equal(xa[4:], xb[4:])
+    # real share 0: synthetic pairs alone; the targets come from the synthetic pool
+    x0, _ = next(batches(replace(cfg, real_fraction=0.0), None, syn_a))
+    assert x0.shape[0] == 8
+    with pytest.raises(ValueError, match="synthetic"):
+        next(batches(replace(cfg, real_fraction=0.0), real, None))
 
 
 def test_unknown_method_exits_2(tmp_path):
@@ -140,3 +235,17 @@ def test_checkpoint_of_another_split_is_refused(tmp_path):
     with pytest.raises(SardInputError, match="split seed 1"):
         seg.check_checkpoint_split(m, MAGNETIC_TILE, 0, ["blowhole"])
     seg.check_checkpoint_split(m, MAGNETIC_TILE, 1, ["blowhole"])
+
+
+def _fig(mean: float, std: float = 0.0, fa: float = 0.1) -> dict:
+    ms = lambda m, s: {"mean": m, "std": s, "values": [m - s, m + s] if s else [m]}  # noqa: E731
+    return {"AP": ms(mean, std), "IoU": ms(mean, std), "false_alarm_rate": ms(fa, 0.0)}
+
+
+def test_convergence_needs_a_margin_beyond_the_spread_and_few_false_alarms():
+    from sard.evaluation.seg_report import convergence
+    ref = {"all_defect": _fig(0.03)}
+    assert convergence({**ref, "real": _fig(0.20, 0.02)})["converged"]
+    assert not convergence({**ref, "real": _fig(0.05, 0.03)})["converged"]       # within the spread
+    assert not convergence({**ref, "real": _fig(0.20, 0.02, fa=0.9)})["converged"]  # flags the good tiles
+    assert not convergence(ref)["converged"]                                       # no Real only run

@@ -1,29 +1,28 @@
 """Train one segmenter and predict with it: the part of the segmentation benchmark that is the same
 for every synthesis method (`sard.evaluation.segmentation` decides what data goes in).
 
-Data: whole images resized to res x res, stored as uint8 [N, C, res, res]; targets are the masks'
-*coverage* at that size (INTER_AREA of the 0/1 mask, float [N, 1, res, res] in [0, 1]), so a
-blowhole of 0.1 % of a tile keeps its area and place as a soft target instead of vanishing or
-jumping a pixel under a nearest-neighbour resize.
+Data (SegData): a list of images uint8 [C, H, W] of any size with targets [1, H, W] in [0, 1]: the
+masks at native scale, or, when the benchmark resizes whole images (--res N), the masks' *coverage*
+at that size (INTER_AREA of the 0/1 mask), so a small defect keeps its area as a soft target.
 
 Input handling, identical for every method and backbone:
-- each image is standardised (zero mean, unit std): magnetic-tile exposures differ a lot from tile
-  to tile, and without it neither net found the defects within the step budget (SegFormer-B0 stayed
-  at "all background" after 300 steps; with it: mIoU 4 % after 300, 10 % after 700 steps);
-- training windows of `crop` x `crop` px cut from the res x res images (same scale as at test
-  time, where the fully convolutional nets see the whole res x res image), half of them centred
-  on a random defect pixel: a step then costs 36 % of a whole 160 px image and holds many more
-  defect pixels; random horizontal and vertical flips.
+- each image is standardised (zero mean, unit std, over the whole image): magnetic-tile exposures
+  differ a lot from tile to tile, and without it SegFormer-B0 stayed at "all background";
+- training patches of `crop` x `crop` px (native scale by default, so a 20 px blowhole stays 20 px),
+  half of them centred on a random defect pixel (jittered by crop / 4); an image smaller than the
+  patch is padded by replicating its border; random horizontal and vertical flips.
+- Equal real exposure: a batch holds round(real_fraction x batch) real pairs, drawn by a stream
+  seeded by the seed alone, and the rest synthetic, drawn by a second stream. So with one seed every
+  method's segmenter sees the same real patches in the same steps; Real only trains on that real
+  stream alone; real_fraction 0 trains on synthetic pairs alone.
 
-Loss: L = CE(logits, [1 - c, c]) + Dice_defect(softmax(logits)[:, 1], c), c the coverage.
+Loss: L = CE(logits, [1 - c, c]) + Dice_defect(softmax(logits)[:, 1], c), c the target.
 Cross-entropy alone is ruled by the background (defects are 0.1-1 % of the pixels of blowhole and
-crack tiles) and a net trained from scratch for a few hundred steps settles on "all background";
-the soft Dice term is normalised by the defect area, so defects weigh as much as the background,
-while CE keeps the background calibrated (a class-weighted CE paints halos). Dice is taken per
-window and averaged over the windows that hold a defect, so a blowhole window counts as much as
-a window of 'uneven' covering a quarter of the tile (a batch-pooled Dice is ruled by the largest
-defects). BiSeNetV2 trains with its four booster heads, each with the same loss (weight 1, as its
-paper).
+crack tiles) and a net trained from scratch settles on "all background"; the soft Dice term is
+normalised by the defect area, so defects weigh as much as the background, while CE keeps the
+background calibrated. Dice is taken per patch and averaged over the patches that hold a defect,
+so a blowhole counts as much as a large 'uneven' region. BiSeNetV2 trains with its four booster
+heads, each with the same loss (weight 1, as its paper).
 
 Optimiser AdamW (weight decay 0.01), linear warm-up over the first 5 % of the steps, then cosine
 decay to 1 % of the learning rate.
@@ -32,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -44,7 +43,7 @@ from sard.nets.segmentation import build_segmenter
 
 @dataclass
 class SegTrainConfig:
-    backbone: str = "segformer-b0"
+    backbone: str = "unet"
     in_channels: int = 1
     iters: int = 300
     batch: int = 8
@@ -52,19 +51,50 @@ class SegTrainConfig:
     weight_decay: float = 0.01
     warmup: float = 0.05        # share of the steps
     final_lr: float = 0.01      # share of lr at the last step
-    crop: int = 96              # train on crop x crop windows of the res x res images (0: whole images)
-    centred: float = 0.5        # share of crops centred on a random defect pixel
+    crop: int = 64              # train on crop x crop patches (0: whole images, which must share one size)
+    centred: float = 0.5        # share of patches centred on a random defect pixel
+    real_fraction: float = 0.5  # share of each batch drawn from the real pairs
     seed: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def split_batch(self, has_synthetic: bool) -> tuple[int, int]:
+        """(real, synthetic) pairs per batch. Without synthetic pairs (Real only) the real share alone,
+        so Real only sees exactly the real patches every other method sees."""
+        n_real = round(self.real_fraction * self.batch)
+        return n_real, (self.batch - n_real if has_synthetic else 0)
 
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, C, H, W] -> float [B, C, H, W], each image standardised (zero mean, unit std;
-    std floored at 0.05 of the [-1, 1] range so a flat image is not blown up)."""
-    x = images.float() / 127.5 - 1
-    return (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 0.05)
+
+@dataclass
+class SegData:
+    """Training images of any sizes with their targets; per-image mean and std for standardising."""
+    images: list[torch.Tensor]         # uint8 [C, H, W]
+    targets: list[torch.Tensor]        # float16 [1, H, W] in [0, 1]
+    stats: list[tuple[float, float]] = field(default_factory=list)
+    defect_pixels: list[np.ndarray] = field(default_factory=list)   # int [K, 2] (y, x) with target > 0.25
+
+    def __post_init__(self):
+        if len(self.images) != len(self.targets):
+            raise ValueError(f"{len(self.images)} images but {len(self.targets)} targets")
+        self.stats = [image_stats(x) for x in self.images]
+        self.defect_pixels = [np.argwhere(t[0].float().numpy() > 0.25) for t in self.targets]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def image_stats(image: torch.Tensor) -> tuple[float, float]:
+    """Mean and std of a uint8 image mapped to [-1, 1]; std floored at 0.05 so a flat image is not blown up."""
+    x = image.float() / 127.5 - 1
+    std = float(x.std()) if x.numel() > 1 else 0.0
+    return float(x.mean()), std + 0.05
+
+
+def to_input(image: torch.Tensor, stats: tuple[float, float] | None = None) -> torch.Tensor:
+    """uint8 [C, H, W] (or a crop of it) -> float [C, H, W] standardised by the whole image's stats."""
+    mean, std = stats or image_stats(image)
+    return (image.float() / 127.5 - 1 - mean) / std
 
 
 def seg_loss(logits: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
@@ -89,57 +119,69 @@ def lr_factor(step: int, cfg: SegTrainConfig) -> float:
     return cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def flip_batch(x: torch.Tensor, c: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random horizontal and vertical flips, per sample, the same for image and target."""
-    for dim in (-1, -2):
-        pick = torch.from_numpy(rng.random(len(x)) < 0.5)
-        if pick.any():
-            x, c = x.clone(), c.clone()
-            x[pick], c[pick] = x[pick].flip(dim), c[pick].flip(dim)
-    return x, c
-
-
-def crop_batch(x: torch.Tensor, c: torch.Tensor, size: int, centred: float, rng: np.random.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """size x size windows of x [B, C, H, W] and c [B, 1, H, W]: a share `centred` of them around a
-    random defect pixel (jittered by size / 4), the others anywhere."""
-    B, _, H, W = x.shape
-    if size <= 0 or size >= min(H, W):
-        return x, c
+def sample_patches(data: SegData, n: int, cfg: SegTrainConfig, rng: np.random.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """n standardised patches x [n, C, crop, crop] and targets [n, 1, crop, crop] of random images of
+    data: a share cfg.centred around a random defect pixel (jittered by crop / 4), the others anywhere;
+    each flipped at random (h, v). An image smaller than the patch is padded by replicating its border."""
     xs, cs = [], []
-    for i in range(B):
-        ys, xs_ = torch.nonzero(c[i, 0] > 0.25, as_tuple=True)
-        if len(ys) and rng.random() < centred:
-            k = int(rng.integers(len(ys)))
+    for i in rng.integers(0, len(data), size=n):
+        image, target = data.images[i], data.targets[i].float()
+        H, W = image.shape[-2:]
+        size = cfg.crop or H
+        ph, pw = max(0, size - H), max(0, size - W)
+        top = left = 0
+        pixels = data.defect_pixels[i]
+        if rng.random() < cfg.centred and len(pixels):
+            y, x = pixels[rng.integers(len(pixels))]
             jy, jx = rng.integers(-(size // 4), size // 4 + 1, size=2)
-            top = int(np.clip(int(ys[k]) - size // 2 + jy, 0, H - size))
-            left = int(np.clip(int(xs_[k]) - size // 2 + jx, 0, W - size))
+            top, left = int(np.clip(y - size // 2 + jy, 0, max(0, H - size))), int(np.clip(x - size // 2 + jx, 0, max(0, W - size)))
         else:
-            top, left = int(rng.integers(H - size + 1)), int(rng.integers(W - size + 1))
-        xs.append(x[i, :, top:top + size, left:left + size])
-        cs.append(c[i, :, top:top + size, left:left + size])
+            top, left = int(rng.integers(max(1, H - size + 1))), int(rng.integers(max(1, W - size + 1)))
+        x = to_input(image[:, top:top + size, left:left + size], data.stats[i])
+        c = target[:, top:top + size, left:left + size]
+        if ph or pw:
+            x = F.pad(x[None], (0, pw, 0, ph), mode="replicate")[0]
+            c = F.pad(c[None], (0, pw, 0, ph), mode="replicate")[0]
+        for dim in (-1, -2):
+            if rng.random() < 0.5:
+                x, c = x.flip(dim), c.flip(dim)
+        xs.append(x)
+        cs.append(c)
     return torch.stack(xs), torch.stack(cs)
 
 
-def train_segmenter(cfg: SegTrainConfig, images: torch.Tensor, covers: torch.Tensor, progress: bool = True,
-                    desc: str = "train") -> tuple[torch.nn.Module, dict]:
-    """A fresh segmenter trained on images uint8 [N, C, res, res] and covers [N, 1, res, res].
-    Batches are drawn uniformly with replacement by a numpy Generator seeded with cfg.seed (the
-    weights' init uses torch.manual_seed(cfg.seed)). Returns (model in eval mode, log)."""
-    if len(images) == 0:
-        raise ValueError("no training images")
+def batches(cfg: SegTrainConfig, real: SegData | None, synthetic: SegData | None):
+    """Endless (x [B, C, crop, crop], target [B, 1, crop, crop]): the real patches first, from the stream
+    seeded by [seed, 1] (the same for every method), then the synthetic ones, from [seed, 2]."""
+    n_real, n_syn = cfg.split_batch(bool(synthetic and len(synthetic)))
+    if n_real and not (real and len(real)):
+        raise ValueError("no real training images, but real_fraction > 0")
+    if n_real + n_syn == 0:
+        raise ValueError("empty batch: real_fraction 0 needs synthetic pairs")
+    streams = [(d, n, np.random.default_rng([cfg.seed, i])) for i, (d, n) in enumerate(((real, n_real),
+                                                                                        (synthetic, n_syn)), 1) if n]
+    while True:
+        parts = [sample_patches(d, n, cfg, rng) for d, n, rng in streams]
+        yield torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def train_segmenter(cfg: SegTrainConfig, real: SegData | None, synthetic: SegData | None = None,
+                    progress: bool = True, desc: str = "train") -> tuple[torch.nn.Module, dict]:
+    """A fresh segmenter trained on `batches` (module docstring); the weights' init seeded by
+    torch.manual_seed(seed). Returns (model in eval mode, log with the loss per tenth of the steps)."""
+    n_real, n_syn = cfg.split_batch(bool(synthetic and len(synthetic)))
+    if cfg.backbone == "bisenetv2" and n_real + n_syn < 2:
+        raise ValueError("bisenetv2 trains on batches of at least 2")
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng([cfg.seed, 1])
+    data = batches(cfg, real, synthetic)
     model = build_segmenter(cfg.backbone, cfg.in_channels, aux=cfg.backbone == "bisenetv2").train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    batch = max(2, min(cfg.batch, len(images))) if cfg.backbone == "bisenetv2" else min(cfg.batch, len(images))
     losses, t0 = [], time.perf_counter()
     bar = tqdm(range(cfg.iters), desc=desc, disable=not progress, mininterval=5, leave=False)
     for _ in bar:
-        idx = torch.from_numpy(rng.integers(0, len(images), size=batch))
-        x, c = crop_batch(to_input(images[idx]), covers[idx].float(), cfg.crop, cfg.centred, rng)
-        x, c = flip_batch(x, c, rng)
+        x, c = next(data)
         out = model(x)
         if isinstance(out, tuple):                         # BiSeNetV2: main logits + booster heads
             loss = seg_loss(out[0], c) + sum(seg_loss(a, c) for a in out[1])
@@ -152,18 +194,14 @@ def train_segmenter(cfg: SegTrainConfig, images: torch.Tensor, covers: torch.Ten
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     seconds = time.perf_counter() - t0
-    tail = losses[-max(1, len(losses) // 10):]
-    log = {"seconds": seconds, "seconds_per_step": seconds / max(1, cfg.iters), "batch": batch,
-           "loss_first": losses[0] if losses else None, "loss_last10pct": float(np.mean(tail)) if losses else None}
+    tenths = [float(np.mean(t)) for t in np.array_split(np.asarray(losses), min(10, len(losses)))]
+    log = {"seconds": seconds, "seconds_per_step": seconds / max(1, cfg.iters), "batch_real": n_real,
+           "batch_synthetic": n_syn, "loss_first": losses[0], "loss_tenths": tenths, "loss_last10pct": tenths[-1]}
     return model.eval(), log
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: torch.Tensor, batch: int = 16) -> np.ndarray:
-    """Defect probability float32 [N, res, res] for uint8 images [N, C, res, res]."""
+def predict(model: torch.nn.Module, image: torch.Tensor) -> np.ndarray:
+    """Defect probability float32 [H, W] of one uint8 image [C, H, W] (any size: the nets pad)."""
     model.eval()
-    out = []
-    for i in range(0, len(images), batch):
-        logits = model(to_input(images[i:i + batch]))
-        out.append(logits.softmax(dim=1)[:, 1].numpy())
-    return np.concatenate(out) if out else np.zeros((0,) + tuple(images.shape[-2:]), np.float32)
+    return model(to_input(image)[None]).softmax(dim=1)[0, 1].numpy()

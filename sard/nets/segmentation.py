@@ -1,9 +1,10 @@
-"""The segmentation networks of the paper's evaluation (DESIGN.md section 2), behind one factory.
+"""The segmentation networks of the benchmark (DESIGN.md section 2), behind one factory: the paper's
+SegFormer-B0 and BiSeNetV2, and the small U-Net that trains to convergence on a CPU (the default).
 
-    model = build_segmenter("segformer-b0", in_channels=1)   # or "bisenetv2"
+    model = build_segmenter("unet", in_channels=1)   # or "segformer-b0", "bisenetv2"
     logits = model(x)            # x [B, C, H, W] -> logits [B, num_classes, H, W], any H, W
 
-Both nets train from scratch (no pretrained weights are downloaded). The returned `Segmenter`
+All nets train from scratch (no pretrained weights are downloaded). The returned `Segmenter`
 pads the input on the right and bottom by replicating the border up to a multiple of 32 (the
 nets' output stride), runs the net and crops the logits back to H, W; inputs whose sides are
 already multiples of 32 pass unchanged. Border replication rather than zeros, so the padding
@@ -14,7 +15,7 @@ Output contract:
   - "bisenetv2" built with aux=True, in training mode: a tuple (logits, aux) where aux is a
     list of 4 tensors [B, num_classes, H, W], the booster heads on the Stem, stage 3, stage 4
     and stage 5 features, in that order (the paper sums their cross-entropy with the main one's).
-  - "segformer-b0" has no auxiliary heads: aux=True raises ValueError.
+  - "segformer-b0" and "unet" have no auxiliary heads: aux=True raises ValueError.
 The logits are unnormalised (apply softmax / argmax over dim 1); class 1 is the defect.
 Training BiSeNetV2 needs batches of at least 2 (its Context Embedding block batch-normalises the
 globally pooled [B, 128, 1, 1] features, as in the paper and the reference); batch 1 -> ValueError.
@@ -29,8 +30,9 @@ from torch import nn
 
 from sard.nets.bisenetv2 import BiSeNetV2
 from sard.nets.segformer import SegFormer
+from sard.nets.unet import UNet
 
-SEGMENTERS = ("segformer-b0", "bisenetv2")
+SEGMENTERS = ("unet", "segformer-b0", "bisenetv2")
 SIZE_DIVISOR = 32
 
 
@@ -62,6 +64,8 @@ class Segmenter(nn.Module):
         self.config = c = config
         if c.name == "segformer-b0":
             self.net = SegFormer(c.in_channels, c.num_classes)
+        elif c.name == "unet":
+            self.net = UNet(c.in_channels, c.num_classes)
         else:
             self.net = BiSeNetV2(c.in_channels, c.num_classes, aux=c.aux)
 
