@@ -59,7 +59,8 @@ class GapMeter:
         heads = ("img", "fg") if dmg else ("img",)
         out = {f"d_gap_{h}_{k}": round(mean[row, k].item(), 4)
                for row, h in enumerate(heads) for k in range(len(self.counts)) if self.counts[k] > 0}
-        self.sums.zero_(), self.counts.zero_()
+        self.sums.zero_()
+        self.counts.zero_()
         return out
 
 
