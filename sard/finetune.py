@@ -11,18 +11,9 @@ from pathlib import Path
 
 import torch
 
-from sard.checkpoint import CONFIG_NAME, WEIGHTS_NAME, file_hash, load_tensors, read_config
-from sard.io import SardInputError
+from sard.checkpoint import WEIGHTS_NAME, file_hash, load_tensors
 from sard.nets.generator import Generator, GeneratorConfig
-from sard.pipeline import MODEL_FORMAT
-
-
-def read_generator_config(folder: Path) -> dict:
-    """The checkpoint's config.json, checked to be a SARD generator's."""
-    config = read_config(folder / CONFIG_NAME)
-    if config.get("format") != MODEL_FORMAT or "generator" not in config:
-        raise SardInputError(f"--init {folder}: {CONFIG_NAME} is not a SARD generator config")
-    return config
+from sard.pipeline import read_model_config
 
 
 def _channels(w: torch.Tensor, c_old: int, c_new: int, dim: int, spread: bool) -> torch.Tensor:
@@ -37,7 +28,7 @@ def _channels(w: torch.Tensor, c_old: int, c_new: int, dim: int, spread: bool) -
 
 def transfer_generator(G: Generator, folder: Path, defects: list[str]) -> dict:
     """Load into G what the checkpoint in `folder` offers for `defects`; returns what was done."""
-    config = read_generator_config(folder)
+    config = read_model_config(folder)
     state = {k: v.float() for k, v in load_tensors(folder / WEIGHTS_NAME).items()}
     old_defects = list(config.get("defects", []))
     c_old, c_new = int(config["generator"].get("image_channels", 1)), G.config.image_channels
@@ -74,6 +65,6 @@ def transfer_generator(G: Generator, folder: Path, defects: list[str]) -> dict:
 
 def generator_config_from(folder: Path, image_channels: int, num_classes: int) -> GeneratorConfig:
     """The checkpoint's generator architecture, with this data's channels and number of types."""
-    g = dict(read_generator_config(folder)["generator"])
+    g = dict(read_model_config(folder)["generator"])
     g.update(image_channels=image_channels, num_classes=num_classes)
     return GeneratorConfig(**g)

@@ -32,6 +32,15 @@ MODEL_FORMAT = "sard-generator/1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "sard-magnetic-tile"
 
 
+def read_model_config(folder: Path) -> dict:
+    """A model folder's config.json, checked to describe a SARD generator."""
+    config = read_config(folder / CONFIG_NAME)
+    if config.get("format") != MODEL_FORMAT or "generator" not in config:
+        raise SardInputError(f"{folder / CONFIG_NAME}: not a SARD generator config "
+                             f"(expected \"format\": \"{MODEL_FORMAT}\" and a \"generator\" section)")
+    return config
+
+
 def resolve_checkpoint(spec: str | Path, flag: str = "--checkpoint") -> Path:
     """A model folder given by path, or by the name of a shipped one (`sard-bottle`)."""
     path = Path(spec)
@@ -125,10 +134,7 @@ class SardPipeline:
         if not folder.is_dir():
             raise SardInputError(f"checkpoint {folder} is not a folder; expected a folder with "
                                  f"{CONFIG_NAME} and {WEIGHTS_NAME}")
-        config = read_config(folder / CONFIG_NAME)
-        if config.get("format") != MODEL_FORMAT or "generator" not in config:
-            raise SardInputError(f"{folder / CONFIG_NAME}: not a SARD generator config "
-                                 f"(expected \"format\": \"{MODEL_FORMAT}\" and a \"generator\" section)")
+        config = read_model_config(folder)
         try:
             gen = Generator(GeneratorConfig(**config["generator"]))
             schedule = Schedule(ScheduleConfig(**config.get("schedule", {})))

@@ -148,7 +148,7 @@ def save_grid(img: Image.Image, path: Path) -> Path:
 
 def _inside(a: np.ndarray, m: np.ndarray) -> np.ndarray:
     """float gray levels of the mask's pixels (colour averaged over channels)."""
-    return _gray(a.astype(np.float64))[m] if a.ndim == 2 or a.shape[2] > 1 else a[..., 0][m].astype(np.float64)
+    return _gray(a.astype(np.float64))[m]
 
 
 def _aligned_difference(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray) -> float | None:
