@@ -24,6 +24,7 @@ class TrainConfig:
     data: str = ""
     out: str = ""
     iters: int = 2000
+    minutes: float | None = None   # wall-time budget of the whole run (resumes included); stops at the first of both
     res: int = 64                  # crop size in pixels (native scale)
     batch: int = 4
     defects: list[str] | None = None   # None: every defect type of the data set
@@ -53,6 +54,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if self.iters < 1:
             raise SardInputError(f"--iters: expected a positive number of steps, got {self.iters}")
+        if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
+            raise SardInputError(f"--minutes: expected a positive number of minutes, got {self.minutes!r}")
         if self.batch < 1:
             raise SardInputError(f"--batch: expected at least 1, got {self.batch}")
         for flag in ("--log-every", "--sample-every", "--ckpt-every"):   # steps between two of them

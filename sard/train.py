@@ -104,13 +104,14 @@ def check_replicas(d: Dist, *modules: nn.Module) -> None:
         raise RuntimeError(f"DDP replicas differ across ranks: {everyone}")
 
 
-def save_checkpoint(out: Path, cfg: TrainConfig, defects, step, G, G_ema, D, opt_g, opt_d, rng_states) -> None:
+def save_checkpoint(out: Path, cfg: TrainConfig, defects, step, seconds, G, G_ema, D, opt_g, opt_d, rng_states) -> None:
     tensors = {**{f"G.{k}": v for k, v in G.state_dict().items()},
                **{f"G_ema.{k}": v for k, v in G_ema.state_dict().items()},
                **{f"D.{k}": v for k, v in D.state_dict().items()},
                **optimizer_tensors("opt_g", opt_g), **optimizer_tensors("opt_d", opt_d)}
-    save_train_state(out, tensors, {"step": step, "config": cfg.to_dict(), "defects": defects, "rng": rng_states})
-    save_model(out, G_ema.state_dict(), model_config(cfg, defects, step))
+    save_train_state(out, tensors, {"step": step, "config": cfg.to_dict(), "defects": defects, "rng": rng_states,
+                                    "train_seconds": round(seconds, 1)})
+    save_model(out, G_ema.state_dict(), {**model_config(cfg, defects, step), "train_seconds": round(seconds, 1)})
 
 
 def restore(out: Path, G, G_ema, D, opt_g, opt_d) -> dict:
@@ -145,6 +146,14 @@ def trim_log(log_path: Path, step: int) -> None:
     atomic_write_bytes(log_path, b"".join(ln + b"\n" for ln in keep))
 
 
+def _out_of_time(seconds: float, budget: float, d: Dist) -> bool:
+    """Every rank stops at the same step: rank 0's clock decides."""
+    over = torch.tensor([float(seconds >= budget)], device=d.device)
+    if d.world > 1:
+        dist.broadcast(over, 0)
+    return bool(over.item())
+
+
 # -- the whole run --------------------------------------------------------------------------------
 def train(cfg: TrainConfig, resume: bool = False, device: str | None = None) -> Path:
     out = Path(cfg.out)
@@ -163,7 +172,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     meta = read_train_meta(out) if out.is_dir() else None
     if resume and meta is not None:
         cfg = replace(config_from_dict(meta["config"], str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
-                      sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every, log_every=cfg.log_every)
+                      minutes=cfg.minutes, sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every,
+                      log_every=cfg.log_every)
     elif meta is not None:
         raise SardInputError(f"--out {out}: already holds a training checkpoint; pass --resume to continue it "
                              f"or choose another folder (nothing was overwritten)")
@@ -216,10 +226,10 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     rng = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + d.rank)
-    start = 0
+    start, seconds_before = 0, 0.0
     if resume and meta is not None:
         meta = restore(out, G, G_ema, D, opt_g, opt_d)
-        start = meta["step"]
+        start, seconds_before = meta["step"], meta.get("train_seconds", 0.0)
         states = meta["rng"][d.rank] if d.rank < len(meta["rng"]) else None
         if states is not None:
             rng.set_state(torch.tensor(states["train"], dtype=torch.uint8))
@@ -241,12 +251,18 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
             tmp.unlink(missing_ok=True)
         trim_log(out / "log.jsonl", start)
         grid = SampleGrid(samples, split, defects, channels, cfg.res, seed=cfg.seed)
-    log_file = open(out / "log.jsonl", "a") if d.main else None
 
     # The loop.
+    budget = cfg.minutes * 60 if cfg.minutes else float("inf")
+    if seconds_before >= budget:
+        if d.main:
+            print(f"[sard.train] {out}: already trained {seconds_before / 60:.1f} of --minutes {cfg.minutes:g}; "
+                  f"nothing to do (raise --minutes to continue)", file=sys.stderr)
+        return out
+    log_file = open(out / "log.jsonl", "a") if d.main else None
     bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, disable=not d.main,
                desc="sard.train", unit="step", dynamic_ncols=True)
-    t_last = time.perf_counter()
+    t_last = t_start = time.perf_counter()
     gaps = GapMeter(schedule.num_steps)
     for step in bar:
         x0, m, y = sampler.batch(cfg.batch)
@@ -255,7 +271,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
         stats |= g_step(G_train, D_train, opt_g, schedule, b, rng, cfg, amp)
         ema_update(G_ema, G, ema_decay(cfg, step))
         done = step + 1
-        if d.main and (done % cfg.log_every == 0 or done == cfg.iters):
+        seconds = seconds_before + time.perf_counter() - t_start
+        last = done == cfg.iters or _out_of_time(seconds, budget, d)
+        if d.main and (done % cfg.log_every == 0 or last):
             now = time.perf_counter()
             gap = gaps.fields(cfg.dmg)
             rec = {"step": done, **{k: round(v, 5) for k, v in stats.items()}, **gap,
@@ -266,13 +284,17 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
             bar.set_postfix(d=f"{stats['d_real'] + stats['d_fake']:.3f}", gap0=f"{gap.get('d_gap_img_0', 0):.2f}",
                             g=f"{stats['g_total']:.3f}",
                             mse=f"{stats['g_mse']:.4f}")
-        if d.main and (done % cfg.sample_every == 0 or done == cfg.iters):
+        if d.main and (done % cfg.sample_every == 0 or last):
             grid.save(out / "samples" / f"step_{done:08d}.png", G_ema, schedule, dev)
-        if done % cfg.ckpt_every == 0 or done == cfg.iters:
+        if done % cfg.ckpt_every == 0 or last:
             check_replicas(d, G, D)
             rng_states = gather_rng_states(rng, sampler, d)
             if d.main:
-                save_checkpoint(out, cfg, defects, done, G, G_ema, D, opt_g, opt_d, rng_states)
+                save_checkpoint(out, cfg, defects, done, seconds, G, G_ema, D, opt_g, opt_d, rng_states)
+        if last:
+            if d.main and done < cfg.iters:
+                print(f"[sard.train] --minutes {cfg.minutes:g} reached at step {done}; checkpoint saved", file=sys.stderr)
+            break
     if log_file:
         log_file.close()
     return out
@@ -285,6 +307,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="folder for checkpoints, log.jsonl and sample grids")
     p.add_argument("--iters", type=int, help="total training steps (default 2000)")
     p.add_argument("--res", type=int, help="crop size in pixels (default 64)")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes of training (resumes included), "
+                                                 "with a checkpoint; --iters still caps the steps")
     p.add_argument("--batch", type=int, help="batch size per process (default 4)")
     p.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -306,7 +330,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
     cfg = load_config_file(a.config) if a.config else TrainConfig()
-    flags = {"data": a.data, "out": a.out, "iters": a.iters, "res": a.res, "batch": a.batch, "seed": a.seed,
+    flags = {"data": a.data, "out": a.out, "iters": a.iters, "minutes": a.minutes, "res": a.res, "batch": a.batch,
+             "seed": a.seed,
              "sample_every": a.sample_every, "ckpt_every": a.ckpt_every, "log_every": a.log_every}
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     if a.defects:

@@ -83,6 +83,25 @@ def test_resume_continues_exactly(tiny_data, tmp_path):
     assert strip_timing(a / "log.jsonl") == strip_timing(b / "log.jsonl")
 
 
+def test_minutes_budget_stops_with_a_checkpoint_and_counts_across_resumes(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    args = ["--data", tiny_data, *FAST, "--out", out, "--iters", "100000", "--ckpt-every", "100000"]
+    r = run_module("sard.train", *args, "--minutes", "0.05")
+    assert r.returncode == 0, r.stderr
+    _, meta = _state(out)
+    assert "--minutes 0.05 reached at step" in r.stderr and 0 < meta["step"] < 100000
+    assert 3.0 <= meta["train_seconds"] < 60
+    assert json.loads((out / "config.json").read_text())["step"] == meta["step"]
+    assert (out / "samples" / f"step_{meta['step']:08d}.png").is_file()
+    # The same budget again: already spent, nothing trained; a larger one continues from there.
+    r = run_module("sard.train", *args, "--minutes", "0.05", "--resume")
+    assert r.returncode == 0 and "nothing to do" in r.stderr and _state(out)[1]["step"] == meta["step"]
+    r = run_module("sard.train", *args, "--minutes", "0.1", "--resume")
+    _, later = _state(out)
+    assert r.returncode == 0 and later["step"] > meta["step"] and later["train_seconds"] >= 6.0
+    assert run_module("sard.train", *args[:-6], "--out", tmp_path / "bad", "--minutes", "0").returncode == 2
+
+
 KILL_RUN = ["--iters", "2", "--ckpt-every", "1", "--res", "32", "--batch", "2", "--log-every", "1",
             "--sample-every", "100", "--threads", "1"]
 
