@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from sard.data import list_dataset, split_defects
+from sard.checkpoint import read_config
 from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
 
 
@@ -95,6 +96,24 @@ def cmd_card(a: argparse.Namespace) -> dict:
     return figures
 
 
+def write_card_text(a: argparse.Namespace, figures: dict) -> None:
+    """card.md beside figures.json: the standard tables, ready to paste into the checkpoint's README."""
+    from sard.evaluation.card import card_markdown
+    from sard.pipeline import read_model_config
+    c2st = None
+    if a.realism:
+        methods = read_config(a.realism).get("methods", {})
+        name = a.checkpoint.name if a.checkpoint.name in methods else None
+        sard_like = [k for k in methods if k not in ("cutpaste", "draem", "glass")]
+        name = name or (sard_like[0] if len(sard_like) == 1 else None)
+        if name is None:
+            raise SardInputError(f"--realism {a.realism}: no method named '{a.checkpoint.name}' and not exactly one "
+                                 f"SARD method in it (has {sorted(methods)})")
+        c2st = methods[name]
+    text = card_markdown(figures, read_model_config(a.checkpoint), c2st)
+    atomic_write_bytes(a.out / "card.md", text.encode())
+
+
 def cmd_dprobe(a: argparse.Namespace) -> dict:
     from dataclasses import asdict
 
@@ -136,7 +155,9 @@ def main(argv=None) -> int:
     c.add_argument("--n", type=int, default=100, help="syntheses for the background check")
     c.add_argument("--quality-per-type", type=int, default=20,
                    help="held-out defects per type repainted twice for diversity, texture and step figures")
-    c.add_argument("--out", required=True, type=Path, help="folder for figures.json and PNGs")
+    c.add_argument("--out", required=True, type=Path, help="folder for figures.json, card.md and PNGs")
+    c.add_argument("--realism", type=Path, help="a `realism` JSON report whose C2ST of this checkpoint goes in card.md "
+                                                "(the method named like the checkpoint folder, or its only SARD method)")
     q = sub.add_parser("dprobe", help="the discriminator alone against a known fake, per reverse step")
     q.add_argument("--data", required=True, type=Path)
     q.add_argument("--fake", default="zero", choices=("zero", "mean", "blur"),
@@ -160,6 +181,8 @@ def main(argv=None) -> int:
         elif a.cmd == "card":
             report = cmd_card(a)
             dest = a.out / "figures.json"
+            report["command"] = "python -m sard.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+            write_card_text(a, report)
         elif a.cmd == "dprobe":
             report = cmd_dprobe(a)
             dest = a.out

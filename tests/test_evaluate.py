@@ -43,10 +43,14 @@ def test_realism_and_card_commands(tmp_path, small_data):
     assert all(0 <= m["mean"] <= 1 for m in rep["methods"].values()) and rep["real_crops"] == 8
     assert "| cutpaste |" in out.with_suffix(".md").read_text()
     r = run_module("sard.evaluate", "card", "--checkpoint", ck, "--data", small_data, "--n", "4",
-                   "--out", tmp_path / "card")
+                   "--quality-per-type", "2", "--realism", out, "--out", tmp_path / "card")
     assert r.returncode == 0, r.stderr
     fig = json.loads((tmp_path / "card" / "figures.json").read_text())
     assert fig["background"]["max_abs_diff_outside_mask"] == 0 and fig["background"]["syntheses"] == 4
     assert (tmp_path / "card" / "grid_crack.png").is_file()
+    # card.md: the same tables for any checkpoint, its C2ST taken from the realism report
+    card = (tmp_path / "card" / "card.md").read_text()
+    assert f"{100 * rep['methods']['tiny']['mean']:.1f} %" in card and "![crack](grid_crack.png)" in card
+    assert all(f"| {d} |" in card for d in fig["quality"]) and "**0** (bit-exact)" in card
     r = run_module("sard.evaluate", "realism", "--data", tmp_path / "missing", "--out", out)
     assert r.returncode == 2 and "missing" in r.stderr

@@ -43,9 +43,9 @@ def speed_256(pipe: SardPipeline, normals: list[Path], bank, n: int = 10, seed: 
     out = {}
     crops = []
     for k in range(n):
-        image = _gray(read_image(normals[k % len(normals)]))
-        h, w = image.shape
-        crop = np.zeros((256, 256), image.dtype)
+        image = read_image(normals[k % len(normals)])          # gray or colour, as the checkpoint meets it
+        h, w = image.shape[:2]
+        crop = np.zeros((256, 256, *image.shape[2:]), image.dtype)
         crop[:min(h, 256), :min(w, 256)] = image[:256, :256]
         m, _ = random_mask("bank", (256, 256), seed + k, None, bank=bank,
                            defect=(pipe.defects or [None])[k % max(1, len(pipe.defects))])
@@ -229,3 +229,67 @@ def game_pulse(log_path: Path) -> dict:
                                     "share_positive": float(np.mean(v[np.isfinite(v)] > 0)) if np.isfinite(v).any()
                                     else None}
     return out
+
+
+# -- the card as text: the same tables for every checkpoint ------------------------------------------
+
+def _num(v, fmt: str = ".1f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def card_markdown(figures: dict, config: dict, c2st: dict | None = None, grids: str = "") -> str:
+    """The model card's figure sections from `figures.json` (this module's functions), the checkpoint's
+    config.json and, when given, its C2ST entry ({"mean", "std"} of `sard.evaluate realism`).
+    `grids`: the folder of the grid PNGs relative to where the text will live."""
+    g = config["generator"]
+    types = config.get("defects") or ["defect"]
+    minutes = config.get("train_seconds")
+    lines = ["| | |", "|---|---|",
+             f"| defect types | {', '.join(types)} |",
+             f"| colour | {'RGB (synthesizes colour)' if g['image_channels'] == 3 else 'gray (on a colour image it changes luminance and keeps the image' + chr(39) + 's chroma)'} |",
+             f"| training | {config.get('step', '?')} steps on {config.get('data', '?')}, {config.get('res', '?')} px crops"
+             + (f", {minutes / 60:.0f} min of training" if minutes else "")
+             + (f", fine-tuned from `{Path(config['init']).name}` (`--init`)" if config.get("init") else ", from scratch")
+             + f"; RCD {'on' if config.get('rcd') else 'off'}, DMG {'on' if config.get('dmg') else 'off'} |"]
+    bg, sp = figures.get("background"), figures.get("speed")
+    if bg:
+        lines.append(f"| background: max \\|output - input\\| outside the mask, {bg['syntheses']} syntheses on held-out "
+                     f"normals with bank masks | **{bg['max_abs_diff_outside_mask']}**"
+                     f"{' (bit-exact)' if bg['max_abs_diff_outside_mask'] == 0 else ''}; "
+                     f"{100 * bg['mean_share_changed_inside_mask']:.1f} % of mask pixels changed |")
+    if sp:
+        lines.append(f"| seconds per 256 x 256 pair, {figures.get('machine', '')} | "
+                     f"{sp['seconds_per_pair_256_roi']:.2f} s with ROI (default), {sp['seconds_per_pair_256_full']:.2f} s "
+                     f"on the whole image |")
+    if c2st:
+        lines.append(f"| (d) realism, C2ST accuracy (50 % = indistinguishable) | **{100 * c2st['mean']:.1f} % "
+                     f"± {100 * c2st['std']:.1f}** |")
+    gap = figures.get("d_gap") or {}
+    if gap:
+        lines += ["", "**(a) Is the game alive?** The discriminator's real-minus-fake logit gap per reverse step i "
+                  "(`log.jsonl` fields `d_gap_*`): mean over each third of training, and the share of log lines above 0.",
+                  "", "| head | step i | mean gap, 1st / 2nd / 3rd third | lines > 0 |", "|---|---|---|---|"]
+        for key, v in sorted(gap.items()):
+            head, i = key.rsplit("_", 1)
+            lines.append(f"| D_{head} | {i} | {' / '.join(_num(x, '+.3f') for x in v['mean_by_third'])} | "
+                         f"{_num(None if v['share_positive'] is None else 100 * v['share_positive'], '.0f')} % |")
+    q = figures.get("quality") or {}
+    if q:
+        lines += ["", "**Per type**, held-out real defects repainted inside their own masks (two seeds each), grey "
+                  "levels 0-255 (luminance for colour): (b) seed diversity = mean \\|seed 0 - seed 1\\| inside the mask, "
+                  "real spread = the same between two real defects of the type (centroids aligned), target ratio >= 0.5; "
+                  "(c) std inside the mask synthesis / real, target within 15 %; (e) mean \\|change of the predicted x0\\| "
+                  "per reverse step.", "",
+                  "| type | (b) seed diversity | real spread | ratio | (c) std synth / real | (e) x0 change per step |",
+                  "|---|---|---|---|---|---|"]
+        for d, v in q.items():
+            ratio = v["seed_diversity"] / v["real_spread"] if v.get("real_spread") else None
+            lines.append(f"| {d} | {v['seed_diversity']:.1f} | {_num(v.get('real_spread'))} | {_num(ratio, '.2f')} | "
+                         f"{v['std_synth']:.1f} / {v['std_real']:.1f} = {v['std_ratio']:.2f} | "
+                         f"{' / '.join(f'{x:.1f}' for x in v['x0_change_per_step'])} |")
+    lines += ["", "Held-out normal image, a real mask of the type from the bank, three seeds (top: whole image; "
+              "bottom: zoom on the mask):", ""]
+    lines += [f"![{d}]({grids}grid_{d}.png)" for d in types]
+    if figures.get("command"):
+        lines += ["", f"Measured by `{figures['command']}`."]
+    return "\n".join(lines) + "\n"
