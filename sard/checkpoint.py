@@ -135,6 +135,8 @@ def ship(run: str | Path, dest: str | Path, fp16: bool = True) -> Path:
     """Copy what synthesis needs from a training folder: config.json + the EMA generator (fp16 halves it)."""
     run, dest = Path(run), Path(dest)
     config = read_config(run / CONFIG_NAME)
+    if config.get("init"):      # the run's absolute path names this machine; the shipped model names its parent
+        config["init"] = Path(config["init"]).name
     state = load_tensors(run / WEIGHTS_NAME)
     save_model(dest, state, config, dtype=torch.float16 if fp16 else None)
     return dest

@@ -49,6 +49,10 @@ def test_init_trains_a_new_part_and_resumes(tmp_path):
     assert json.loads((out / "config.json").read_text())["init"] == str(ck.resolve())
     pipe = SardPipeline.from_pretrained(out)
     assert pipe.channels == 3 and pipe.defects == ["crack", "scratch"]
+    # shipped, the model names its parent checkpoint, not a path of this machine
+    r = run_module("sard.checkpoint", out, tmp_path / "shipped")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "shipped" / "config.json").read_text())["init"] == ck.name
 
 
 def test_init_names_a_missing_checkpoint(tmp_path):
