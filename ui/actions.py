@@ -217,8 +217,7 @@ class Studio:
 
     def mask_from_editor(self, value, feather_px: float, session: Session):
         """The editor's layer -> the full-resolution mask. Strokes add to the mask the server put there
-        (union), the eraser removes from it; where the editor still shows that mask its full-resolution
-        pixels are kept. Outputs: mask, overlay, session."""
+        (union), the eraser removes from it; the rest of that mask keeps its full-resolution pixels. Outputs: mask, overlay, session."""
         if session.image is None:
             return None, None, session
         H, W = session.image.shape[:2]
@@ -233,7 +232,8 @@ class Studio:
             if np.array_equal(base_disp, m_disp):
                 full, params = session.base, session.base_params
             else:
-                full = (session.base & to_display_mask(m_disp, (H, W))) | to_display_mask(m_disp & ~base_disp, (H, W))
+                erased, added = base_disp & ~m_disp, m_disp & ~base_disp
+                full = (session.base & ~to_display_mask(erased, (H, W))) | to_display_mask(added, (H, W))
                 params = {"kind": "painted", "on": session.base_params}
         session.mask, session.mask_params = full, params
         return full.astype(np.uint8) * 255, self.overlay(feather_px, session), session

@@ -34,10 +34,13 @@ def screen(a: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
 
 
 def to_display_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """bool mask resized (nearest) to `shape`: full resolution <-> the editor's display size."""
+    """bool mask resized to `shape`: full resolution <-> the editor's display size. Shrunk, a display
+    pixel is set if any of its pixels is (a thin scratch stays visible); enlarged, nearest."""
     if mask.shape[:2] == tuple(shape):
         return mask > 0
-    return cv2.resize((mask > 0).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    m = (mask > 0).astype(np.float32)
+    interp = cv2.INTER_AREA if shape[0] < mask.shape[0] else cv2.INTER_NEAREST
+    return cv2.resize(m, (shape[1], shape[0]), interpolation=interp) > 0
 
 
 def mask_layer(mask: np.ndarray) -> np.ndarray:
