@@ -651,7 +651,8 @@ def feather_weights(mask: np.ndarray, px: float) -> np.ndarray:
     m = np.asarray(mask) > 0
     if px <= 0:
         return m.astype(np.float32)
-    d = cv2.distanceTransform(np.pad(m, 1, mode="edge").astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]  # the image border is no mask edge
+    padded = np.pad(m, 1, mode="edge").astype(np.uint8)     # the image border is no edge of the mask
+    d = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
     t = np.clip(d / float(px), 0, 1)
     return (t * t * (3 - 2 * t)).astype(np.float32)
 

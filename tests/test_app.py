@@ -345,8 +345,8 @@ def test_readme_client_script_passes_against_start_sh_without_data(tmp_path):
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
     log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(["bash", "scripts/start.sh", "--port", str(port), "--export-root", str(tmp_path / "exports")],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    command = ["bash", "scripts/start.sh", "--port", str(port), "--export-root", str(tmp_path / "exports")]
+    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         t0 = time.time()
         while True:
@@ -405,7 +405,8 @@ def test_strokes_add_to_a_mask_and_the_eraser_removes_at_full_resolution(studio)
     stroke[700:720, 50:300] = True
     full, _, session = studio.mask_from_editor(editor(shown | stroke), 0, session)
     added = to_display_mask(stroke, (1800, 2400))
-    assert np.array_equal(full > 0, base | added) and session.mask_params == {"kind": "painted", "on": {"kind": "scratch"}}
+    assert np.array_equal(full > 0, base | added)
+    assert session.mask_params == {"kind": "painted", "on": {"kind": "scratch"}}
     erased = shown.copy()
     ys, xs = np.nonzero(shown)
     erased[ys.min():ys.min() + 20] = False
@@ -427,8 +428,8 @@ def test_dilate_erode_and_clear_keep_the_mask_params_honest(studio):
     m[40:80, 50:100] = True
     session.set_mask(m, {"kind": "uploaded", "file": "m.png"})
     grown, session = studio.dilate(3, session)
-    assert (grown > 0).sum() > m.sum() and session.mask_params == {"kind": "edited", "from": {"kind": "uploaded", "file": "m.png"},
-                                                                   "edits": ["dilate 3"]}
+    assert (grown > 0).sum() > m.sum()
+    assert session.mask_params == {"kind": "edited", "from": {"kind": "uploaded", "file": "m.png"}, "edits": ["dilate 3"]}
     shrunk, session = studio.erode(5, session)
     assert session.mask_params["edits"] == ["dilate 3", "erode 5"] and (shrunk > 0).sum() < m.sum()
     with pytest.raises(gr.Error, match="Eroding by 40 pixels leaves nothing"):
@@ -495,3 +496,20 @@ def test_messages_count_and_hide_temp_folders():
     upload = Path(tempfile.gettempdir()) / "gradio" / "0a1b2c" / "my tile.png"
     assert clean(f"{upload}: unreadable") == "my tile.png: unreadable"
     assert clean(f"{upload}: unreadable", upload, "part.png") == "part.png: unreadable"
+
+
+def test_the_studio_says_what_the_checkpoint_does_to_colour(studio, tmp_path):
+    from ui.actions import Studio
+    from ui.layout import title
+    from ui.session import Session
+    rgb = Studio(tiny_checkpoint(tmp_path / "rgb", channels=3), tmp_path / "exports")
+    assert "gray checkpoint: on a colour image it changes luminance" in title(studio)
+    assert "RGB checkpoint: paints colour" in title(rgb)
+    gray, colour = tmp_path / "gray.png", tmp_path / "colour.png"
+    Image.fromarray(texture((40, 50), 1)).save(gray)
+    Image.fromarray(np.dstack([texture((40, 50), k) for k in range(3)])).save(colour)
+    notes = {(s.pipe.channels, p.name): s.load_image(str(p), Session())[3] for s in (studio, rgb) for p in (gray, colour)}
+    assert "gray model: SARD changes luminance, keeps its colour" in notes[(1, "colour.png")]
+    assert "(SARD paints colour)" in notes[(3, "colour.png")]
+    assert "RGB model: SARD synthesizes in colour, the result is its gray" in notes[(3, "gray.png")]
+    assert notes[(1, "gray.png")] == "gray.png: 50x40, 8-bit, gray"

@@ -71,7 +71,8 @@ def page(server, browser):
 def load(page, image: Path) -> np.ndarray:
     source = np.array(Image.open(image))
     page.locator("#image-input input[type=file]").set_input_files(str(image))
-    page.wait_for_function(f"document.querySelector('#image-info').innerText.includes('{source.shape[1]}x{source.shape[0]}')")
+    size = f"{source.shape[1]}x{source.shape[0]}"
+    page.wait_for_function(f"document.querySelector('#image-info').innerText.includes('{size}')")
     wait_for_layer(page, lambda layer: not layer.any())
     return source
 

@@ -143,7 +143,8 @@ class Studio:
         session.new_image(self.source_of(path, a), a, scale)
         h, w = a.shape[:2]
         colour = {"rgb": " (SARD paints colour)", "luminance": " (gray model: SARD changes luminance, keeps its colour)",
-                  "gray": ""}[self.pipe.colour_mode(a)]
+                  "gray": " (RGB model: SARD synthesizes in colour, the result is its gray)" if self.pipe.channels == 3
+                  else ""}[self.pipe.colour_mode(a)]
         note = f"{Path(session.source).name}: {w}x{h}, {'16' if a.dtype == np.uint16 else '8'}-bit, " \
                f"{'colour' if a.ndim == 3 else 'gray'}{colour}" + (f"; shown at {scale:.0%}" if scale < 1 else "")
         return ({"background": disp, "layers": [], "composite": None}, disp, None, note, session,
@@ -217,7 +218,8 @@ class Studio:
 
     def mask_from_editor(self, value, feather_px: float, session: Session):
         """The editor's layer -> the full-resolution mask. Strokes add to the mask the server put there
-        (union), the eraser removes from it; the rest of that mask keeps its full-resolution pixels. Outputs: mask, overlay, session."""
+        (union), the eraser removes from it; the rest of that mask keeps its full-resolution pixels.
+        Outputs: mask, overlay, session."""
         if session.image is None:
             return None, None, session
         H, W = session.image.shape[:2]
@@ -434,8 +436,8 @@ class Studio:
 
     def _curated(self, session: Session):
         thumbs = [screen(v.image, 320) for v in session.curated]
-        return [(tint(t, to_display_mask(v.mask, t.shape[:2]), alpha=0.25), f"{v.settings['defect']} seed {v.settings['seed']}")
-                for t, v in zip(thumbs, session.curated)]
+        return [(tint(t, to_display_mask(v.mask, t.shape[:2]), alpha=0.25),
+                 f"{v.settings['defect']} seed {v.settings['seed']}") for t, v in zip(thumbs, session.curated)]
 
     @staticmethod
     def _count(session: Session) -> str:

@@ -84,8 +84,8 @@ def build_studio(studio: Studio) -> gr.Blocks:
                                                        color_mode="fixed", default_size=BRUSH_SIZE),
                                         eraser=gr.Eraser(default_size=BRUSH_SIZE), height=420, elem_id="mask-editor")
                 with gr.Row():
-                    brush_size = gr.Slider(1, 80, value=BRUSH_SIZE, step=1, label="Brush and eraser size (px on screen)",
-                                           elem_id="brush-size", scale=3)
+                    brush_size = gr.Slider(1, 80, value=BRUSH_SIZE, step=1, scale=3, elem_id="brush-size",
+                                           label="Brush and eraser size (px on screen)")
                     clear_btn = gr.Button("Clear mask", elem_id="clear-mask", scale=1)
             with gr.Column(scale=1):
                 mask_overlay = gr.Image(label="Mask overlay", format="png", interactive=False, height=260,
@@ -192,7 +192,8 @@ def build_studio(studio: Studio) -> gr.Blocks:
             .then(studio.upload_mask, [upload_btn, session], [mask_full, session], api_visibility="private") \
             .then(**show)
         for btn, fn in ((dilate_btn, studio.dilate), (erode_btn, studio.erode)):
-            first(btn.click, studio.mask_from_editor, [editor, feather_px, session], [mask_full, mask_overlay, session]) \
+            first(btn.click, studio.mask_from_editor, [editor, feather_px, session],
+                  [mask_full, mask_overlay, session]) \
                 .then(fn, [grow_px, session], [mask_full, session], api_visibility="private").then(**show)
         first(clear_btn.click, studio.clear_mask, [feather_px, session], [editor, mask_overlay, mask_full, session])
         feather_px.change(studio.overlay, [feather_px, session], mask_overlay, api_visibility="private",
