@@ -513,3 +513,24 @@ def test_the_studio_says_what_the_checkpoint_does_to_colour(studio, tmp_path):
     assert "(SARD paints colour)" in notes[(3, "colour.png")]
     assert "RGB model: SARD synthesizes in colour, the result is its gray" in notes[(3, "gray.png")]
     assert notes[(1, "gray.png")] == "gray.png: 50x40, 8-bit, gray"
+
+
+def test_real_examples_and_the_bank_come_from_the_data_set_or_the_checkpoint(studio, tmp_path):
+    from sard.masks import write_bank
+    from ui.actions import Studio
+    from ui.session import Session
+    data = make_tiny_data(tmp_path / "data", size=(64, 80))
+    with_data = Studio(tiny_checkpoint(tmp_path / "ck"), tmp_path / "exports", data)
+    crops = with_data.examples("crack")
+    assert len(crops) == 6 and all(max(c.shape[:2]) == 160 and c.ndim == 3 for c, _ in crops)
+    assert [name for _, name in crops] == [f"{i:03d}.png" for i in range(6)]
+    assert with_data.examples("fray") == [] and "No real fray defects" in with_data.examples_view("fray")["label"]
+    assert "training third" in with_data.bank.origin and len(with_data.bank) == 4
+    tile_path = tile(tmp_path)
+    with pytest.raises(gr.Error, match="carries none and no data set was given.*--write-bank"):
+        studio.random_mask(tile_path, "Real-mask bank", 1, 2, 0, "crack", Session())
+    write_bank(tmp_path / "ck", data)            # the same checkpoint, now with its bank, and no data set
+    alone = Studio(tmp_path / "ck", tmp_path / "exports")
+    assert "shipped with ck" in alone.bank.origin and alone.examples("crack") == []
+    m, session = alone.random_mask(tile_path, "Real-mask bank", 1, 2, 0, "crack", Session())
+    assert m.any() and session.mask_params["drawn"]["source"].startswith(str(tmp_path / "ck" / "bank"))

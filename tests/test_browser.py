@@ -31,6 +31,7 @@ EDITOR_BLOBS = """async () => {
   const b64 = async (blob) => { if (!blob) return null; const u = new Uint8Array(await blob.arrayBuffer());
     let s = ''; for (let i = 0; i < u.length; i += 8192) s += String.fromCharCode.apply(null, u.subarray(i, i + 8192));
     return btoa(s); };
+  if (!window.editor || !window.editor.layer_manager) return null;      // still starting
   const blobs = await window.editor.get_blobs();
   return {background: await b64(blobs.background), layers: await Promise.all(blobs.layers.map(b64))};
 }"""
@@ -84,6 +85,8 @@ BADGES = "[...document.querySelectorAll('[data-testid=status-tracker] .error')].
 def editor(page) -> tuple[np.ndarray, np.ndarray]:
     """(background RGB, mask: any layer's alpha > 0) as the editor holds them."""
     blobs = page.evaluate(EDITOR_BLOBS)
+    if blobs is None:
+        return None, None
     decode = lambda b: np.array(Image.open(io.BytesIO(base64.b64decode(b))))   # noqa: E731
     layers = [decode(b)[..., 3] > 0 for b in blobs["layers"] if b]
     return decode(blobs["background"])[..., :3], np.any(layers, axis=0) if layers else None
@@ -221,6 +224,7 @@ def test_paint_synthesize_step_keep_export_download(page, server, tmp_path):
     image = sorted((MAGNETIC_TILE / "test" / "good").iterdir())[5]
     source = load(page, image)
     assert page.locator("#download").is_disabled() and "export first" in page.locator("#download").inner_text()
+    assert page.locator("#step-slider").is_hidden() and page.locator("#step-caption").inner_text() == "No results yet."
     stroke(page, 0.4, 0.35, 50, 70)
     page.screenshot(path=str(ARTIFACTS / "1_painted.png"), full_page=True)
 
@@ -239,6 +243,11 @@ def test_paint_synthesize_step_keep_export_download(page, server, tmp_path):
     page.wait_for_selector("#heat-map img")
     page.wait_for_selector("#compare img")
     page.screenshot(path=str(ARTIFACTS / "2_step_through.png"), full_page=True)
+    with page.expect_download() as dl:
+        page.click("#download-result")
+    dl.value.save_as(tmp_path / "result.png")
+    result = np.array(Image.open(tmp_path / "result.png"))
+    assert result.shape == source.shape and (result != source).any()
 
     page.click("#keep")
     page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 1')")
@@ -272,3 +281,23 @@ def test_paint_synthesize_step_keep_export_download(page, server, tmp_path):
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
     assert names == {f"browser_set/{r[k]}" for r in manifest for k in ("image", "mask")} | {"browser_set/manifest.jsonl"}
+
+
+def test_cancel_stops_a_run_and_a_random_seed_is_drawn(page):
+    load(page, TILE)
+    choose(page, "Random mask generator", "Ellipse")
+    page.click("#random-mask")
+    wait_for_layer(page, lambda m: m.any())
+    page.click("#random-seed")
+    page.wait_for_function("document.querySelector('#seed input').value !== '0'")
+    page.get_by_label("RCD (keep background exact)").uncheck()        # the whole image each time: slower
+    page.locator("input[aria-label='number input for Variations']").fill("8")
+    page.locator("input[aria-label='number input for Variations']").press("Enter")
+    page.click("#synthesize")
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('1/8 done')", timeout=120_000)
+    page.click("#cancel")
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('Cancelled')")
+    shown = page.locator("#results button.thumbnail-item").count()
+    time.sleep(4)                                                  # nothing more arrives
+    assert page.locator("#results button.thumbnail-item").count() == shown < 8
+    assert "Cancelled" in page.locator("#synth-status").inner_text()
