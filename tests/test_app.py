@@ -429,7 +429,8 @@ def test_dilate_erode_and_clear_keep_the_mask_params_honest(studio):
     session.set_mask(m, {"kind": "uploaded", "file": "m.png"})
     grown, session = studio.dilate(3, session)
     assert (grown > 0).sum() > m.sum()
-    assert session.mask_params == {"kind": "edited", "from": {"kind": "uploaded", "file": "m.png"}, "edits": ["dilate 3"]}
+    assert session.mask_params == {"kind": "edited", "from": {"kind": "uploaded", "file": "m.png"},
+                                   "edits": ["dilate 3"]}
     shrunk, session = studio.erode(5, session)
     assert session.mask_params["edits"] == ["dilate 3", "erode 5"] and (shrunk > 0).sum() < m.sum()
     with pytest.raises(gr.Error, match="Eroding by 40 pixels leaves nothing"):
@@ -508,7 +509,8 @@ def test_the_studio_says_what_the_checkpoint_does_to_colour(studio, tmp_path):
     gray, colour = tmp_path / "gray.png", tmp_path / "colour.png"
     Image.fromarray(texture((40, 50), 1)).save(gray)
     Image.fromarray(np.dstack([texture((40, 50), k) for k in range(3)])).save(colour)
-    notes = {(s.pipe.channels, p.name): s.load_image(str(p), Session())[3] for s in (studio, rgb) for p in (gray, colour)}
+    notes = {(s.pipe.channels, p.name): s.load_image(str(p), Session())[3]
+             for s in (studio, rgb) for p in (gray, colour)}
     assert "gray model: SARD changes luminance, keeps its colour" in notes[(1, "colour.png")]
     assert "(SARD paints colour)" in notes[(3, "colour.png")]
     assert "RGB model: SARD synthesizes in colour, the result is its gray" in notes[(3, "gray.png")]

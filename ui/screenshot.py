@@ -25,7 +25,8 @@ def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = app.launch(app.parse_args(["--port", str(port), "--export-root", str(tmp), "--data", str(data)]), block=False)
+    args = app.parse_args(["--port", str(port), "--export-root", str(tmp), "--data", str(data)])
+    demo = app.launch(args, block=False)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
