@@ -1,7 +1,8 @@
 """python app.py: start SARD Studio on 127.0.0.1:7860 with the default checkpoint.
 
-Options: --host, --port, --checkpoint DIR, --data DATASET_ROOT (a gallery of normal images and the
-real-mask bank), --export-root DIR, --queue-size N, --max-upload-mb N.
+Options: --host, --port, --checkpoint DIR, --data DATASET_ROOT (a gallery of normal images, real defects
+to compare with and the real-mask bank; without it the checkpoint's own bank), --export-root DIR,
+--queue-size N, --max-upload-mb N.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model folder (config.json + model.safetensors) or a shipped model's name")
-    p.add_argument("--data", help="data set root: gallery of its normal images and the real-mask bank")
+    p.add_argument("--data", help="data set root: gallery of its normal images, real defects beside the results, its "
+                                     "real-mask bank (default: the checkpoint's own bank)")
     p.add_argument("--export-root", default="exports", help="where curated sets are exported (default ./exports)")
     p.add_argument("--queue-size", type=int, default=8, help="jobs waiting for the model before new ones are refused")
     p.add_argument("--max-upload-mb", type=int, default=64, help="largest accepted upload")

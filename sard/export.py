@@ -5,6 +5,9 @@ which synthesis seed. Its manifest line records all of it, so `regenerate` rebui
 bit for bit. Nothing is lost: files go through temporary names, the manifest line is written
 before the final renames, existing pairs are never overwritten, and a rerun (resume is the
 default) completes exactly the pairs that are missing.
+
+`python -m sard.export --write-bank CHECKPOINT --data DATASET_ROOT` gives a model folder its real-mask
+bank instead (sard.masks.write_bank), so the studio and `--masks bank` work without the data set.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from sard.baselines import make_baseline
 from sard.data import list_dataset, split_defects
 from sard.data.readers import Sample
 from sard.io import IMAGE_EXTENSIONS, SardInputError, is_image_file, read_image, read_mask
-from sard.masks import BANK_PLACEMENTS, MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask
+from sard.masks import (BANK_PLACEMENTS, MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask,
+                        read_bank, write_bank)
 from sard.pairs import PairWriter, pair_rng, pair_seed, safe_name
 from sard.pipeline import DEFAULT_CHECKPOINT, SardPipeline, resolve_checkpoint
 from sard.validate import seed as check_seed, writable_folder, write_error
@@ -75,7 +79,8 @@ class MaskSource:
             if not self.files:
                 raise SardInputError(f"--masks {spec}: the folder holds no mask images")
         elif spec == "bank" and (bank is None or len(bank) == 0):
-            raise SardInputError("--masks bank: needs real masks; pass a data set root as --normals or --bank DIR")
+            raise SardInputError("--masks bank: needs real masks; pass a data set root as --normals or --bank DIR, "
+                                  "or a checkpoint that carries its bank")
 
     def make(self, image: np.ndarray, defect: str, seed: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         shape = image.shape[:2]
@@ -272,7 +277,26 @@ def parse_area(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def write_bank_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m sard.export --write-bank",
+                                description="Give a model folder the real-mask bank of its training third.")
+    p.add_argument("--write-bank", required=True, metavar="CHECKPOINT", help="model folder or shipped name")
+    p.add_argument("--data", required=True, help="the data set root the checkpoint was trained on")
+    a = p.parse_args(argv)
+    try:
+        bank = write_bank(resolve_checkpoint(a.write_bank, "--write-bank"), a.data)
+    except SardInputError as e:
+        print(f"sard.export: error: {e}", file=sys.stderr)
+        return 2
+    size = sum(f.stat().st_size for f in bank.rglob("*.png"))
+    print(f"sard.export: {len(list(bank.rglob('*.png')))} masks ({size / 1000:.0f} kB) in {bank}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--write-bank" in argv:
+        return write_bank_main(argv)
     try:
         a = parse_args(argv)
         if a.per_type < 1:
@@ -289,6 +313,8 @@ def main(argv=None) -> int:
         if bank_root is not None:
             bank_samples = samples if bank_root == normals_root and samples else list_dataset(bank_root)
             bank = MaskBank.from_samples(split_defects(bank_samples).synth)
+        elif a.masks == "bank" and a.method == "sard":   # no data set: the checkpoint's own bank
+            bank = read_bank(resolve_checkpoint(a.checkpoint or DEFAULT_CHECKPOINT))
         category = a.category or normals_root.resolve().name
         sources = normals if a.method in ("draem", "glass") else None
         method, params = make_method(a.method, Path(a.checkpoint) if a.checkpoint else None, a.steps,

@@ -19,18 +19,25 @@ The params dict records the accepted draw ("drawn") and any such adjustment ("ad
 """
 from __future__ import annotations
 
+import io
 import math
+import shutil
+import tempfile
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from skimage.filters import threshold_otsu
 from skimage.measure import label
 from skimage.morphology import remove_small_holes
 
+from sard.checkpoint import read_config
+from sard.data import list_dataset, split_defects
 from sard.imaging import match_channels, prepare_image
-from sard.io import SardInputError, read_mask
+from sard.io import SardInputError, atomic_write_json, read_mask
+from sard.pipeline import read_model_config
 
 MASK_KINDS = ("perlin", "ellipse", "scratch", "polygon", "bank")
 MAX_ATTEMPTS = 12
@@ -129,31 +136,35 @@ class MaskBank:
     they sat by random_mask('bank', ...). Holds each mask cropped to its bounding box, and that box."""
 
     def __init__(self, crops: dict[str, dict[Path, np.ndarray]], skipped: int = 0,
-                 boxes: dict[Path, tuple[float, float, float, float]] | None = None):
+                 boxes: dict[Path, tuple[float, float, float, float]] | None = None, origin: str = ""):
         self._crops = {d: dict(v) for d, v in sorted(crops.items()) if v}
         self._boxes = dict(boxes or {})
         self.skipped = skipped
+        self.origin = origin          # where the masks come from, in words (for the studio)
 
     @classmethod
-    def from_samples(cls, samples: list) -> "MaskBank":
+    def from_samples(cls, samples: list, origin: str = "") -> "MaskBank":
         """From `Sample`s (normal ones are ignored); unreadable or empty masks are skipped and
         counted in .skipped. Give it the synthesizer's split only, never held-out samples."""
+        return cls.from_masks([(s.defect, Path(s.mask)) for s in samples if s.mask is not None], origin)
+
+    @classmethod
+    def from_masks(cls, masks: list[tuple[str, Path]], origin: str = "") -> "MaskBank":
+        """From (defect type, mask file) pairs; unreadable or empty masks are skipped and counted."""
         crops: dict[str, dict[Path, np.ndarray]] = {}
         boxes: dict[Path, tuple[float, float, float, float]] = {}
         skipped = 0
-        for s in samples:
-            if s.mask is None:
-                continue
+        for defect, path in masks:
             try:
-                m = read_mask(s.mask)
+                m = read_mask(path)
             except SardInputError:
                 skipped += 1
                 continue
             if not m.any():
                 skipped += 1
                 continue
-            crops.setdefault(s.defect, {})[Path(s.mask)], boxes[Path(s.mask)] = _crop_and_box(m)
-        return cls(crops, skipped, boxes)
+            crops.setdefault(defect, {})[path], boxes[path] = _crop_and_box(m)
+        return cls(crops, skipped, boxes, origin)
 
     @property
     def defects(self) -> list[str]:
@@ -187,6 +198,93 @@ class MaskBank:
     def __repr__(self) -> str:
         counts = ", ".join(f"{d}: {len(v)}" for d, v in self._crops.items())
         return f"MaskBank({counts}; skipped {self.skipped})"
+
+
+# -- a checkpoint's own bank -------------------------------------------------------------------------
+# A model folder carries the real masks it was trained beside, so the bank works without the data
+# set: bank/<defect>/<name>.png (1-bit, the mask's full image size, so its box is kept) and
+# bank/bank.json naming the data set, the split and each mask's source file.
+BANK_DIR = "bank"
+BANK_INDEX = "bank.json"
+BANK_FORMAT = "sard-mask-bank/1"
+BANK_MAX_BYTES = 1_000_000     # the magnetic-tile bank (131 masks) takes 37 kB
+
+
+def write_bank(folder: str | Path, data_root: str | Path, max_bytes: int = BANK_MAX_BYTES) -> Path:
+    """Give the checkpoint in `folder` its real-mask bank: the binary masks of the synthesizer's third
+    of `data_root` (the split its config.json records, its defect types only) as 1-bit PNGs in
+    folder/bank/, with bank.json. Refuses a bank over `max_bytes` before writing anything; an older
+    bank is replaced whole. Returns the bank folder."""
+    folder, data_root = Path(folder), Path(data_root)
+    config = read_model_config(folder)
+    split_seed = int(config.get("split_seed", 0))
+    known = set(config.get("defects") or [])
+    synth = [s for s in split_defects(list_dataset(data_root), split_seed).synth if not known or s.defect in known]
+    if not synth:
+        raise SardInputError(f"{data_root}: no defect masks of the checkpoint's types {sorted(known)}; "
+                             f"expected the data set the checkpoint was trained on")
+    files, masks, sources, skipped = {}, {}, {}, []
+    for s in synth:
+        source = str(Path(s.mask).resolve().relative_to(data_root.resolve()))
+        try:
+            m = read_mask(s.mask)
+        except SardInputError:
+            m = None
+        if m is None or not m.any():
+            skipped.append(source)
+            continue
+        name = f"{s.defect}/{Path(s.mask).stem}.png"
+        while name in files:   # two masks of one type with one stem (other extensions)
+            name = name[:-4] + "_.png"
+        files[name] = _png_1bit(m)
+        masks.setdefault(s.defect, []).append(name)
+        sources[name] = source
+    total = sum(len(b) for b in files.values())
+    if total > max_bytes:
+        raise SardInputError(f"{data_root}: its {len(files)} bank masks take {total} bytes; expected at most "
+                             f"{max_bytes} in a model folder")
+    tmp = Path(tempfile.mkdtemp(prefix=".bank-", dir=folder))
+    try:
+        for name, data in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+        atomic_write_json(tmp / BANK_INDEX, {
+            "format": BANK_FORMAT, "data": data_root.resolve().name, "split_seed": split_seed,
+            "split": "the synthesizer's third (sard.data.split_defects)", "masks": masks, "sources": sources,
+            "skipped_empty_or_unreadable": skipped})
+        old = folder / BANK_DIR
+        if old.exists():
+            shutil.rmtree(old)
+        tmp.rename(old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder / BANK_DIR
+
+
+def _png_1bit(m: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(m.astype(bool)).save(buf, format="PNG", optimize=True)   # mode "1": 8 pixels a byte
+    return buf.getvalue()
+
+
+def read_bank(folder: str | Path) -> MaskBank | None:
+    """The real-mask bank a checkpoint folder carries (write_bank), or None if it has none."""
+    index = Path(folder) / BANK_DIR / BANK_INDEX
+    if not index.is_file():
+        return None
+    meta = read_config(index)
+    if meta.get("format") != BANK_FORMAT or not isinstance(meta.get("masks"), dict):
+        raise SardInputError(f"{index}: not a mask bank index (expected \"format\": \"{BANK_FORMAT}\" and \"masks\")")
+    pairs = [(d, index.parent / name) for d, names in meta["masks"].items() for name in names]
+    missing = [str(p) for _, p in pairs if not p.is_file()]
+    if missing:
+        raise SardInputError(f"{index}: lists {len(missing)} mask files that are missing (e.g. {missing[0]}); "
+                             f"write the bank again (write_bank)")
+    bank = MaskBank.from_masks(pairs, f"{len(pairs)} real masks of {meta.get('data', '?')} shipped with "
+                                      f"{Path(folder).name}")
+    if bank.skipped:
+        raise SardInputError(f"{index}: {bank.skipped} of its masks are unreadable or empty; write the bank again")
+    return bank
 
 
 def _bank_patch(crop: np.ndarray, flip_h: bool, flip_v: bool, angle: float, scale: float) -> np.ndarray:
@@ -529,6 +627,42 @@ def _finish(m: np.ndarray, score: np.ndarray | None, fg: np.ndarray | None, adju
     out = np.zeros(m.size, bool)
     out[keep] = True
     return out.reshape(m.shape)
+
+
+# -- editing a mask ---------------------------------------------------------------------------------
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def grow_mask(mask: np.ndarray, px: int) -> np.ndarray:
+    """bool [H, W]: the mask dilated by `px` pixels (a disk), or eroded by -px when px < 0."""
+    m = np.asarray(mask) > 0
+    if px == 0:
+        return m.copy()
+    op = cv2.dilate if px > 0 else cv2.erode
+    return op(m.astype(np.uint8), _disk(abs(int(px))), borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+
+
+def feather_weights(mask: np.ndarray, px: float) -> np.ndarray:
+    """float32 [H, W] in [0, 1]: 0 outside the mask, rising across the `px` pixels inside its edge
+    to 1 (smoothstep of the distance to the background); the binary mask itself for px <= 0. The
+    feather stays inside the mask, so every pixel outside it keeps the input's value."""
+    m = np.asarray(mask) > 0
+    if px <= 0:
+        return m.astype(np.float32)
+    padded = np.pad(m, 1, mode="edge").astype(np.uint8)     # the image border is no edge of the mask
+    d = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    t = np.clip(d / float(px), 0, 1)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def feather(result: np.ndarray, source: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """source + weights * (result - source), rounded, in the source's dtype and channels: a
+    synthesized defect fading into its surroundings (weights from feather_weights)."""
+    w = weights[..., None] if np.ndim(source) == 3 else weights
+    out = source.astype(np.float64) + w * (result.astype(np.float64) - source.astype(np.float64))
+    return np.round(out).astype(source.dtype)
 
 
 # -- public entry points ----------------------------------------------------------------------------

@@ -61,11 +61,14 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 @dataclass
 class FrameImages:
-    """One reverse step as pictures of the region the network ran on (uint8, [h, w] or [h, w, 3])."""
+    """One reverse step as pictures of the region the network ran on (uint8, [h, w] or [h, w, 3]).
+    x_t is shown as the network sees it: its own range x_t_range (it is noisier than [-1, 1]) scaled
+    to 0..255, not clipped."""
     step: int
     x_t: np.ndarray
     x0_hat: np.ndarray
     composite: np.ndarray
+    x_t_range: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass
@@ -198,7 +201,10 @@ class SardPipeline:
         timed = _TimedGenerator(self.generator, self.device)
         for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
                              start_step=steps):
-            fi = FrameImages(fr.step, *(_picture(x[0, :, :h, :w]) for x in (fr.x_t, fr.x0_hat, fr.composite)))
+            x_t = fr.x_t[0, :, :h, :w]
+            lo, hi = float(x_t.min()), float(x_t.max())
+            fi = FrameImages(fr.step, _picture(2 * (x_t - lo) / max(hi - lo, 1e-6) - 1),
+                             *(_picture(x[0, :, :h, :w]) for x in (fr.x0_hat, fr.composite)), (lo, hi))
             frames.append(fi)
             yield fi
             last = fr

@@ -1,10 +1,19 @@
 """The studio through gradio_client against a real launched server: API names, streaming, curation,
-export on disk, two sessions kept apart, path traversal refused, the queue limit."""
+export on disk, two sessions kept apart, path traversal refused, the queue limit, full-resolution
+results, the README's client script against `bash scripts/start.sh` without a data set; and the
+studio's logic without a server: strokes on a mask at full resolution, uploaded masks, the
+step-through, messages."""
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -12,7 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import gradio as gr
+
 from conftest import REPO, make_tiny_data, run_module, texture, tiny_checkpoint
+from sard.io import SardInputError
 
 DEFAULT_CK = REPO / "checkpoints" / "sard-magnetic-tile"
 
@@ -88,7 +100,7 @@ def curate_and_export(c, img: str, root: Path, category: str) -> dict:
     m = c.predict(handle_file(img), "Ellipse", 2.0, 4.0, 1, "crack", api_name="/random_mask")
     list(c.submit(handle_file(img), handle_file(path_of(m)), "SARD", "crack", 0, 1, True, api_name="/synthesize"))
     c.predict(0, api_name="/keep")
-    assert "Exported 1 pairs" in c.predict(category, api_name="/export")[0]
+    assert "Exported 1 pair " in c.predict(category, api_name="/export")[0]
     return json.loads((root / category / "manifest.jsonl").read_text().splitlines()[0])
 
 
@@ -110,14 +122,14 @@ def test_random_mask_synthesize_keep_export(server, tmp_path):
     job = c.submit(handle_file(img), handle_file(path_of(m)), "SARD", "crack", 3, 2, True, api_name="/synthesize")
     updates = list(job)
     assert len(updates) == 2   # streamed: one update per finished variation
-    gallery, status = updates[-1]
+    gallery, status, full = updates[-1]
     assert len(gallery) == 2 and "2/2 done" in status
     result = np.array(Image.open(path_of(gallery[0]["image"])))
     assert np.array_equal(result[..., 0][mask == 0], source[mask == 0])   # PNG, exact background
     _, count = c.predict(1, api_name="/keep")
     assert "Curated: 1" in count
     status, zip_file = c.predict("api_test", api_name="/export")
-    assert "Exported 1 pairs" in status
+    assert "Exported 1 pair " in status
     base = root / "api_test"
     rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[0])
     assert rec["method"] == "sard" and rec["defect"] == "crack" and rec["seed"] == 4
@@ -147,7 +159,7 @@ def test_two_sessions_never_see_each_others_curated_sets(server, tmp_path):
     with pytest.raises(Exception, match="Nothing curated"):
         b.predict("b_set", api_name="/export")
     assert not (root / "b_set").exists()
-    assert "Exported 1 pairs" in a.predict("a_set", api_name="/export")[0]
+    assert "Exported 1 pair " in a.predict("a_set", api_name="/export")[0]
 
 
 @pytest.mark.parametrize("category", ["../evil", "a/b", "..", "x" * 80, "bad name"])
@@ -296,3 +308,231 @@ def test_unreadable_and_oversized_uploads_are_named_by_their_own_name(tmp_path, 
     assert any(os.scandir(uploads)), "the uploads went to GRADIO_TEMP_DIR"
     err = capfd.readouterr().err
     assert "studio: refused: notes.txt: unreadable" in err and "Traceback" not in err
+
+
+def test_synthesize_returns_the_inputs_size_and_a_display_copy(server, tmp_path):
+    """A 1200 x 900 16-bit input: full-resolution results of its size and type (feathered exactly as
+    feather() says), display copies at most 1024 pixels a side."""
+    from gradio_client import handle_file
+
+    from sard.masks import feather, feather_weights
+    c = client(server[0])
+    source = (texture((900, 1200), 4).astype(np.uint16) * 257)
+    Image.fromarray(source).save(tmp_path / "big16.png")
+    img = handle_file(str(tmp_path / "big16.png"))
+    m = c.predict(img, "Ellipse", 1.0, 2.0, 3, "crack", api_name="/random_mask")
+    mask = np.array(Image.open(path_of(m))) > 0
+    outs = {}
+    for fpx in (0, 5):
+        shown, status, full = list(c.submit(img, handle_file(path_of(m)), "SARD", "crack", 2, 1, True, fpx,
+                                            api_name="/synthesize"))[-1]
+        outs[fpx] = np.array(Image.open(path_of(full[0]["image"])))
+        assert outs[fpx].shape == source.shape and outs[fpx].dtype == np.uint16 and "1/1 done" in status
+        assert np.array_equal(outs[fpx][~mask], source[~mask])
+        assert np.array(Image.open(path_of(shown[0]["image"]))).shape == (768, 1024, 3)
+    assert np.array_equal(outs[5], feather(outs[0], source, feather_weights(mask, 5)))
+    assert not np.array_equal(outs[5], outs[0])
+
+
+def readme_client_script() -> str:
+    text = (REPO / "README.md").read_text()
+    return re.search(r"```python\n(.*?)```", text[text.index("## The studio"):], re.S).group(1)
+
+
+def test_readme_client_script_passes_against_start_sh_without_data(tmp_path):
+    """bash scripts/start.sh as the README's first command (no --data): the real-mask bank is the
+    checkpoint's, and the README's client script runs as printed."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+    log = (tmp_path / "server.log").open("w")
+    command = ["bash", "scripts/start.sh", "--port", str(port), "--export-root", str(tmp_path / "exports")]
+    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        t0 = time.time()
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() - t0 < 300, (tmp_path / "server.log").read_text()
+                time.sleep(0.3)
+        part = texture((300, 400), 5)
+        Image.fromarray(part).save(tmp_path / "part.png")
+        script = readme_client_script().replace("http://127.0.0.1:7860/", f"http://127.0.0.1:{port}/")
+        r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           env=env)
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [x for x in lines if "done" in x][-1].startswith("3/3 done") and "Exported 3 pairs" in lines[-1]
+    assert np.array(Image.open(next(x for x in lines if x.endswith(".png") and Path(x).is_file()))).shape == part.shape
+    base = tmp_path / "exports" / "my_set"
+    records = [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines()]
+    assert [rec["seed"] for rec in records] == [0, 1, 2]
+    bank = REPO / "checkpoints" / "sard-magnetic-tile" / "bank"
+    assert all(Path(rec["mask_params"]["drawn"]["source"]).parent.parent == bank for rec in records)
+
+
+# -- the studio's logic, without a server ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    from ui.actions import Studio
+    tmp = tmp_path_factory.mktemp("studio_logic")
+    return Studio(tiny_checkpoint(tmp / "ck"), tmp / "exports")
+
+
+def test_strokes_add_to_a_mask_and_the_eraser_removes_at_full_resolution(studio):
+    """A 2400 x 1800 image is shown at 1024 x 768: the random mask's full-resolution pixels stay where
+    the editor still shows it, a stroke adds its region, an erased block goes."""
+    from ui.pictures import mask_layer, to_display_mask
+    from ui.session import Session
+    session = Session()
+    image = texture((1800, 2400), 1)
+    session.new_image("/x.png", image, 1024 / 2400)
+    base = random_mask_of(image.shape)
+    session.set_mask(base, {"kind": "scratch"})
+    shown = to_display_mask(base, (768, 1024))
+    editor = lambda m: {"background": None, "layers": [mask_layer(m)], "composite": None}   # noqa: E731
+    full, _, session = studio.mask_from_editor(editor(shown), 0, session)
+    assert np.array_equal(full > 0, base) and session.mask_params == {"kind": "scratch"}   # untouched: itself
+    stroke = np.zeros((768, 1024), bool)
+    stroke[700:720, 50:300] = True
+    full, _, session = studio.mask_from_editor(editor(shown | stroke), 0, session)
+    added = to_display_mask(stroke, (1800, 2400))
+    assert np.array_equal(full > 0, base | added)
+    assert session.mask_params == {"kind": "painted", "on": {"kind": "scratch"}}
+    erased = shown.copy()
+    ys, xs = np.nonzero(shown)
+    erased[ys.min():ys.min() + 20] = False
+    full, _, _ = studio.mask_from_editor(editor(erased), 0, session)
+    assert np.array_equal(full > 0, base & ~to_display_mask(shown & ~erased, (1800, 2400)))
+    assert 0 < (full > 0).sum() < base.sum()
+
+
+def random_mask_of(shape) -> np.ndarray:
+    from sard.masks import random_mask
+    return random_mask("scratch", shape, 4, (0.002, 0.004))[0] > 0
+
+
+def test_dilate_erode_and_clear_keep_the_mask_params_honest(studio):
+    from ui.session import Session
+    session = Session()
+    session.new_image("/x.png", texture((120, 160), 2), 1.0)
+    m = np.zeros((120, 160), bool)
+    m[40:80, 50:100] = True
+    session.set_mask(m, {"kind": "uploaded", "file": "m.png"})
+    grown, session = studio.dilate(3, session)
+    assert (grown > 0).sum() > m.sum()
+    assert session.mask_params == {"kind": "edited", "from": {"kind": "uploaded", "file": "m.png"},
+                                   "edits": ["dilate 3"]}
+    shrunk, session = studio.erode(5, session)
+    assert session.mask_params["edits"] == ["dilate 3", "erode 5"] and (shrunk > 0).sum() < m.sum()
+    with pytest.raises(gr.Error, match="Eroding by 40 pixels leaves nothing"):
+        studio.erode(40, session)
+    editor, overlay, mask, session = studio.clear_mask(0, session)
+    assert editor["layers"] == [] and editor["background"].shape == (120, 160, 3) and mask is None
+    assert np.array_equal(overlay, editor["background"]) and session.mask is None
+
+
+@pytest.mark.parametrize("case", ["levels", "colour", "empty", "size"])
+def test_an_uploaded_mask_is_used_as_it_is_or_refused_saying_why(case):
+    from ui.actions import uploaded_mask
+    m = np.zeros((30, 40), np.uint8)
+    m[5:10, 5:20] = 255
+    assert np.array_equal(uploaded_mask(m, "m.png", (30, 40)), m > 0)
+    assert np.array_equal(uploaded_mask(np.dstack([m // 255] * 3), "m.png", (30, 40)), m > 0)
+    levels = m.copy()
+    levels[0, 0] = 128
+    bad, message = {"levels": (levels, r"m.png: not a mask \(3 gray levels from 0 to 255\)"),
+                    "colour": (np.dstack([m, m * 0, m]), r"m.png: not a mask \(its colour channels differ\)"),
+                    "empty": (m * 0, r"m.png: the mask is empty"),
+                    "size": (m[:29], r"m.png: 40x29 does not match the image's 40x30")}[case]
+    with pytest.raises(SardInputError, match=message):
+        uploaded_mask(bad, "m.png", (30, 40))
+
+
+def test_step_through_counts_steps_as_its_caption_and_shows_x_t_in_its_own_range(studio):
+    from ui.session import Session, Variation
+    session = Session()
+    image = texture((64, 64), 7)
+    session.new_image("/x.png", image, 1.0)
+    view = studio.step_view(0, None, session)
+    assert view[0]["visible"] is False and view[1] == "No results yet." and view[2] is None
+    m = np.zeros((64, 64), bool)
+    m[20:40, 20:44] = True
+    r = studio.pipe(image, m, seed=1, defect="crack")
+    session.variations = [Variation(r.image, r.mask, r.frames, r.roi, {"method": "sard"})]
+    T = studio.pipe.schedule.num_steps
+    last = studio.step_view(0, None, session)
+    assert last[0]["value"] == T and last[0]["minimum"] == 1 and last[0]["maximum"] == T
+    assert f"Reverse step {T}/{T}" in last[1] and "t = 1 of" in last[1] and last[4] is not None
+    first = studio.step_view(0, 1, session)
+    assert first[0]["value"] == 1 and f"Reverse step 1/{T}" in first[1] and f"t = {T} of {T}" in first[1]
+    assert first[4] is None                                  # no previous step to change from
+    lo, hi = r.frames[0].x_t_range                           # x_T is noise: beyond [-1, 1], not clipped
+    assert lo < -1 and hi > 1 and f"{lo:.2f} to {hi:.2f}" in first[1]
+    assert r.frames[0].x_t.min() == 0 and r.frames[0].x_t.max() == 255
+    assert len(re.findall(r"\d\.\d{3}", first[1])) == T - 1   # the change of x0 per step, after the first
+
+
+def test_x0_changes_are_mean_absolute_differences_inside_the_mask():
+    from sard.pipeline import FrameImages
+    from ui.pictures import x0_changes
+    m = np.zeros((4, 4), bool)
+    m[:2] = True
+    frames = [FrameImages(i, None, np.full((4, 4), v, np.uint8), None) for i, v in enumerate((0, 51, 51))]
+    frames[2].x0_hat[2:] = 255                               # outside the mask: not counted
+    assert x0_changes(frames, m) == [None, pytest.approx(0.2), 0.0]
+
+
+def test_messages_count_and_hide_temp_folders():
+    from ui.messages import clean, count
+    assert (count(1, "pair"), count(0, "pair"), count(3, "pair")) == ("1 pair", "0 pairs", "3 pairs")
+    upload = Path(tempfile.gettempdir()) / "gradio" / "0a1b2c" / "my tile.png"
+    assert clean(f"{upload}: unreadable") == "my tile.png: unreadable"
+    assert clean(f"{upload}: unreadable", upload, "part.png") == "part.png: unreadable"
+
+
+def test_the_studio_says_what_the_checkpoint_does_to_colour(studio, tmp_path):
+    from ui.actions import Studio
+    from ui.layout import title
+    from ui.session import Session
+    rgb = Studio(tiny_checkpoint(tmp_path / "rgb", channels=3), tmp_path / "exports")
+    assert "gray checkpoint: on a colour image it changes luminance" in title(studio)
+    assert "RGB checkpoint: paints colour" in title(rgb)
+    gray, colour = tmp_path / "gray.png", tmp_path / "colour.png"
+    Image.fromarray(texture((40, 50), 1)).save(gray)
+    Image.fromarray(np.dstack([texture((40, 50), k) for k in range(3)])).save(colour)
+    notes = {(s.pipe.channels, p.name): s.load_image(str(p), Session())[3]
+             for s in (studio, rgb) for p in (gray, colour)}
+    assert "gray model: SARD changes luminance, keeps its colour" in notes[(1, "colour.png")]
+    assert "(SARD paints colour)" in notes[(3, "colour.png")]
+    assert "RGB model: SARD synthesizes in colour, the result is its gray" in notes[(3, "gray.png")]
+    assert notes[(1, "gray.png")] == "gray.png: 50x40, 8-bit, gray"
+
+
+def test_real_examples_and_the_bank_come_from_the_data_set_or_the_checkpoint(studio, tmp_path):
+    from sard.masks import write_bank
+    from ui.actions import Studio
+    from ui.session import Session
+    data = make_tiny_data(tmp_path / "data", size=(64, 80))
+    with_data = Studio(tiny_checkpoint(tmp_path / "ck"), tmp_path / "exports", data)
+    crops = with_data.examples("crack")
+    assert len(crops) == 6 and all(max(c.shape[:2]) == 160 and c.ndim == 3 for c, _ in crops)
+    assert [name for _, name in crops] == [f"{i:03d}.png" for i in range(6)]
+    assert with_data.examples("fray") == [] and "No real fray defects" in with_data.examples_view("fray")["label"]
+    assert "training third" in with_data.bank.origin and len(with_data.bank) == 4
+    tile_path = tile(tmp_path)
+    with pytest.raises(gr.Error, match="carries none and no data set was given.*--write-bank"):
+        studio.random_mask(tile_path, "Real-mask bank", 1, 2, 0, "crack", Session())
+    write_bank(tmp_path / "ck", data)            # the same checkpoint, now with its bank, and no data set
+    alone = Studio(tmp_path / "ck", tmp_path / "exports")
+    assert "shipped with ck" in alone.bank.origin and alone.examples("crack") == []
+    m, session = alone.random_mask(tile_path, "Real-mask bank", 1, 2, 0, "crack", Session())
+    assert m.any() and session.mask_params["drawn"]["source"].startswith(str(tmp_path / "ck" / "bank"))

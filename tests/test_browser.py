@@ -1,10 +1,16 @@
-"""The studio in a real browser (Debian's chromium, driven by Playwright, headless): upload, paint,
-synthesize, step through, keep two, export, download the zip; then check the files on disk."""
+"""The studio in a real browser (Debian's chromium, driven by Playwright, headless), one server and one
+browser for the module: upload, paint, synthesize, step through, keep, export, download; a random mask
+drawn where the overlay (and synthesis) has it, strokes adding to it, Clear mask keeping the image,
+an uploaded mask used as it is. The editor's layers are read back from its canvas (window.editor,
+the blobs it would send), the overlay from the image the browser shows."""
+import base64
+import io
 import json
 import os
 import shutil
 import socket
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -18,69 +24,247 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SARD_ARTIFACTS", REPO / "tests" / "artifacts"))
 pytestmark = [requires_data, pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                                 reason="Debian's chromium is not installed (scripts/test.sh installs it as root)")]
+TILE = MAGNETIC_TILE / "train" / "good" / "exp1_num_10181.jpg"    # 494 x 361: shown at full size
+
+# The editor's layers and background as it holds them (what it sends to the server), base64 PNGs.
+EDITOR_BLOBS = """async () => {
+  const b64 = async (blob) => { if (!blob) return null; const u = new Uint8Array(await blob.arrayBuffer());
+    let s = ''; for (let i = 0; i < u.length; i += 8192) s += String.fromCharCode.apply(null, u.subarray(i, i + 8192));
+    return btoa(s); };
+  if (!window.editor || !window.editor.layer_manager) return null;      // still starting
+  const blobs = await window.editor.get_blobs();
+  return {background: await b64(blobs.background), layers: await Promise.all(blobs.layers.map(b64))};
+}"""
 
 
-def test_paint_synthesize_step_keep_export_download(tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
     import app
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    root = tmp_path / "exports"
+    root = tmp_path_factory.mktemp("browser") / "exports"
     demo = app.launch(app.parse_args(["--port", str(port), "--export-root", str(root), "--data", str(MAGNETIC_TILE)]),
                       block=False)
+    yield f"http://127.0.0.1:{port}/", root
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
+    page.goto(server[0], wait_until="load")
+    yield page
+    page.close()
+
+
+def load(page, image: Path) -> np.ndarray:
+    source = np.array(Image.open(image))
+    page.locator("#image-input input[type=file]").set_input_files(str(image))
+    size = f"{source.shape[1]}x{source.shape[0]}"
+    page.wait_for_function(f"document.querySelector('#image-info').innerText.includes('{size}')")
+    wait_for_layer(page, lambda layer: not layer.any())
+    return source
+
+
+# The "Error" badges Gradio leaves on the outputs of a failed action (toasts aside).
+BADGES = "[...document.querySelectorAll('[data-testid=status-tracker] .error')].filter(e => e.innerText.trim())"
+
+
+def editor(page) -> tuple[np.ndarray, np.ndarray]:
+    """(background RGB, mask: any layer's alpha > 0) as the editor holds them."""
+    blobs = page.evaluate(EDITOR_BLOBS)
+    if blobs is None:
+        return None, None
+    decode = lambda b: np.array(Image.open(io.BytesIO(base64.b64decode(b))))   # noqa: E731
+    layers = [decode(b)[..., 3] > 0 for b in blobs["layers"] if b]
+    return decode(blobs["background"])[..., :3], np.any(layers, axis=0) if layers else None
+
+
+def wait_for_layer(page, ok, timeout: float = 30) -> np.ndarray:
+    t0 = time.time()
+    while True:
+        _, layer = editor(page)
+        if layer is not None and ok(layer):
+            return layer
+        if time.time() - t0 > timeout:
+            raise AssertionError("the editor's layer never became what was expected")
+        time.sleep(0.3)
+
+
+def overlay_mask(page, source: np.ndarray, old: str | None = None) -> np.ndarray:
+    """The pixels the Mask overlay shows tinted (the server's mask), once its image is not `old`."""
+    page.wait_for_function("(old) => { const i = document.querySelector('#mask-overlay img'); "
+                           "return i && i.src && i.src !== old; }", arg=old)
+    src = page.locator("#mask-overlay img").get_attribute("src")
+    shown = np.array(Image.open(io.BytesIO(urllib.request.urlopen(src).read())).convert("RGB")).astype(int)
+    return np.abs(shown - np.repeat(source[..., None], 3, 2)).max(axis=2) > 8
+
+
+def overlay_src(page) -> str | None:
+    img = page.locator("#mask-overlay img")
+    return img.get_attribute("src") if img.count() else None
+
+
+def stroke(page, fx: float, fy: float, dx: float = 40, dy: float = 30):
+    box = page.locator("#mask-editor canvas").first.bounding_box()
+    x0, y0 = box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + dx, y0 + dy, steps=20)
+    page.mouse.up()
+
+
+def upload(page, mask: Path):
+    with page.expect_file_chooser() as chooser:
+        page.click("#upload-mask")
+    chooser.value.set_files(str(mask))
+
+
+def choose(page, label: str, option: str):
+    page.get_by_label(label).click()
+    page.get_by_role("option", name=option).click()
+
+
+def test_random_mask_lands_where_the_overlay_has_it_and_strokes_add_to_it(page):
+    from sard.masks import random_mask
+    source = load(page, TILE)
+    choose(page, "Random mask generator", "Ellipse")
+    page.get_by_label("Area min (%)").fill("4")
+    page.get_by_label("Area max (%)").fill("8")
+    page.get_by_label("Mask seed").fill("3")
+    old = overlay_src(page)
+    page.click("#random-mask")
+    expected = random_mask("ellipse", source.shape, 3, (0.04, 0.08))[0] > 0
+    layer = wait_for_layer(page, lambda m: m.any())
+    background, _ = editor(page)
+    assert np.array_equal(background[..., 0], source)      # the picture itself, unmoved
+    assert np.array_equal(layer, expected)                 # the editor draws the mask at its pixels
+    assert np.array_equal(overlay_mask(page, source, old), expected)   # and so does the overlay
+
+    old = overlay_src(page)
+    stroke(page, 0.75, 0.3)                                # far from nothing in particular: a second region
+    layer = wait_for_layer(page, lambda m: m.sum() > expected.sum())
+    assert (layer & expected).sum() == expected.sum()      # the random mask stays: a union
+    page.screenshot(path=str(ARTIFACTS / "random_mask_and_stroke.png"), full_page=True)
+    shown = overlay_mask(page, source, old)
+    assert np.array_equal(shown, layer) and (shown & ~expected).any()
+
+
+def test_clear_mask_keeps_the_image_and_the_trash_does_the_same(page):
+    source = load(page, TILE)
+    choose(page, "Random mask generator", "Polygon")
+    page.click("#random-mask")
+    wait_for_layer(page, lambda m: m.any())
+    page.click("#clear-mask")
+    wait_for_layer(page, lambda m: not m.any())
+    background, _ = editor(page)
+    assert np.array_equal(background[..., 0], source)
+    stroke(page, 0.4, 0.4)                                 # the brush still paints, on the image
+    wait_for_layer(page, lambda m: m.any())
+    page.locator("#mask-editor button[aria-label='Clear canvas']").click()
+    page.wait_for_timeout(1500)
+    layer = wait_for_layer(page, lambda m: not m.any())
+    background, _ = editor(page)
+    assert not layer.any() and np.array_equal(background[..., 0], source)
+
+
+def test_an_uploaded_mask_is_used_as_it_is(page, server, tmp_path):
+    url, root = server
+    source = load(page, TILE)
+    mask = np.zeros(source.shape, np.uint8)
+    mask[40:90, 60:75] = 255                               # a bar and a ring: nothing a generator makes
+    ys, xs = np.mgrid[: source.shape[0], : source.shape[1]]
+    mask[(np.hypot(ys - 250, xs - 300) < 30) & (np.hypot(ys - 250, xs - 300) > 20)] = 255
+    Image.fromarray(mask).save(tmp_path / "my mask.png")
+    Image.fromarray(mask[:-1]).save(tmp_path / "short.png")
+    old = overlay_src(page)
+    upload(page, tmp_path / "my mask.png")
+    assert np.array_equal(wait_for_layer(page, lambda m: m.any()), mask > 0)
+    assert np.array_equal(overlay_mask(page, source, old), mask > 0)
+
+    # A mask of another size is refused naming the file; the next action clears the error badge.
+    upload(page, tmp_path / "short.png")
+    toast = page.locator(".toast-body").filter(has_text="short.png")
+    toast.first.wait_for()
+    text = toast.first.inner_text()
+    assert "494x360 does not match the image's 494x361" in text and "/tmp" not in text and "gradio" not in text
+
+    page.click("#keep")                                    # nothing to keep yet: an error badge on the outputs
+    page.wait_for_function(f"{BADGES}.length > 0")
+    page.get_by_label("CutPaste").check()
+    page.locator("#variations input[type=number], input[aria-label='number input for Variations']").first.fill("1")
+    page.click("#synthesize")
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('1/1 done')", timeout=120_000)
+    assert page.evaluate(f"{BADGES}.length") == 0          # the next action cleared it
+    page.click("#keep")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 1')")
+    page.locator("#category input, #category textarea").first.fill("uploaded_mask")
+    page.click("#export")
+    page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 1 pair ')")
+    rec = json.loads((root / "uploaded_mask" / "manifest.jsonl").read_text().splitlines()[0])
+    assert rec["mask_params"] == {"kind": "uploaded", "file": "my mask.png"}
+    assert np.array_equal(np.array(Image.open(root / "uploaded_mask" / rec["mask"])), mask)
+
+
+def test_paint_synthesize_step_keep_export_download(page, server, tmp_path):
+    url, root = server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     image = sorted((MAGNETIC_TILE / "test" / "good").iterdir())[5]
-    source = np.array(Image.open(image))
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
-            page.locator("#image-input input[type=file]").set_input_files(str(image))
-            size = f"{source.shape[1]}x{source.shape[0]}"
-            page.wait_for_function(f"document.querySelector('#image-info').innerText.includes('{size}')")
-            time.sleep(1)
-            box = page.locator("#mask-editor canvas").first.bounding_box()
-            x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.35
-            page.mouse.move(x0, y0)
-            page.mouse.down()
-            page.mouse.move(x0 + 50, y0 + 70, steps=20)
-            page.mouse.up()
-            page.screenshot(path=str(ARTIFACTS / "1_painted.png"), full_page=True)
+    source = load(page, image)
+    assert page.locator("#download").is_disabled() and "export first" in page.locator("#download").inner_text()
+    assert page.locator("#step-slider").is_hidden() and page.locator("#step-caption").inner_text() == "No results yet."
+    stroke(page, 0.4, 0.35, 50, 70)
+    page.screenshot(path=str(ARTIFACTS / "1_painted.png"), full_page=True)
 
-            page.click("#synthesize")
-            page.wait_for_function("document.querySelectorAll('#results img').length >= 3", timeout=180_000)
-            page.wait_for_function("document.querySelector('#synth-status').innerText.includes('3/3 done')")
-            thumbs = page.locator("#results button.thumbnail-item")
-            thumbs.nth(1).click()
-            page.wait_for_function("document.querySelector('#step-caption').innerText.includes('Reverse step 4/4')")
-            page.locator("#step-slider input[type=range]").focus()
-            page.keyboard.press("ArrowLeft")
-            page.wait_for_function("document.querySelector('#step-caption').innerText.includes('Reverse step 3/4')")
-            page.wait_for_selector("#heat-map img")
-            page.screenshot(path=str(ARTIFACTS / "2_step_through.png"), full_page=True)
+    page.click("#synthesize")
+    page.wait_for_function("document.querySelectorAll('#results img').length >= 3", timeout=180_000)
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('3/3 done')")
+    thumbs = page.locator("#results button.thumbnail-item")
+    thumbs.nth(1).click()
+    page.wait_for_function("document.querySelector('#step-caption').innerText.includes('Reverse step 4/4')")
+    slider = page.locator("#step-slider input[type=range]")
+    assert slider.get_attribute("min") == "1" and slider.get_attribute("max") == "4" and slider.input_value() == "4"
+    slider.focus()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("document.querySelector('#step-caption').innerText.includes('Reverse step 3/4')")
+    assert slider.input_value() == "3"
+    page.wait_for_selector("#heat-map img")
+    page.wait_for_selector("#compare img")
+    page.screenshot(path=str(ARTIFACTS / "2_step_through.png"), full_page=True)
+    with page.expect_download() as dl:
+        page.click("#download-result")
+    dl.value.save_as(tmp_path / "result.png")
+    result = np.array(Image.open(tmp_path / "result.png"))
+    assert result.shape == source.shape and (result != source).any()
 
-            page.click("#keep")
-            page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 1')")
-            thumbs.nth(2).click()
-            time.sleep(0.5)
-            page.click("#keep")
-            page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 2')")
-            page.locator("#category input, #category textarea").first.fill("browser_set")
-            page.click("#export")
-            page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 2 pairs')",
-                                   timeout=60_000)
-            with page.expect_download() as dl:
-                page.click("#download")
-            zip_path = tmp_path / "download.zip"
-            dl.value.save_as(zip_path)
-            page.screenshot(path=str(ARTIFACTS / "3_exported.png"), full_page=True)
-            browser.close()
-    finally:
-        demo.close()
+    page.click("#keep")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 1')")
+    thumbs.nth(2).click()
+    time.sleep(0.5)
+    page.click("#keep")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 2')")
+    page.locator("#category input, #category textarea").first.fill("browser_set")
+    page.click("#export")
+    page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 2 pairs')",
+                           timeout=60_000)
+    page.wait_for_function("!document.querySelector('#download').disabled")
+    with page.expect_download() as dl:
+        page.click("#download")
+    zip_path = tmp_path / "download.zip"
+    dl.value.save_as(zip_path)
+    page.screenshot(path=str(ARTIFACTS / "3_exported.png"), full_page=True)
 
     base = root / "browser_set"
     manifest = [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines()]
@@ -97,3 +281,23 @@ def test_paint_synthesize_step_keep_export_download(tmp_path):
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
     assert names == {f"browser_set/{r[k]}" for r in manifest for k in ("image", "mask")} | {"browser_set/manifest.jsonl"}
+
+
+def test_cancel_stops_a_run_and_a_random_seed_is_drawn(page):
+    load(page, TILE)
+    choose(page, "Random mask generator", "Ellipse")
+    page.click("#random-mask")
+    wait_for_layer(page, lambda m: m.any())
+    page.click("#random-seed")
+    page.wait_for_function("document.querySelector('#seed input').value !== '0'")
+    page.get_by_label("RCD (keep background exact)").uncheck()        # the whole image each time: slower
+    page.locator("input[aria-label='number input for Variations']").fill("8")
+    page.locator("input[aria-label='number input for Variations']").press("Enter")
+    page.click("#synthesize")
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('1/8 done')", timeout=120_000)
+    page.click("#cancel")
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('Cancelled')")
+    shown = page.locator("#results button.thumbnail-item").count()
+    time.sleep(4)                                                  # nothing more arrives
+    assert page.locator("#results button.thumbnail-item").count() == shown < 8
+    assert "Cancelled" in page.locator("#synth-status").inner_text()

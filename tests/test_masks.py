@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MAGNETIC_TILE, requires_data
+from conftest import MAGNETIC_TILE, REPO, requires_data, run_module, tiny_checkpoint
 from sard.data import Sample, list_dataset, split_defects
 from sard.io import SardInputError, read_image, read_mask
-from sard.masks import (MASK_KINDS, MaskBank, is_texture, mask_from_params, object_foreground, perlin_mask,
-                        perlin_noise, random_mask)
+from sard.masks import (BANK_DIR, BANK_MAX_BYTES, MASK_KINDS, MaskBank, feather, feather_weights, grow_mask,
+                        is_texture, mask_from_params, object_foreground, perlin_mask, perlin_noise, random_mask,
+                        read_bank, write_bank)
 
 SHAPES = [(97, 131), (64, 64), (40, 150)]
 AREAS = [(0.005, 0.05), (0.1, 0.3)]
@@ -320,3 +321,96 @@ def test_bank_free_placement_and_any_rotation_stay_an_option(edge_bank):
         random_mask("bank", (64, 64), 0, None, bank=edge_bank, placement="middle")
     with pytest.raises(SardInputError, match="rotation"):
         random_mask("bank", (64, 64), 0, None, bank=edge_bank, rotation=400)
+
+
+# -- editing a mask -----------------------------------------------------------------------------------
+
+def test_grow_dilates_and_erodes_by_a_disk():
+    dot = np.zeros((41, 41), bool)
+    dot[20, 20] = True
+    assert np.array_equal(grow_mask(dot, 5), disc((41, 41), (20, 20), 5) | grow_mask(dot, 5))
+    assert grow_mask(dot, 5).sum() == (cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11)) > 0).sum()
+    square = np.zeros((40, 40), bool)
+    square[10:30, 10:30] = True
+    assert np.array_equal(grow_mask(square, -2), np.pad(np.ones((16, 16), bool), 12))   # a disk erodes a square evenly
+    assert not grow_mask(square, -10).any() and np.array_equal(grow_mask(square, 0), square)
+    assert (grow_mask(grow_mask(square, 3), -3) >= square).all()
+
+
+def test_feather_fades_inside_the_mask_only():
+    m = disc((64, 64), (32, 32), 20)
+    w = feather_weights(m, 6)
+    dist = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 5)
+    assert (w[~m] == 0).all() and (w[dist >= 6] == 1).all()
+    ring = m & (dist < 6)
+    assert ((w[ring] > 0) & (w[ring] < 1)).all()
+    order = np.argsort(dist[ring])                       # rises with the distance from the edge
+    assert (np.diff(w[ring][order]) >= -1e-6).all()
+    assert np.array_equal(feather_weights(m, 0), m.astype(np.float32))
+    edge = np.zeros((30, 30), bool)
+    edge[:, :10] = True                                  # on the image's border: no fade there
+    assert (feather_weights(edge, 4)[:, :6] == 1).all()
+    source = np.full((64, 64), 30000, np.uint16)
+    result = np.full((64, 64), 10000, np.uint16)
+    out = feather(result, source, w)
+    assert out.dtype == np.uint16 and np.array_equal(out[~m], source[~m])
+    assert np.array_equal(out[dist >= 6], result[dist >= 6]) and (out[ring] > 10000).all()
+    rgb = feather(np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 200, np.uint8), w)
+    assert rgb.shape == (64, 64, 3) and (rgb[m & (dist >= 6)] == 0).all() and (rgb[~m] == 200).all()
+
+
+# -- a checkpoint's own bank ------------------------------------------------------------------------
+
+def same_bank(a: MaskBank, b: MaskBank) -> bool:
+    return a.defects == b.defects and all(
+        len(a.sources(d)) == len(b.sources(d)) and all(
+            np.array_equal(a.crop(p), b.crop(q)) and a.box(p) == b.box(q) for p, q in zip(a.sources(d), b.sources(d)))
+        for d in a.defects)
+
+
+def test_bank_round_trip_through_a_checkpoint_folder(tmp_path, tiny_data):
+    ck = tiny_checkpoint(tmp_path / "ck")
+    assert read_bank(ck) is None
+    folder = write_bank(ck, tiny_data)
+    from_data = MaskBank.from_samples(split_defects(list_dataset(tiny_data)).synth)
+    shipped = read_bank(ck)
+    assert folder == ck / BANK_DIR and len(shipped) == len(from_data) == 4 and same_bank(shipped, from_data)
+    assert all(Image.open(p).mode == "1" for p in folder.rglob("*.png"))
+    for d in shipped.defects:   # the same masks drawn from either bank
+        a = random_mask("bank", (80, 90), 5, None, bank=shipped, defect=d)[0]
+        b = random_mask("bank", (80, 90), 5, None, bank=from_data, defect=d)[0]
+        assert np.array_equal(a, b) and a.any()
+    meta = json.loads((folder / "bank.json").read_text())
+    assert meta["data"] == tiny_data.name and meta["split_seed"] == 0
+    assert set(meta["sources"].values()) == {str(s.mask.relative_to(tiny_data)) for s in split_defects(
+        list_dataset(tiny_data)).synth}
+    write_bank(ck, tiny_data)          # written again: replaced whole, no temporary folder left
+    assert sorted(p.name for p in ck.iterdir()) == ["bank", "config.json", "model.safetensors"]
+
+
+def test_bank_over_the_size_limit_is_refused_before_writing(tmp_path, tiny_data):
+    ck = tiny_checkpoint(tmp_path / "ck")
+    with pytest.raises(SardInputError, match=r"4 bank masks take \d+ bytes; expected at most 100"):
+        write_bank(ck, tiny_data, max_bytes=100)
+    assert sorted(p.name for p in ck.iterdir()) == ["config.json", "model.safetensors"]
+    write_bank(ck, tiny_data)
+    (ck / BANK_DIR / "crack").rename(ck / BANK_DIR / "gone")
+    with pytest.raises(SardInputError, match="missing"):
+        read_bank(ck)
+
+
+def test_write_bank_command(tmp_path, tiny_data):
+    ck = tiny_checkpoint(tmp_path / "ck")
+    r = run_module("sard.export", "--write-bank", ck, "--data", tiny_data, timeout=120)
+    assert r.returncode == 0 and "4 masks" in r.stderr, r.stderr
+    r = run_module("sard.export", "--write-bank", ck, "--data", tmp_path / "nothing", timeout=120)
+    assert r.returncode == 2 and "nothing" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_shipped_checkpoint_carries_its_bank():
+    ck = REPO / "checkpoints" / "sard-magnetic-tile"
+    bank = read_bank(ck)
+    assert bank.defects == json.loads((ck / "config.json").read_text())["defects"] and len(bank) == 131
+    assert sum(p.stat().st_size for p in (ck / BANK_DIR).rglob("*")) <= BANK_MAX_BYTES
+    if MAGNETIC_TILE.is_dir():   # the masks of its training third, nothing held out
+        assert same_bank(bank, MaskBank.from_samples(split_defects(list_dataset(MAGNETIC_TILE)).synth))

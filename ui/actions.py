@@ -2,18 +2,15 @@
 
 `Studio` holds what every session shares (the model, the baselines, the mask bank, the export
 root); each callback takes and returns a per-session `Session`. Errors the engineer can fix come
-back as gr.Error with the library's message.
+back as gr.Error with the library's message (ui.messages). Outputs are tuples in the order the
+layout wires them (ui.layout names each group).
 """
 from __future__ import annotations
 
 import hashlib
-import os
-import re
-import sys
 import tempfile
 import time
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -22,111 +19,61 @@ import numpy as np
 
 from sard.baselines import make_baseline
 from sard.data import list_dataset, split_defects
+from sard.io import SardInputError, png_bytes, read_image, read_mask
+from sard.masks import MASK_KINDS, MaskBank, feather, feather_weights, grow_mask, random_mask, read_bank
 from sard.pairs import PairWriter, safe_name
-from sard.io import SardInputError, png_bytes, read_image
-from sard.masks import MASK_KINDS, MaskBank, random_mask
 from sard.pipeline import SardPipeline
-from sard.train_samples import overlay
 from sard.validate import seed as check_seed, whole_number
+from ui.messages import count, user_error, user_errors
+from ui.pictures import (display_rgb, editor_mask, example_crop, fit_display, heat_map, mask_layer, screen, tint,
+                         to_display_mask, x0_change_map, x0_changes, zoom)
 from ui.session import Session, Variation
 
 METHODS = {"SARD": "sard", "CutPaste": "cutpaste", "DRAEM": "draem", "GLASS": "glass"}
 MASK_LABELS = {"Perlin": "perlin", "Ellipse": "ellipse", "Scratch": "scratch", "Polygon": "polygon",
                "Real-mask bank": "bank"}
-DISPLAY_SIDE = 1024     # larger images are shown scaled; synthesis stays at full resolution
-MASK_RGBA = (255, 48, 48, 255)
-
-
-# Where Gradio keeps uploads (its own rule) and the system temp folder: never shown to the engineer.
-TEMP_PATH = re.compile("|".join(re.escape(d) + r"/\S*/" for d in {
-    os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio"), tempfile.gettempdir()}))
-
-
-def user_error(message: str, upload: str | os.PathLike | None = None, name: str | None = None) -> gr.Error:
-    """An error the engineer can fix: a message in the browser (and for API clients) that names an
-    upload by its own name, never by the server's temp path, and one line in the server's log."""
-    if upload:
-        message = message.replace(str(upload), name or Path(upload).name)
-    message = TEMP_PATH.sub("", message)
-    print(f"studio: refused: {message}", file=sys.stderr, flush=True)
-    return gr.Error(message, print_exception=False)
-
-
-@contextmanager
-def user_errors(upload: str | os.PathLike | None = None, name: str | None = None):
-    """Library input errors become user errors (about `upload`, shown as `name`)."""
-    try:
-        yield
-    except SardInputError as e:
-        raise user_error(str(e), upload, name) from None
+BRUSH_RGB = "#ff3030"
+COMPARE_SIDE = 4096    # the before/after view: full resolution up to this side
+EXAMPLES = 8           # real defects shown beside the results
+NO_RESULTS = "No results yet."
 
 
 def pixels_digest(a: np.ndarray) -> str:
     return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-# -- pictures -------------------------------------------------------------------------------------
-def display_rgb(a: np.ndarray) -> np.ndarray:
-    """Any image array -> uint8 RGB for the screen (16-bit scaled down)."""
-    if a.dtype == np.uint16:
-        a = (a >> 8).astype(np.uint8)
-    return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a[..., :3]
+def colour_note(channels: int) -> str:
+    """What the loaded checkpoint does to gray and colour images, in words."""
+    if channels == 3:
+        return "RGB checkpoint: paints colour; on a gray image it synthesizes in colour and returns the result's gray"
+    return "gray checkpoint: on a colour image it changes luminance and keeps the image's own colour"
 
 
-def fit_display(a: np.ndarray, side: int = DISPLAY_SIDE) -> tuple[np.ndarray, float]:
-    h, w = a.shape[:2]
-    s = min(1.0, side / max(h, w))
-    if s == 1.0:
-        return a, 1.0
-    return cv2.resize(a, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
+def uploaded_mask(a: np.ndarray, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """bool [H, W] of an uploaded mask file, used as it is: one channel (or equal ones), black
+    background and one other value, the image's size. SardInputError saying what is wrong."""
+    if a.ndim == 3:
+        if not (a == a[..., :1]).all():
+            raise SardInputError(f"{name}: not a mask (its colour channels differ); expected a single-channel "
+                                 f"PNG, 0 = background and 255 (or 1) = defect")
+        a = a[..., 0]
+    values = np.unique(a)
+    if values[0] != 0 or len(values) > 2:
+        raise SardInputError(f"{name}: not a mask ({len(values)} gray levels from {values[0]} to {values[-1]}); "
+                             f"expected 0 = background and one other value (255 or 1) = defect")
+    if len(values) == 1:
+        raise SardInputError(f"{name}: the mask is empty (all 0); expected a defect region")
+    if a.shape != tuple(shape):
+        raise SardInputError(f"{name}: {a.shape[1]}x{a.shape[0]} does not match the image's {shape[1]}x{shape[0]}; "
+                             f"expected a mask of the image's size")
+    return a > 0
 
 
-def to_display_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if mask.shape[:2] == shape:
-        return mask > 0
-    return cv2.resize((mask > 0).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-
-
-def mask_layer(mask: np.ndarray) -> np.ndarray:
-    layer = np.zeros((*mask.shape, 4), np.uint8)
-    layer[mask > 0] = MASK_RGBA
-    return layer
-
-
-def editor_mask(value) -> np.ndarray | None:
-    """The painted mask at display resolution: any layer's alpha > 0 (GRADIO-NOTES)."""
-    if not value or not value.get("layers"):
-        return None
-    layers = [np.asarray(lay) for lay in value["layers"] if lay is not None]
-    if not layers:
-        return None
-    alpha = np.zeros(layers[0].shape[:2], bool)
-    for lay in layers:
-        if lay.ndim == 3 and lay.shape[2] == 4:
-            alpha |= lay[..., 3] > 0
-        else:
-            alpha |= (lay if lay.ndim == 2 else lay.max(axis=2)) > 0
-    return alpha
-
-
-def heat_map(result: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """|output - input| (max over channels, x4), inferno colour map, the mask's outline in green:
-    black everywhere outside the mask shows that RCD changed nothing there."""
-    d = np.abs(result.astype(np.int32) - source.astype(np.int32))
-    if d.ndim == 3:
-        d = d.max(axis=2)
-    if source.dtype == np.uint16:
-        d = d >> 8
-    heat = cv2.applyColorMap(np.clip(d * 4, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1].copy()
-    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(heat, contours, -1, (0, 255, 0), 1)
-    return fit_display(heat)[0]
-
-
-def zoom(a: np.ndarray, target: int = 256) -> np.ndarray:
-    """Small ROI frames upscaled (nearest) so single pixels stay visible."""
-    k = max(1, target // max(a.shape[:2]))
-    return np.kron(a, np.ones((k, k, 1) if a.ndim == 3 else (k, k), a.dtype)) if k > 1 else a
+def edited(params: dict | None, edit: str) -> dict:
+    """mask_params after a dilate/erode: what it started from and the edits, in order."""
+    if params and params.get("kind") == "edited":
+        return {**params, "edits": params["edits"] + [edit]}
+    return {"kind": "edited", "from": params, "edits": [edit]}
 
 
 class Studio:
@@ -136,14 +83,23 @@ class Studio:
         self.defects = self.pipe.defects or ["synthetic"]
         self.export_root = Path(export_root)
         self.normals: list[Path] = []
+        self.defect_samples: dict[str, list] = {}      # real defects of the data set, by type
         self.bank: MaskBank | None = None
         self.data = Path(data) if data else None
         self.picked: dict[str, Path] = {}   # pixels of a gallery pick -> its data set file
+        self._examples: dict[str, list] = {}
         if self.data is not None:
             samples = list_dataset(self.data)
             self.normals = [s.image for s in samples if s.is_normal and s.split == "train"] or \
                            [s.image for s in samples if s.is_normal]
-            self.bank = MaskBank.from_samples(split_defects(samples).synth)
+            for s in samples:
+                if not s.is_normal:
+                    self.defect_samples.setdefault(s.defect, []).append(s)
+            synth = split_defects(samples, int(self.pipe.config.get("split_seed", 0))).synth
+            bank = MaskBank.from_samples(synth, f"real masks of {self.data.name}'s training third")
+            self.bank = bank if len(bank) else None
+        if self.bank is None:     # no data set (or one without masks): the checkpoint's own bank
+            self.bank = read_bank(self.checkpoint)
         self.baselines = {"cutpaste": make_baseline("cutpaste"),
                           "draem": make_baseline("draem", sources=self.normals[:50] or None),
                           "glass": make_baseline("glass", sources=self.normals[:50] or None)}
@@ -153,7 +109,7 @@ class Studio:
         items = []
         for p in self.normals[:limit]:
             try:
-                items.append((fit_display(display_rgb(read_image(p)), 160)[0], p.name))
+                items.append((screen(read_image(p), 160), p.name))
             except SardInputError:
                 continue
         return items
@@ -175,20 +131,24 @@ class Studio:
         return str(picked or Path(path).resolve())
 
     def load_image(self, path: str | None, session: Session):
-        """New image: full resolution into the session, a display copy into the editor."""
+        """New image: full resolution into the session, a display copy into the editor; the last
+        run's results go. Outputs: editor, overlay, mask, info, session, *RUN."""
         if not path:
             session.image = None
-            return gr.update(value=None), None, None, session, "Load a normal part image to begin."
+            return (gr.update(value=None), None, None, "Load a normal part image to begin.", session,
+                    *self.cleared_run(session))
         with user_errors(path):
             a = read_image(path)
         disp, scale = fit_display(display_rgb(a))
         session.new_image(self.source_of(path, a), a, scale)
         h, w = a.shape[:2]
         colour = {"rgb": " (SARD paints colour)", "luminance": " (gray model: SARD changes luminance, keeps its colour)",
-                  "gray": ""}[self.pipe.colour_mode(a)]
+                  "gray": " (RGB model: SARD synthesizes in colour, the result is its gray)" if self.pipe.channels == 3
+                  else ""}[self.pipe.colour_mode(a)]
         note = f"{Path(session.source).name}: {w}x{h}, {'16' if a.dtype == np.uint16 else '8'}-bit, " \
                f"{'colour' if a.ndim == 3 else 'gray'}{colour}" + (f"; shown at {scale:.0%}" if scale < 1 else "")
-        return {"background": disp, "layers": [], "composite": None}, None, None, session, note
+        return ({"background": disp, "layers": [], "composite": None}, disp, None, note, session,
+                *self.cleared_run(session))
 
     # -- masks --------------------------------------------------------------------------------------
     def random_mask(self, image_path: str | None, kind: str, area_min: float, area_max: float, seed: float,
@@ -201,53 +161,124 @@ class Studio:
         if kind not in MASK_KINDS:
             raise user_error(f"mask generator '{kind}': expected one of {', '.join(MASK_LABELS)}")
         if kind == "bank" and self.bank is None:
-            raise user_error("The real-mask bank needs a data set: start the studio with --data DATASET_ROOT.")
+            raise user_error(f"The real-mask bank: {self.checkpoint.name} carries none and no data set was given; "
+                             f"start the studio with --data DATASET_ROOT, or give the checkpoint its bank with "
+                             f"python -m sard.export --write-bank CHECKPOINT --data DATASET_ROOT.")
         with user_errors(image_path):
             seed = check_seed("seed", seed)
             a = read_image(image_path)
             bank_defect = defect if self.bank is not None and defect in self.bank.defects else None
             area = None if kind == "bank" else (float(area_min) / 100, float(area_max) / 100)
             m, params = random_mask(kind, a.shape[:2], seed, area, bank=self.bank, defect=bank_defect)
-        session.random_mask, session.random_mask_params = m > 0, params
+        session.set_mask(m, params)
         return m, session
 
-    def show_mask(self, mask: np.ndarray | None, session: Session):
-        """A random mask into the editor as a layer the engineer can edit, and the overlay."""
-        if mask is None or session.image is None:
-            return gr.update(), None, session
-        full = (np.asarray(mask) > 0)
-        if full.ndim == 3:
-            full = full.any(axis=2)
-        disp, _ = fit_display(display_rgb(session.image))
-        m_disp = to_display_mask(full, disp.shape[:2])
-        session.random_mask = full.copy()
-        editor = {"background": disp, "layers": [mask_layer(m_disp)], "composite": None}
-        return editor, overlay(disp, m_disp), session
+    def upload_mask(self, path: str | None, session: Session):
+        """A mask PNG of the image's size, used as it is. Outputs: mask, session."""
+        if session.image is None:
+            raise user_error("Load a normal part image first: the mask must have its size.")
+        if not path:
+            return gr.update(), session
+        name = Path(path).name
+        with user_errors(path, name):
+            m = uploaded_mask(read_image(path), name, session.image.shape[:2])
+        session.set_mask(m, {"kind": "uploaded", "file": name})
+        return m.astype(np.uint8) * 255, session
 
-    def mask_from_editor(self, value, session: Session):
-        """Painted layers -> the full-resolution mask (the untouched random mask keeps its resolution)."""
+    def grow(self, px: float, sign: int, session: Session):
+        """Dilate (sign 1) or erode (sign -1) the current mask by px image pixels. Outputs: mask, session."""
+        if session.mask is None:
+            raise user_error("Paint a mask, draw a random one or upload one first.")
+        with user_errors():
+            px = whole_number("pixels", px, 1, 256)
+        m = grow_mask(session.mask, sign * px)
+        if not m.any():
+            raise user_error(f"Eroding by {count(px, 'pixel')} leaves nothing of the mask; erode less.")
+        session.set_mask(m, edited(session.mask_params, f"{'dilate' if sign > 0 else 'erode'} {px}"))
+        return m.astype(np.uint8) * 255, session
+
+    def dilate(self, px: float, session: Session):
+        return self.grow(px, 1, session)
+
+    def erode(self, px: float, session: Session):
+        return self.grow(px, -1, session)
+
+    def show_mask(self, feather_px: float, session: Session):
+        """The session's new mask into the editor as the layer strokes add to, and the overlay."""
+        if session.image is None:
+            return gr.update(), None, session
+        disp = screen(session.image)
+        layers = [] if session.base is None else [mask_layer(to_display_mask(session.base, disp.shape[:2]))]
+        return {"background": disp, "layers": layers, "composite": None}, self.overlay(feather_px, session), session
+
+    def clear_mask(self, feather_px: float, session: Session):
+        """Clear mask: the editor keeps the image. Outputs: editor, overlay, mask, session."""
+        session.set_mask(None, None)
+        return (*self.show_mask(feather_px, session)[:2], None, session)
+
+    def mask_from_editor(self, value, feather_px: float, session: Session):
+        """The editor's layer -> the full-resolution mask. Strokes add to the mask the server put there
+        (union), the eraser removes from it; the rest of that mask keeps its full-resolution pixels.
+        Outputs: mask, overlay, session."""
         if session.image is None:
             return None, None, session
+        H, W = session.image.shape[:2]
         m_disp = editor_mask(value)
-        disp, _ = fit_display(display_rgb(session.image))
         if m_disp is None or not m_disp.any():
-            return None, disp, session
-        if session.random_mask is not None and np.array_equal(to_display_mask(session.random_mask, m_disp.shape), m_disp):
-            full = session.random_mask
+            session.mask = session.mask_params = None
+            return None, self.overlay(feather_px, session), session
+        if session.base is None:
+            full, params = to_display_mask(m_disp, (H, W)), {"kind": "painted"}
         else:
-            session.random_mask, session.random_mask_params = None, None
-            H, W = session.image.shape[:2]
-            full = to_display_mask(m_disp, (H, W))
-        return full.astype(np.uint8) * 255, overlay(disp, to_display_mask(full, disp.shape[:2])), session
+            base_disp = to_display_mask(session.base, m_disp.shape)
+            if np.array_equal(base_disp, m_disp):
+                full, params = session.base, session.base_params
+            else:
+                erased, added = base_disp & ~m_disp, m_disp & ~base_disp
+                full = (session.base & ~to_display_mask(erased, (H, W))) | to_display_mask(added, (H, W))
+                params = {"kind": "painted", "on": session.base_params}
+        session.mask, session.mask_params = full, params
+        return full.astype(np.uint8) * 255, self.overlay(feather_px, session), session
+
+    def overlay(self, feather_px: float, session: Session) -> np.ndarray | None:
+        """The image with the mask tinted in, the feather as a fading tint."""
+        if session.image is None:
+            return None
+        disp = screen(session.image)
+        if session.mask is None:
+            return disp
+        w = feather_weights(session.mask, float(feather_px or 0))
+        return tint(disp, cv2.resize(w, (disp.shape[1], disp.shape[0]), interpolation=cv2.INTER_AREA))
+
+    @staticmethod
+    def brush(size: float):
+        """The brush and eraser at `size` display pixels."""
+        size = max(1, int(size))
+        return gr.update(brush=gr.Brush(colors=[BRUSH_RGB], default_color=BRUSH_RGB, color_mode="fixed",
+                                        default_size=size), eraser=gr.Eraser(default_size=size))
 
     # -- synthesis ----------------------------------------------------------------------------------
+    def cleared_run(self, session: Session) -> tuple:
+        """RUN outputs before a run: results, full-resolution results, status, compare, result download,
+        real examples left as they are, and the step-through views empty."""
+        session.variations, session.selected = [], 0
+        return ([], [], "", None, gr.update(value=None, interactive=False, label="Download result"),
+                *self.step_view(0, None, session))
+
+    def begin_run(self, value, feather_px: float, session: Session):
+        """Synthesize pressed: the editor's current layer becomes the mask (a stroke's change event may
+        still be queued) and the last run's results and status go. Outputs: mask, overlay, session, *RUN."""
+        mask, over, session = self.mask_from_editor(value, feather_px, session)
+        return (mask, over, session, *self.cleared_run(session))
+
     def synthesize(self, image_path, mask, method: str, defect: str | None, seed: float, variations: float,
-                   rcd: bool, session: Session, progress=gr.Progress()):
-        """/synthesize: `variations` results (seeds seed, seed+1, ...) streamed as they are computed."""
+                   rcd: bool, feather_px: float, session: Session, progress=gr.Progress()):
+        """/synthesize: `variations` results (seeds seed, seed+1, ...) streamed as they are computed.
+        Each update: the display copies, the status, the full-resolution results (PNG, the input's size)."""
         if not image_path:
             raise user_error("Load a normal part image first.")
         if mask is None:
-            raise user_error("Paint a mask or press Random mask first.")
+            raise user_error("Paint a mask, press Random mask or upload a mask first.")
         method = METHODS.get(method, method)
         if method not in METHODS.values():
             raise user_error(f"method '{method}': expected one of {', '.join(METHODS)}")
@@ -256,19 +287,23 @@ class Studio:
         with user_errors(image_path):
             n = whole_number("variations", variations, 1, 16)
             seed = check_seed("seed", seed)
+            fpx = whole_number("feather", feather_px or 0, 0, 256)
             image = read_image(image_path)
             m = np.asarray(mask)
             m = (m.any(axis=2) if m.ndim == 3 else m) > 0
             if m.shape != image.shape[:2]:
                 raise SardInputError(f"mask: {m.shape[1]}x{m.shape[0]} does not match the image's "
                                      f"{image.shape[1]}x{image.shape[0]}")
-        drawn = session.random_mask is not None and np.array_equal(session.random_mask, m)
-        mask_params = session.random_mask_params if drawn else {"kind": "painted"}
+        same = session.mask is not None and np.array_equal(session.mask, m)
+        mask_params = session.mask_params if same else {"kind": "uploaded"}
         if session.image is None or session.image.shape != image.shape or not np.array_equal(session.image, image):
             session.new_image(self.source_of(image_path, image), image, fit_display(image)[1])
+            session.mask, session.mask_params = m, mask_params
         session.variations, session.selected = [], 0
+        weights = feather_weights(m, fpx) if fpx else None
         label = defect if self.pipe.generator.config.num_classes else None
         steps_total = n * (self.pipe.schedule.num_steps if method == "sard" else 1)
+        run_dir = Path(tempfile.mkdtemp(prefix="sard-results-"))
         done = 0
         for k in range(n):
             s = seed + k
@@ -283,40 +318,92 @@ class Studio:
                     result = self.baselines[method](image, m, seed=s, defect=defect)
                     done += 1
                     progress(done / steps_total, desc=f"variation {k + 1}/{n}")
+            out = np.asarray(result.image)
+            if weights is not None:
+                out = feather(out, image, weights)
             settings = {"method": method, "defect": defect, "seed": s, "rcd": bool(rcd) if method == "sard" else None,
                         "steps": self.pipe.schedule.num_steps if method == "sard" else None,
                         "checkpoint": self.pipe.checkpoint_hash if method == "sard" else None,
-                        "source": session.source, "mask_params": mask_params, "colour": result.colour,
+                        "source": session.source, "mask_params": mask_params, "feather": fpx, "colour": result.colour,
                         "seconds": round(time.perf_counter() - t0, 3)}
-            session.variations.append(Variation(np.asarray(result.image), np.asarray(result.mask), result.frames,
-                                                result.roi, settings))
-            yield self._results(session), f"{k + 1}/{n} done ({settings['seconds']:.2f} s each)", session
+            file = run_dir / f"{Path(session.source).stem}_{method}_{safe_name(defect, 'defect')}_seed{s}.png"
+            file.write_bytes(png_bytes(out))
+            session.variations.append(Variation(out, np.asarray(result.mask), result.frames, result.roi, settings,
+                                                str(file)))
+            yield (self._results(session), f"{k + 1}/{n} done ({settings['seconds']:.2f} s for this one)",
+                   [(v.file, f"#{i} seed {v.settings['seed']}") for i, v in enumerate(session.variations)], session)
 
     def _results(self, session: Session) -> list[tuple[np.ndarray, str]]:
-        return [(fit_display(display_rgb(v.image))[0], f"#{i} seed {v.settings['seed']}")
-                for i, v in enumerate(session.variations)]
+        return [(screen(v.image), f"#{i} seed {v.settings['seed']}") for i, v in enumerate(session.variations)]
+
+    @staticmethod
+    def cancelled() -> str:
+        return "Cancelled: the results so far stay; press Synthesize to run again."
+
+    @staticmethod
+    def new_seed() -> int:
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
 
     def select(self, evt: gr.SelectData, session: Session):
+        """A result picked. Outputs: selected, compare, result download, *VIEWS."""
         session.selected = int(evt.index)
-        return (session.selected, *self.step_view(session.selected, None, session))
+        return (session.selected, *self.result_view(session.selected, session), *self.step_view(session.selected,
+                                                                                                   None, session))
 
-    def step_view(self, index, step, session: Session):
-        """x_t, predicted x0 and the composite at one reverse step of a variation, and its heat map."""
-        if not session.variations:
-            return gr.update(maximum=1, value=0), None, None, None, None, "No results yet."
+    def result_view(self, index, session: Session):
+        """Before / after at full size, and the result's download. Outputs: compare, result download."""
+        if not session.variations or session.image is None:
+            return None, gr.update(value=None, interactive=False, label="Download result")
         index = min(max(int(index or 0), 0), len(session.variations) - 1)
         v = session.variations[index]
-        heat = heat_map(v.image, session.image, v.mask) if session.image is not None else None
+        pair = (screen(session.image, COMPARE_SIDE), screen(v.image, COMPARE_SIDE))
+        return pair, gr.update(value=v.file, interactive=True, label=f"Download #{index} (full resolution PNG)")
+
+    def step_view(self, index, step, session: Session):
+        """One reverse step of a variation (step counts 1..n as the caption does). Outputs (VIEWS): step
+        slider, caption, x_t, predicted x0, its change from the previous step, composite, |output - input|."""
+        if not session.variations:
+            return gr.update(visible=False, value=1, maximum=2), NO_RESULTS, None, None, None, None, None
+        index = min(max(int(index or 0), 0), len(session.variations) - 1)
+        v = session.variations[index]
+        out_heat = heat_map(v.image, session.image, v.mask) if session.image is not None else None
         if not v.frames:
-            return (gr.update(maximum=1, value=0), None, None, fit_display(display_rgb(v.image))[0], heat,
-                    f"{v.settings['method']}: training-free, no reverse steps to show.")
+            return (gr.update(visible=False), f"{v.settings['method']}: training-free, no reverse steps to show.",
+                    None, None, None, screen(v.image), out_heat)
         n = len(v.frames)
-        k = n - 1 if step is None else min(max(int(step), 0), n - 1)
+        k = n - 1 if step is None else min(max(int(step) - 1, 0), n - 1)
         f = v.frames[k]
-        T = self.pipe.schedule.num_steps
-        caption = (f"Reverse step {k + 1}/{n}: x_t at t={f.step + 1} of {T}, the predicted x0, and the composite "
-                   f"(network region {v.roi[3] - v.roi[1]}x{v.roi[2] - v.roi[0]} px).")
-        return (gr.update(maximum=max(1, n - 1), value=k), zoom(f.x_t), zoom(f.x0_hat), zoom(f.composite), heat, caption)
+        top, left, bottom, right = v.roi
+        changes = x0_changes(v.frames, v.mask[top:bottom, left:right] > 0)
+        per_step = ", ".join("-" if c is None else f"{c:.3f}" for c in changes)
+        change = "" if changes[k] is None else f" It changed by {changes[k]:.3f} from the previous step."
+        caption = (f"**Reverse step {k + 1}/{n}** (x_t at t = {f.step + 1} of {self.pipe.schedule.num_steps}; network "
+                   f"region {right - left}x{bottom - top} px). x_t as the network sees it: values {f.x_t_range[0]:.2f} "
+                   f"to {f.x_t_range[1]:.2f}, shown black to white. Mean |change of the predicted x0| inside the mask "
+                   f"(fraction of the full range), per step: {per_step}.{change}")
+        dx0 = x0_change_map(v.frames, k)
+        return (gr.update(visible=True, minimum=1, maximum=max(2, n), value=k + 1, interactive=n > 1), caption,
+                zoom(f.x_t), zoom(f.x0_hat), None if dx0 is None else zoom(dx0), zoom(f.composite), out_heat)
+
+    # -- real examples ------------------------------------------------------------------------------
+    def examples(self, defect: str | None):
+        """Real defects of this type from the data set, cropped around their masks (the gallery's value)."""
+        if defect not in self._examples:
+            items = []
+            samples = self.defect_samples.get(defect, [])
+            for s in samples[:: max(1, len(samples) // EXAMPLES)][:EXAMPLES]:
+                try:
+                    items.append((example_crop(read_image(s.image), read_mask(s.mask)), Path(s.image).name))
+                except SardInputError:
+                    continue
+            self._examples[defect] = items
+        return self._examples[defect]
+
+    def examples_view(self, defect: str | None):
+        items = self.examples(defect)
+        label = (f"Real {defect} defects from {self.data.name} (compare)" if items else
+                 f"No real {defect} defects in {self.data.name if self.data else 'the data set'}")
+        return gr.update(value=items, label=label)
 
     # -- curation and export ------------------------------------------------------------------------
     def keep(self, index, session: Session):
@@ -327,6 +414,13 @@ class Studio:
         if not 0 <= index < len(session.variations):
             raise user_error(f"index {index}: expected 0..{len(session.variations) - 1}")
         session.curated.append(session.variations[index])
+        return self._curated(session), self._count(session), session
+
+    def keep_all(self, session: Session):
+        """/keep_all: add every result of the last run not kept yet."""
+        if not session.variations:
+            raise user_error("Nothing to keep yet: synthesize first.")
+        session.curated += [v for v in session.variations if not any(v is c for c in session.curated)]
         return self._curated(session), self._count(session), session
 
     def pick_curated(self, evt: gr.SelectData, session: Session):
@@ -341,8 +435,9 @@ class Studio:
         return self._curated(session), self._count(session), session
 
     def _curated(self, session: Session):
-        return [(fit_display(overlay(display_rgb(v.image), v.mask > 0, alpha=0.25))[0],
-                 f"{v.settings['defect']} seed {v.settings['seed']}") for v in session.curated]
+        thumbs = [screen(v.image, 320) for v in session.curated]
+        return [(tint(t, to_display_mask(v.mask, t.shape[:2]), alpha=0.25),
+                 f"{v.settings['defect']} seed {v.settings['seed']}") for t, v in zip(thumbs, session.curated)]
 
     @staticmethod
     def _count(session: Session) -> str:
@@ -369,8 +464,16 @@ class Studio:
                     z.write(writer.base / rec[key], f"{category}/{rec[key]}")
             z.write(writer.manifest, f"{category}/manifest.jsonl")
         names = sorted({r["image"] for r in pairs})
-        status = (f"Exported {new} pairs to `{writer.base}` ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
-                  + (f"; {len(pairs) - new} of the curated set were already there, not written again." if new < len(pairs)
-                     else "."))
+        old = len(pairs) - new
+        status = (f"Exported {count(new, 'pair')} to `{writer.base}` ({', '.join(names[:3])}"
+                  f"{' ...' if len(names) > 3 else ''})"
+                  + (f"; {old} of the curated set {'was' if old == 1 else 'were'} already there, not written again."
+                     if old else "."))
         return status, str(zip_path)
 
+    @staticmethod
+    def zip_ready(path: str | None):
+        """The zip button comes alive with the first export (until then it says to export first)."""
+        if not path:
+            return gr.update(interactive=False, label="Download zip (export first)")
+        return gr.update(interactive=True, label=f"Download zip ({Path(path).name})")
