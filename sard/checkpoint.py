@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import safetensors.torch
@@ -18,6 +19,7 @@ from torch import nn
 from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
 
 CONFIG_NAME = "config.json"
+BANK_DIR = "bank"                 # a model folder's real-mask bank (sard.masks.write_bank)
 WEIGHTS_NAME = "model.safetensors"
 TRAIN_STATE_NAME = "train_state.json"
 
@@ -139,6 +141,13 @@ def ship(run: str | Path, dest: str | Path, fp16: bool = True) -> Path:
         config["init"] = Path(config["init"]).name
     state = load_tensors(run / WEIGHTS_NAME)
     save_model(dest, state, config, dtype=torch.float16 if fp16 else None)
+    bank = run / BANK_DIR                  # the real-mask bank (sard.masks.write_bank) travels with the model
+    if bank.is_dir():
+        tmp = dest / ".bank.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(bank, tmp)
+        shutil.rmtree(dest / BANK_DIR, ignore_errors=True)
+        tmp.rename(dest / BANK_DIR)
     return dest
 
 

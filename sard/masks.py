@@ -33,7 +33,7 @@ from skimage.filters import threshold_otsu
 from skimage.measure import label
 from skimage.morphology import remove_small_holes
 
-from sard.checkpoint import read_config
+from sard.checkpoint import BANK_DIR, read_config
 from sard.data import list_dataset, split_defects
 from sard.imaging import match_channels, prepare_image
 from sard.io import SardInputError, atomic_write_json, read_mask
@@ -204,7 +204,6 @@ class MaskBank:
 # A model folder carries the real masks it was trained beside, so the bank works without the data
 # set: bank/<defect>/<name>.png (1-bit, the mask's full image size, so its box is kept) and
 # bank/bank.json naming the data set, the split and each mask's source file.
-BANK_DIR = "bank"
 BANK_INDEX = "bank.json"
 BANK_FORMAT = "sard-mask-bank/1"
 BANK_MAX_BYTES = 1_000_000     # the magnetic-tile bank (131 masks) takes 37 kB

@@ -73,7 +73,7 @@ class FrameImages:
 
 @dataclass
 class SynthesisResult:
-    image: np.ndarray | Image.Image      # same size, mode and type as the input
+    image: "np.ndarray | PIL.Image.Image"   # same size, mode and type as the input
     mask: np.ndarray                     # uint8 [H, W], 0/255
     frames: list[FrameImages]
     roi: tuple[int, int, int, int]       # (top, left, bottom, right) where the network ran
@@ -197,7 +197,7 @@ class SardPipeline:
         x0p, (h, w) = pad_to_multiple(x0, stride, "reflect")
         mkp, _ = pad_to_multiple(mk, stride, "constant")
         rng = torch.Generator(device=self.device).manual_seed(int(seed))
-        net_time, frames = 0.0, []
+        frames = []
         timed = _TimedGenerator(self.generator, self.device)
         for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
                              start_step=steps):

@@ -20,12 +20,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from sard.checkpoint import (TRAIN_STATE_NAME, load_state_checked, load_train_state, read_train_meta, save_model,
-                             save_train_state)
+from sard.checkpoint import (BANK_DIR, TRAIN_STATE_NAME, load_state_checked, load_train_state, read_train_meta,
+                             save_model, save_train_state)
 from sard.config import TrainConfig, config_from_dict, load_config_file
 from sard.data import defect_types, list_dataset, split_defects
 from sard.data.crops import CropSampler, infer_channels, load_examples
 from sard.io import SardInputError, atomic_write_bytes, leftover_temps
+from sard.masks import write_bank
 from sard.nets.discriminator import Discriminator, texture_gain
 from sard.nets.generator import Generator
 from sard.finetune import generator_config_from, transfer_generator
@@ -112,6 +113,17 @@ def save_checkpoint(out: Path, cfg: TrainConfig, defects, step, seconds, G, G_em
     save_train_state(out, tensors, {"step": step, "config": cfg.to_dict(), "defects": defects, "rng": rng_states,
                                     "train_seconds": round(seconds, 1)})
     save_model(out, G_ema.state_dict(), {**model_config(cfg, defects, step), "train_seconds": round(seconds, 1)})
+
+
+def carry_bank(out: Path, data: str) -> None:
+    """The model folder carries its real-mask bank (the studio and export work without the data set);
+    written once; a bank over the size limit is said and skipped, the run goes on."""
+    if (out / BANK_DIR).is_dir():
+        return
+    try:
+        write_bank(out, data)
+    except SardInputError as e:
+        print(f"[sard.train] no mask bank in {out}: {e}", file=sys.stderr)
 
 
 def restore(out: Path, G, G_ema, D, opt_g, opt_d) -> dict:
@@ -291,6 +303,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
             rng_states = gather_rng_states(rng, sampler, d)
             if d.main:
                 save_checkpoint(out, cfg, defects, done, seconds, G, G_ema, D, opt_g, opt_d, rng_states)
+                carry_bank(out, cfg.data)
         if last:
             if d.main and done < cfg.iters:
                 print(f"[sard.train] --minutes {cfg.minutes:g} reached at step {done}; checkpoint saved", file=sys.stderr)

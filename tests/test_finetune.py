@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_data, run_module, tiny_checkpoint
+from sard.masks import read_bank
 from sard.finetune import generator_config_from, transfer_generator
 from sard.nets.generator import Generator
 from sard.pipeline import SardPipeline
@@ -53,6 +54,7 @@ def test_init_trains_a_new_part_and_resumes(tmp_path):
     r = run_module("sard.checkpoint", out, tmp_path / "shipped")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "shipped" / "config.json").read_text())["init"] == ck.name
+    assert read_bank(tmp_path / "shipped").defects == ["crack", "scratch"]      # its real-mask bank travels along
 
 
 def test_init_names_a_missing_checkpoint(tmp_path):

@@ -17,6 +17,7 @@ import torch
 
 from conftest import REPO, run_killed, run_module
 from sard.config import TrainConfig
+from sard.masks import read_bank
 from sard.pipeline import SardPipeline
 from sard.steps import ema_decay, ema_update
 
@@ -47,6 +48,8 @@ def test_train_writes_checkpoint_log_grid_and_a_usable_model(tiny_data, tmp_path
     assert {k.split(".")[0] for k in tensors} == {"G", "G_ema", "D", "opt_g", "opt_d"}
     pipe = SardPipeline.from_pretrained(out)
     assert pipe.defects == ["blowhole", "crack"]
+    bank = read_bank(out)                # the model folder carries its real-mask bank
+    assert bank is not None and bank.defects == ["blowhole", "crack"]
     img = np.array(Image.open(next((tiny_data / "train" / "good").iterdir())))
     m = np.zeros(img.shape, bool)
     m[40:60, 50:70] = True
