@@ -73,7 +73,7 @@ class FrameImages:
 
 @dataclass
 class SynthesisResult:
-    image: "np.ndarray | PIL.Image.Image"   # same size, mode and type as the input
+    image: object                        # np.ndarray or PIL image: same size, mode and type as the input
     mask: np.ndarray                     # uint8 [H, W], 0/255
     frames: list[FrameImages]
     roi: tuple[int, int, int, int]       # (top, left, bottom, right) where the network ran
