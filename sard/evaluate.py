@@ -103,12 +103,12 @@ def write_card_text(a: argparse.Namespace, figures: dict) -> None:
     c2st = None
     if a.realism:
         methods = read_config(a.realism).get("methods", {})
-        name = a.checkpoint.name if a.checkpoint.name in methods else None
         sard_like = [k for k in methods if k not in ("cutpaste", "draem", "glass")]
+        name = a.realism_method or (a.checkpoint.name if a.checkpoint.name in methods else None)
         name = name or (sard_like[0] if len(sard_like) == 1 else None)
-        if name is None:
-            raise SardInputError(f"--realism {a.realism}: no method named '{a.checkpoint.name}' and not exactly one "
-                                 f"SARD method in it (has {sorted(methods)})")
+        if name not in methods:
+            raise SardInputError(f"--realism {a.realism}: no method named '{name or a.checkpoint.name}' and not exactly "
+                                 f"one SARD method in it (has {sorted(methods)}); name it with --realism-method")
         c2st = methods[name]
     text = card_markdown(figures, read_model_config(a.checkpoint), c2st)
     atomic_write_bytes(a.out / "card.md", text.encode())
@@ -158,6 +158,7 @@ def main(argv=None) -> int:
     c.add_argument("--out", required=True, type=Path, help="folder for figures.json, card.md and PNGs")
     c.add_argument("--realism", type=Path, help="a `realism` JSON report whose C2ST of this checkpoint goes in card.md "
                                                 "(the method named like the checkpoint folder, or its only SARD method)")
+    c.add_argument("--realism-method", help="which method of the --realism report is this checkpoint")
     q = sub.add_parser("dprobe", help="the discriminator alone against a known fake, per reverse step")
     q.add_argument("--data", required=True, type=Path)
     q.add_argument("--fake", default="zero", choices=("zero", "mean", "blur"),
