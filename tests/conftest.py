@@ -15,8 +15,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("SARD_DATA", REPO.parent / "shared" / "data"))
 MAGNETIC_TILE = DATA_ROOT / "magnetic_tile"
+BOTTLE = DATA_ROOT / "bottle"
 requires_data = pytest.mark.skipif(
     not MAGNETIC_TILE.is_dir(), reason=f"real data not found at {MAGNETIC_TILE} (set SARD_DATA to its parent)")
+requires_bottle = pytest.mark.skipif(
+    not BOTTLE.is_dir(), reason=f"real data not found at {BOTTLE} (set SARD_DATA to its parent)")
 
 
 def run_module(module: str, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

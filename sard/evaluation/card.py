@@ -66,7 +66,7 @@ def _fit_h(a: np.ndarray, h: int) -> Image.Image:
 
 def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect: str, seeds=(0, 1, 2),
                 height: int = 220, zoom_size: int = 96) -> Image.Image:
-    """Row 1: the normal tile, its bank mask, three seeds (whole tiles). Row 2: the same, zoomed on the mask."""
+    """Row 1: the normal image, its bank mask, three seeds (whole images). Row 2: the same, zoomed on the mask."""
     results = [np.asarray(pipe(normal, mask, seed=s, defect=defect).image) for s in seeds]
     rgb = lambda a: np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a  # noqa: E731
     tiles = [rgb(normal), overlay(rgb(normal), mask)] + [rgb(r) for r in results]
@@ -89,7 +89,7 @@ def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect
         canvas.paste(a, (x, 16))
         canvas.paste(b, (x, 16 + height + 8))
         x += w + 6
-    draw.text((3, H - 14), f"{defect}: whole tile (top), zoom on the mask (bottom)", fill="black")
+    draw.text((3, H - 14), f"{defect}: whole image (top), zoom on the mask (bottom)", fill="black")
     return canvas
 
 
