@@ -71,3 +71,31 @@ def test_a_shipped_checkpoint_is_found_by_name(tmp_path):
     assert resolve_checkpoint(tmp_path) == tmp_path
     with pytest.raises(SardInputError, match=f"--checkpoint sard-nothing.*{DEFAULT_CHECKPOINT.name}"):
         resolve_checkpoint("sard-nothing", "--checkpoint")
+
+
+def test_the_readme_own_part_commands_run_on_a_plain_folder(tmp_path):
+    """README 'Your own part': images/ + masks/ + good/ -> --init fine-tuning under --minutes -> ship
+    -> card -> export from the shipped model's own bank."""
+    import shutil
+    src = make_tiny_data(tmp_path / "mvtec", defects=("dent", "scratch"), colour=True)
+    part = tmp_path / "mypart"
+    for d in ("dent", "scratch"):
+        shutil.copytree(src / "test" / d, part / "images" / d)
+        shutil.copytree(src / "ground_truth" / d, part / "masks" / d)
+    shutil.copytree(src / "train" / "good", part / "good")
+    ck = tiny_checkpoint(tmp_path / "ck", defects=("crack", "blowhole"))
+    run, shipped = tmp_path / "runs" / "mypart", tmp_path / "checkpoints" / "sard-mypart"
+    r = run_module("sard.train", "--data", part, "--out", run, "--init", ck, "--minutes", "0.05", "--iters", "100000",
+                   "--res", "32", "--batch", "2", "--threads", "1")
+    assert r.returncode == 0 and "--minutes 0.05 reached" in r.stderr, r.stderr
+    assert run_module("sard.checkpoint", run, shipped).returncode == 0
+    r = run_module("sard.evaluate", "card", "--checkpoint", shipped, "--data", part, "--log", run / "log.jsonl",
+                   "--n", "2", "--quality-per-type", "2", "--out", shipped / "card")
+    assert r.returncode == 0, r.stderr
+    card = (shipped / "card" / "card.md").read_text()
+    assert "RGB" in card and "fine-tuned from `ck`" in card and "| dent |" in card
+    r = run_module("sard.export", "--checkpoint", shipped, "--normals", part / "good", "--masks", "bank", "--on-part",
+                   "--per-type", "2", "--out", tmp_path / "exports", "--category", "mypart")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in (tmp_path / "exports" / "mypart" / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(x["defect"] for x in lines) == ["dent", "dent", "scratch", "scratch"]

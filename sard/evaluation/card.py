@@ -96,7 +96,7 @@ def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect
 def _smooth(v: np.ndarray, n: int) -> np.ndarray:
     """Moving average that skips missing values (a step i not drawn in a log interval)."""
     ok = np.isfinite(v)
-    k = np.ones(n)
+    k = np.ones(max(1, min(n, len(v))))      # a short run's log: the window never outgrows it
     num, den = np.convolve(np.where(ok, v, 0), k, "same"), np.convolve(ok.astype(float), k, "same")
     return np.where(den > 0, num / np.maximum(den, 1), np.nan)
 
