@@ -232,9 +232,8 @@ def write_bank(folder: str | Path, data_root: str | Path, max_bytes: int = BANK_
         if m is None or not m.any():
             skipped.append(source)
             continue
-        name = f"{s.defect}/{Path(s.mask).stem}.png"
-        while name in files:   # two masks of one type with one stem (other extensions)
-            name = name[:-4] + "_.png"
+        # numbered, not named after the data set's files: bank.json maps each to its source
+        name = f"{s.defect}/{len(masks.get(s.defect, [])):04d}.png"
         files[name] = _png_1bit(m)
         masks.setdefault(s.defect, []).append(name)
         sources[name] = source
