@@ -276,6 +276,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
                desc="sard.train", unit="step", dynamic_ncols=True)
     t_last = t_start = time.perf_counter()
     gaps = GapMeter(schedule.num_steps)
+    bank_tried = False          # once per process: a bank too large is said once, not at every checkpoint
     for step in bar:
         x0, m, y = sampler.batch(cfg.batch)
         b = Batch(x0.to(dev), m.to(dev), y.to(dev))
@@ -303,7 +304,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
             rng_states = gather_rng_states(rng, sampler, d)
             if d.main:
                 save_checkpoint(out, cfg, defects, done, seconds, G, G_ema, D, opt_g, opt_d, rng_states)
-                carry_bank(out, cfg.data)
+                if not bank_tried:
+                    carry_bank(out, cfg.data)
+                    bank_tried = True
         if last:
             if d.main and done < cfg.iters:
                 print(f"[sard.train] --minutes {cfg.minutes:g} reached at step {done}; checkpoint saved", file=sys.stderr)
