@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sard.io import atomic_save_png
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script from anywhere
+from sard.io import atomic_save_png  # noqa: E402
 
 WIDTH = 1200
 
