@@ -16,7 +16,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
+from sard.io import SardInputError, atomic_write_bytes, atomic_write_json, replace_folder
 
 CONFIG_NAME = "config.json"
 BANK_DIR = "bank"                 # a model folder's real-mask bank (sard.masks.write_bank)
@@ -145,9 +145,7 @@ def ship(run: str | Path, dest: str | Path, fp16: bool = True) -> Path:
     if bank.is_dir():
         tmp = dest / ".bank.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(bank, tmp)
-        shutil.rmtree(dest / BANK_DIR, ignore_errors=True)
-        tmp.rename(dest / BANK_DIR)
+        replace_folder(Path(shutil.copytree(bank, tmp)), dest / BANK_DIR)
     return dest
 
 

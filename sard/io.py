@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -133,6 +134,15 @@ def _atomic(path: Path, write) -> Path:
             pass
         raise
     return path
+
+
+def replace_folder(staged: Path, dest: Path) -> Path:
+    """Put a fully written folder `staged` (beside `dest`, same file system) in place of `dest`: the
+    old one goes only once the new one is complete."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    staged.rename(dest)
+    return dest
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -36,7 +36,7 @@ from skimage.morphology import remove_small_holes
 from sard.checkpoint import BANK_DIR, read_config
 from sard.data import list_dataset, split_defects
 from sard.imaging import match_channels, prepare_image
-from sard.io import SardInputError, atomic_write_json, read_mask
+from sard.io import SardInputError, atomic_write_json, read_mask, replace_folder
 from sard.pipeline import read_model_config
 
 MASK_KINDS = ("perlin", "ellipse", "scratch", "polygon", "bank")
@@ -250,10 +250,7 @@ def write_bank(folder: str | Path, data_root: str | Path, max_bytes: int = BANK_
             "format": BANK_FORMAT, "data": data_root.resolve().name, "split_seed": split_seed,
             "split": "the synthesizer's third (sard.data.split_defects)", "masks": masks, "sources": sources,
             "skipped_empty_or_unreadable": skipped})
-        old = folder / BANK_DIR
-        if old.exists():
-            shutil.rmtree(old)
-        tmp.rename(old)
+        replace_folder(tmp, folder / BANK_DIR)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder / BANK_DIR

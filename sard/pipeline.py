@@ -71,6 +71,17 @@ class FrameImages:
     x_t_range: tuple[float, float] = (-1.0, 1.0)
 
 
+def x0_change_per_step(frames: list[FrameImages], mask: np.ndarray) -> list[float]:
+    """Per reverse-step transition, the mean |x0_hat(step k) - x0_hat(step k - 1)| inside `mask` (bool,
+    the frames' size) in grey levels, channels averaged: how much the defect still forms (card figure e,
+    the studio's step-through); 0.0 for an empty mask."""
+    def gray(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float64)
+        return a.mean(axis=2) if a.ndim == 3 else a
+    return [float(np.abs(gray(cur.x0_hat) - gray(prev.x0_hat))[mask].mean()) if mask.any() else 0.0
+            for prev, cur in zip(frames, frames[1:])]
+
+
 @dataclass
 class SynthesisResult:
     image: object                        # np.ndarray or PIL image: same size, mode and type as the input

@@ -7,7 +7,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from sard.pipeline import FrameImages
+from sard.pipeline import FrameImages, x0_change_per_step
+from sard.train_samples import overlay
 
 DISPLAY_SIDE = 1024     # larger images are shown scaled; synthesis stays at full resolution
 MASK_RGB = (255, 48, 48)
@@ -67,9 +68,8 @@ def editor_mask(value) -> np.ndarray | None:
 
 
 def tint(rgb: np.ndarray, weight: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """uint8 RGB with the mask colour mixed in by weight (bool or float in [0, 1]) times alpha."""
-    w = alpha * np.asarray(weight, np.float32)[..., None]
-    return np.round(rgb * (1 - w) + np.array(MASK_RGB, np.float32) * w).astype(np.uint8)
+    """uint8 RGB with the brush colour mixed in by weight (bool or float in [0, 1]) times alpha."""
+    return overlay(rgb, weight, MASK_RGB, alpha)
 
 
 def heat(d: np.ndarray, gain: float) -> np.ndarray:
@@ -98,14 +98,9 @@ def zoom(a: np.ndarray, target: int = 256) -> np.ndarray:
 
 
 def x0_changes(frames: list[FrameImages], mask: np.ndarray) -> list[float | None]:
-    """Per reverse step, the mean |predicted x0 - the previous step's| inside the mask, as a fraction
-    of the full range (None for the first step, which has no previous one). mask: bool, the frames' size."""
-    out: list[float | None] = [None]
-    for prev, cur in zip(frames, frames[1:]):
-        d = np.abs(cur.x0_hat.astype(np.float32) - prev.x0_hat.astype(np.float32)) / 255
-        d = d.max(axis=2) if d.ndim == 3 else d
-        out.append(float(d[mask].mean()) if mask.any() else 0.0)
-    return out
+    """Per reverse step, the card's x0 change (sard.pipeline.x0_change_per_step) as a fraction of the
+    full range; None for the first step, which has no previous one. mask: bool, the frames' size."""
+    return [None] + [v / 255 for v in x0_change_per_step(frames, mask)]
 
 
 def x0_change_map(frames: list[FrameImages], k: int) -> np.ndarray | None:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from sard.io import atomic_save_png, read_image
 from sard.masks import random_mask
-from sard.pipeline import SardPipeline, mask_bbox
+from sard.pipeline import SardPipeline, mask_bbox, x0_change_per_step
 from sard.train_samples import overlay
 
 
@@ -195,8 +195,7 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
             std_r.append(float(_inside(image, m).std()))
             top, left, bottom, right = res[0].roi
             mr = m[top:bottom, left:right]
-            x0s = [_inside(f.x0_hat, mr) for f in res[0].frames]
-            change.append([float(np.abs(x1 - x0).mean()) for x0, x1 in zip(x0s, x0s[1:])])
+            change.append(x0_change_per_step(res[0].frames, mr))
         for j, (image, m) in enumerate(loaded):
             k = (j + 1) % len(loaded)
             if k != j:
