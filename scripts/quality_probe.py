@@ -1,0 +1,42 @@
+"""Quick look at a checkpoint's synthesis (issue 15): per type, seed diversity / real spread, std
+synthetic / real and the x0 change per reverse step on a few held-out defects, and D's gap per step
+from its log, by thirds of training. The model card's measures (sard.evaluation.card) at a smaller n.
+    python scripts/quality_probe.py DATA CHECKPOINT [CHECKPOINT ...] [--per-type 8]
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from sard.data import list_dataset, split_defects  # noqa: E402
+from sard.evaluation.card import game_pulse, synthesis_quality  # noqa: E402
+from sard.pipeline import SardPipeline  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("data", type=Path)
+    p.add_argument("checkpoints", nargs="+", type=Path)
+    p.add_argument("--per-type", type=int, default=8)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    samples = list_dataset(a.data)
+    for ck in a.checkpoints:
+        pipe = SardPipeline.from_pretrained(ck)
+        split = split_defects(samples, pipe.config.get("split_seed", 0))
+        q = synthesis_quality(pipe, split.held_out, per_type=a.per_type)
+        row = {d: {"diversity_ratio": round(v["seed_diversity"] / v["real_spread"], 2) if v["real_spread"] else None,
+                   "std_ratio": round(v["std_ratio"], 2), "x0_change": [round(x, 1) for x in v["x0_change_per_step"]]}
+               for d, v in q.items()}
+        log = ck / "log.jsonl"
+        gaps = {k: [None if x is None else round(x, 3) for x in v["mean_by_third"]]
+                for k, v in (game_pulse(log) if log.is_file() else {}).items()}
+        print(json.dumps({"checkpoint": str(ck), "quality": row, "d_gap_by_third": gaps}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
