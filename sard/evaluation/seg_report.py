@@ -239,7 +239,8 @@ def markdown(report: dict) -> str:
           f"{st['pair_seed']}.",
           f"- Segmenters: {', '.join(st['backbones'])}, trained from scratch; {st['iters']} steps, batch {st['batch']} "
           f"(real share {', '.join(f'{f:g}' for f in st['real_fractions'])}; Real only and the synthetic-only arm "
-          f"{round(st['main_fraction'] * st['batch'])} patches a step, so each is compared patch for patch), {st['optimizer']}, lr {st['lr']:g}, "
+          f"{round(st['main_fraction'] * st['batch'])} patches a step, so each is compared patch for patch), "
+          f"{st['optimizer']}, lr {st['lr']:g}, "
           f"{st['schedule']}; loss: {st['loss']}.",
           "- Methods: " + "; ".join(f"{m['label']} (`{n}`" + (f", checkpoint `{m['checkpoint']}`)" if m["checkpoint"]
                                                                else ")")
