@@ -173,6 +173,7 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
     - seed_diversity: mean |seed a - seed b| inside the mask;
     - real_spread: mean |defect j - defect k| of two real defects of the type, centroids aligned,
       over the pixels both masks share (the same measure between two real draws);
+    - diversity_ratio: seed_diversity / real_spread (figure b: at least 0.5 asked);
     - std_synth / std_real: texture, the std of the pixels inside the mask;
     - x0_change: mean |x0_hat(step i) - x0_hat(step i - 1)| inside the mask per reverse step
       transition (the step-through forms the defect when these are not all ~0)."""
@@ -207,6 +208,7 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
         out[defect or "defect"] = {
             "syntheses": len(div) * len(seeds), "seed_diversity": float(np.mean(div)),
             "real_spread": float(np.mean(spread)) if spread else None,
+            "diversity_ratio": float(np.mean(div) / np.mean(spread)) if spread else None,   # figure (b)
             "std_synth": float(np.mean(std_s)), "std_real": float(np.mean(std_r)),
             "std_ratio": float(np.mean(std_s) / max(np.mean(std_r), 1e-9)),
             "x0_change_per_step": [float(v) for v in np.mean(change, axis=0)],
@@ -282,8 +284,8 @@ def card_markdown(figures: dict, config: dict, c2st: dict | None = None, grids: 
                   "| type | (b) seed diversity | real spread | ratio | (c) std synth / real | (e) x0 change per step |",
                   "|---|---|---|---|---|---|"]
         for d, v in q.items():
-            ratio = v["seed_diversity"] / v["real_spread"] if v.get("real_spread") else None
-            lines.append(f"| {d} | {v['seed_diversity']:.1f} | {_num(v.get('real_spread'))} | {_num(ratio, '.2f')} | "
+            lines.append(f"| {d} | {v['seed_diversity']:.1f} | {_num(v.get('real_spread'))} | "
+                         f"{_num(v.get('diversity_ratio'), '.2f')} | "
                          f"{v['std_synth']:.1f} / {v['std_real']:.1f} = {v['std_ratio']:.2f} | "
                          f"{' / '.join(f'{x:.1f}' for x in v['x0_change_per_step'])} |")
     lines += ["", "Held-out normal image, a real mask of the type from the bank, three seeds (top: whole image; "
