@@ -14,15 +14,16 @@ from sard.schedule import Schedule
 
 
 def augment_pair(x_prev: torch.Tensor, x_t: torch.Tensor, mask: torch.Tensor, i: torch.Tensor,
-                 schedule: Schedule, rng: torch.Generator, brightness: float = 0.2, shift: float = 0.125
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 schedule: Schedule, rng: torch.Generator, brightness: float = 0.2, shift: float = 0.125,
+                 prev_clean: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x_i, x_{i+1}, m) -> the same pair of a brightened, translated image; one draw per sample.
 
-    brightness: half-range of c in [-1, 1] units; shift: largest translation as a fraction of the side."""
+    brightness: half-range of c in [-1, 1] units; shift: largest translation as a fraction of the side;
+    prev_clean: x_prev is x_0 itself (the discriminator judges x0), so it moves by c."""
     B, dev = x_prev.shape[0], x_prev.device
     c = (torch.rand(B, generator=rng, device=rng.device).to(dev) * 2 - 1) * brightness
     c = c.reshape(B, 1, 1, 1).to(x_prev.dtype)
-    x_prev = x_prev + schedule.signal(i, 4).to(x_prev) * c
+    x_prev = x_prev + (c if prev_clean else schedule.signal(i, 4).to(x_prev) * c)
     x_t = x_t + schedule.signal(i + 1, 4).to(x_t) * c
     H, W = x_prev.shape[-2:]
     dy = torch.randint(-int(H * shift), int(H * shift) + 1, (B,), generator=rng, device=rng.device).tolist()

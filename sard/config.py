@@ -35,6 +35,7 @@ class TrainConfig:
     lr_g: float = 1.6e-4
     lr_d: float = 4e-4             # DDGAN-sized D steps are too small for a CPU budget (issue 15 probes)
     betas: tuple[float, float] = (0.5, 0.9)
+    d_steps: int = 1               # discriminator steps per generator step
     ema: float = 0.999
     ema_warmup: bool = True        # decay min(ema, (1 + s) / (10 + s)); False: the paper's constant 0.999
     augment: bool = True           # D sees real and fake pairs through the same random shift / brightness
@@ -58,6 +59,7 @@ class TrainConfig:
             raise SardInputError(f"--minutes: expected a positive number of minutes, got {self.minutes!r}")
         if self.batch < 1:
             raise SardInputError(f"--batch: expected at least 1, got {self.batch}")
+        whole_number("d_steps", self.d_steps, 1)
         for flag in ("--log-every", "--sample-every", "--ckpt-every"):   # steps between two of them
             whole_number(flag, getattr(self, flag[2:].replace("-", "_")), 1)
         check_seed("--seed", self.seed)

@@ -121,7 +121,8 @@ def cmd_dprobe(a: argparse.Namespace) -> dict:
     from sard.nets.discriminator import DiscriminatorConfig
     torch.manual_seed(a.seed)
     report = {"data": str(a.data), "fake": a.fake, "steps": a.steps, "lr": a.lr, "machine": machine(), "configs": {}}
-    configs = {"current": DiscriminatorConfig(), "ddgan-literal": DiscriminatorConfig.ddgan_literal()}
+    report["judges"] = a.judges
+    configs = {"current": DiscriminatorConfig(judges=a.judges), "ddgan-literal": DiscriminatorConfig.ddgan_literal()}
     for name in (["current", "ddgan-literal"] if a.compare else ["current"]):
         rows = probe(str(a.data), configs[name], fake=a.fake, steps=a.steps, lr=a.lr, seed=a.seed)
         report["configs"][name] = [asdict(r) for r in rows]
@@ -166,6 +167,8 @@ def main(argv=None) -> int:
     q.add_argument("--steps", type=int, default=300)
     q.add_argument("--lr", type=float, default=4e-4)
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--judges", default="pair", choices=("pair", "x0"),
+                   help="what D judges beside x_t: DDGAN's x_{t-1}, or the clean x0 (discriminator.judges)")
     q.add_argument("--compare", action="store_true", help="also the DDGAN-literal discriminator")
     q.add_argument("--out", type=Path, help="JSON report")
     try:

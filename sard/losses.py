@@ -4,6 +4,7 @@ Losses take discriminator outputs and tensors, never a trainer; dmg=False simply
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -24,6 +25,8 @@ class LossConfig:
     r1_on_logits: bool = True  # DDGAN's R1: gradient of the summed real logits; False: of the mean loss
     region_mean: bool = True   # each L_MSE term a mean over its own pixels; False: both over all pixels (paper)
     alpha_fade: bool = True    # alpha_i = alpha sqrt(alpha_bar_{i+1}): regress x0 only where G's input holds it
+    mse_lowpass: float = 0.0   # > 0: the mask term regresses a Gaussian blur (sigma px) of the error, so the mean
+                               # defect is asked for in the large only and texture is left to D; 0: plain error
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,20 +67,35 @@ def real_logits(d: DOutput, lam: float) -> torch.Tensor:
     return d.img if d.fg is None else d.img + lam * d.fg
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [B, C, H, W] per channel (zero padding: what lies outside is 0)."""
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, device=x.device, dtype=x.dtype).pow(2) / (2 * sigma**2))
+    k = (k / k.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
+    x = F.conv2d(x, k, padding=(0, r), groups=x.shape[1])
+    return F.conv2d(x, k.transpose(2, 3), padding=(r, 0), groups=x.shape[1])
+
+
 def mse_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, beta: float,
-             region_mean: bool = True, weight: torch.Tensor | None = None) -> torch.Tensor:
+             region_mean: bool = True, weight: torch.Tensor | None = None, lowpass: float = 0.0) -> torch.Tensor:
     """L_MSE = ||m (x0_hat - x0)||^2 + beta ||(1 - m)(x0_hat - x0)||^2.
 
     region_mean: each term is a mean over its own pixels per sample, so a 20-pixel blowhole weighs
     as much as a large defect; otherwise both are means over all pixels (the paper's literal form).
-    weight: [B] per-sample factor (the faded alpha_i)."""
-    sq = (x0_hat - x0).pow(2).flatten(1)
-    m = mask.expand_as(x0_hat).flatten(1)
+    weight: [B] per-sample factor (the faded alpha_i).
+    lowpass: > 0 blurs the mask term's error m (x0_hat - x0) by a Gaussian of that sigma (px) first:
+    MSE's minimiser is the mean over what x_t leaves open, which in the large is the defect's layout
+    and in the small its texture; only the large part is regressed, the texture is D's to judge."""
+    err = x0_hat - x0
+    m_full = mask.expand_as(x0_hat)
+    fg = gaussian_blur(m_full * err, lowpass) if lowpass > 0 else err
+    sq, sq_fg = err.pow(2).flatten(1), fg.pow(2).flatten(1)
+    m = m_full.flatten(1)
     if region_mean:
-        per = ((m * sq).sum(1) / m.sum(1).clamp(min=1)
+        per = ((m * sq_fg).sum(1) / m.sum(1).clamp(min=1)
                + beta * ((1 - m) * sq).sum(1) / (1 - m).sum(1).clamp(min=1))
     else:
-        per = (m * sq).mean(1) + beta * ((1 - m) * sq).mean(1)
+        per = (m * sq_fg).mean(1) + beta * ((1 - m) * sq).mean(1)
     return (per * weight).mean() if weight is not None else per.mean()
 
 
@@ -89,6 +107,6 @@ def generator_loss(d_fake: DOutput, x0_hat: torch.Tensor, x0: torch.Tensor, mask
     adv_img = F.softplus(-d_fake.img).mean()                                        # eq. 5
     adv_mask = F.softplus(-d_fake.fg).mean() if d_fake.fg is not None else torch.zeros_like(adv_img)  # eq. 6
     weight = alpha_i if alpha_i is not None else torch.full((x0.shape[0],), cfg.alpha, device=x0.device)
-    mse = mse_loss(x0_hat, x0, mask, beta, cfg.region_mean, weight)
+    mse = mse_loss(x0_hat, x0, mask, beta, cfg.region_mean, weight, cfg.mse_lowpass)
     total = cfg.l_img * adv_img + cfg.l_mask * adv_mask + mse
     return {"total": total, "adv_img": adv_img, "adv_mask": adv_mask, "mse": mse}

@@ -11,7 +11,7 @@ from torch import nn
 from sard.augment import augment_pair
 from sard.config import TrainConfig
 from sard.losses import LossConfig, d_fake_loss, d_real_loss, generator_loss, r1_penalty, real_logits
-from sard.rcd import rcd_step
+from sard.rcd import paste, rcd_step
 from sard.schedule import Schedule
 
 
@@ -64,11 +64,26 @@ class GapMeter:
         return out
 
 
+def judged_view(cfg: TrainConfig, b: Batch, x_prev: torch.Tensor, x0_hat: torch.Tensor | None = None) -> torch.Tensor:
+    """What D judges beside x_t. DDGAN's pair: x_{t-1}, which at the noisy steps is mostly noise, so
+    real and fake differ by A_t (x0 - x0_hat) under sigma_t and D learned nothing there (issue 15).
+    discriminator.judges = "x0": the clean x0 (real) or G's x0_hat pasted on the real background
+    (fake) at every step, as at the last step (A_0 = 1, sigma_0 = 0) already, so each reverse step's
+    prediction must look like a real defect given x_t, not like the mean one. x0_hat None: the real side."""
+    if cfg.discriminator.judges == "pair":
+        return x_prev
+    if x0_hat is None:
+        return b.x0.clone()
+    x0_hat = x0_hat.to(b.x0)
+    return paste(x0_hat, b.x0, b.mask) if cfg.rcd else x0_hat
+
+
 def judge(D, cfg: TrainConfig, schedule: Schedule, x_prev, x_t, b: Batch, i, rng):
     """D's verdict on a pair, shown through the augmentation when it is on (real and fake alike)."""
     mask = b.mask
     if cfg.augment:
-        x_prev, x_t, mask = augment_pair(x_prev, x_t, mask, i, schedule, rng)
+        x_prev, x_t, mask = augment_pair(x_prev, x_t, mask, i, schedule, rng,
+                                         prev_clean=cfg.discriminator.judges == "x0")
     return D(x_prev, x_t, i, mask, b.label)
 
 
@@ -77,20 +92,20 @@ def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, am
     lc: LossConfig = cfg.loss
     i, x_i, x_next = diffuse(schedule, b, rng)
     do_r1 = lc.r1_gamma > 0 and step % lc.lazy_r1 == 0
-    x_i.requires_grad_(do_r1)
+    x_real = judged_view(cfg, b, x_i).requires_grad_(do_r1)
     with amp():
-        d_real = judge(D, cfg, schedule, x_i, x_next, b, i, rng)
+        d_real = judge(D, cfg, schedule, x_real, x_next, b, i, rng)
         real_loss = d_real_loss(d_real, lc.lam)
         with torch.no_grad():
-            _, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
-        d_fake = judge(D, cfg, schedule, x_fake.detach(), x_next, b, i, rng)
+            x0_hat, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
+        d_fake = judge(D, cfg, schedule, judged_view(cfg, b, x_fake, x0_hat), x_next, b, i, rng)
         fake_loss = d_fake_loss(d_fake, lc.lam)
     gaps.add(i, d_real, d_fake)
     loss = real_loss + fake_loss
     r1 = torch.zeros((), device=loss.device)
     if do_r1:   # DDGAN: gradient of the summed real logits (not of the batch-mean loss)
         score = real_logits(d_real, lc.lam).float() if lc.r1_on_logits else real_loss
-        r1 = r1_penalty(score, x_i, lc.r1_gamma)
+        r1 = r1_penalty(score, x_real, lc.r1_gamma)
     opt_d.zero_grad(set_to_none=True)
     (loss + r1).backward()
     opt_d.step()
@@ -107,7 +122,7 @@ def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[
     alpha_i = lc.alpha * schedule.signal(i + 1) if lc.alpha_fade else None
     with amp():
         x0_hat, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
-        d_fake = judge(D, cfg, schedule, x_fake, x_next, b, i, rng)
+        d_fake = judge(D, cfg, schedule, judged_view(cfg, b, x_fake, x0_hat), x_next, b, i, rng)
         losses = generator_loss(d_fake, x0_hat.float(), b.x0, b.mask, lc, lc.background_weight(cfg.rcd), alpha_i)
     opt_g.zero_grad(set_to_none=True)
     losses["total"].backward()

@@ -280,7 +280,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     for step in bar:
         x0, m, y = sampler.batch(cfg.batch)
         b = Batch(x0.to(dev), m.to(dev), y.to(dev))
-        stats = d_step(G_train, D_train, opt_d, schedule, b, rng, cfg, step, amp, gaps)
+        for _ in range(cfg.d_steps):   # D gets ahead of G on the same crops, fresh steps and noise
+            stats = d_step(G_train, D_train, opt_d, schedule, b, rng, cfg, step, amp, gaps)
         stats |= g_step(G_train, D_train, opt_g, schedule, b, rng, cfg, amp)
         ema_update(G_ema, G, ema_decay(cfg, step))
         done = step + 1

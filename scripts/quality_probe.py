@@ -30,6 +30,7 @@ def main() -> None:
         split = split_defects(samples, pipe.config.get("split_seed", 0))
         q = synthesis_quality(pipe, split.held_out, per_type=a.per_type)
         row = {d: {"diversity_ratio": None if v["diversity_ratio"] is None else round(v["diversity_ratio"], 2),
+                   "relative": None if v["diversity_ratio_relative"] is None else round(v["diversity_ratio_relative"], 2),
                    "std_ratio": round(v["std_ratio"], 2), "x0_change": [round(x, 1) for x in v["x0_change_per_step"]]}
                for d, v in q.items()}
         log = ck / "log.jsonl"

@@ -54,3 +54,19 @@ def test_realism_and_card_commands(tmp_path, small_data):
     assert all(f"| {d} |" in card for d in fig["quality"]) and "**0** (bit-exact)" in card
     r = run_module("sard.evaluate", "realism", "--data", tmp_path / "missing", "--out", out)
     assert r.returncode == 2 and "missing" in r.stderr
+
+
+def test_relative_real_spread_ignores_a_brighter_part_but_not_a_different_defect():
+    """Two identical defects on parts 40 grey levels apart: 40 apart raw, 0 relative to their own
+    surroundings; a defect of another depth stays different either way."""
+    from sard.evaluation.card import _aligned_difference
+    m = np.zeros((40, 40), bool)
+    m[15:25, 12:28] = True
+    a = np.full((40, 40), 100.0)
+    a[m] = 60.0                                   # a dark defect on a mid-grey part
+    b = a + 40.0                                  # the same defect on a brighter part
+    c = a.copy()
+    c[m] = 20.0                                   # a deeper defect on the first part
+    assert _aligned_difference(a, m, b, m) == 40.0
+    assert _aligned_difference(a, m, b, m, relative=True) == 0.0
+    assert _aligned_difference(a, m, c, m, relative=True) == 40.0

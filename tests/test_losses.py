@@ -77,3 +77,26 @@ def test_r1_penalty_by_hand():
     loss = torch.nn.functional.softplus(-(3 * x).sum())
     g = 3 * 0.5  # |d softplus(-3 sum x) / dx| at 0
     assert r1_penalty(loss, x, gamma=1.0).item() == pytest.approx(0.5 * 2 * g**2)
+
+
+def test_lowpass_mse_leaves_texture_to_d_and_still_charges_the_layout():
+    """With mse_lowpass a zero-mean pixel texture inside the mask costs almost nothing, while a
+    wrong brightness of the whole defect costs what it costs without it (away from the edge)."""
+    x0 = torch.zeros(1, 1, 48, 48)
+    m = torch.zeros(1, 1, 48, 48)
+    m[..., 8:40, 8:40] = 1
+    yy, xx = torch.meshgrid(torch.arange(48), torch.arange(48), indexing="ij")
+    texture = m * 0.3 * ((yy + xx) % 2 * 2 - 1).float()   # a +-0.3 checkerboard: pure grain
+    offset = m * 0.3                                          # the whole defect 0.3 too bright
+    plain = [mse_loss(x0 + e, x0, m, 0.0).item() for e in (texture, offset)]
+    low = [mse_loss(x0 + e, x0, m, 0.0, lowpass=2.0).item() for e in (texture, offset)]
+    assert plain[0] == pytest.approx(0.09) and plain[1] == pytest.approx(0.09)
+    assert low[0] < 0.01 * plain[0]
+    assert low[1] > 0.7 * plain[1]                          # only the edge band loses weight
+    # What lies outside the mask never enters the mask term, blurred or not.
+    outside = (1 - m) * 5.0
+    assert mse_loss(x0 + outside, x0, m, 0.0, lowpass=2.0).item() == pytest.approx(0.0, abs=1e-9)
+    # The generator loss uses the config's sigma.
+    d = DOutput(img=torch.zeros(1), fg=torch.zeros(1))
+    cfg = LossConfig(mse_lowpass=2.0, alpha_fade=False)
+    assert generator_loss(d, x0 + texture, x0, m, cfg, beta=0.0)["mse"].item() == pytest.approx(low[0], rel=1e-5)

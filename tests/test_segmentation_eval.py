@@ -2,6 +2,7 @@
 mask bank, a --quick run end to end (and its cache), bad methods refused with exit 2."""
 import json
 import math
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import DATA_ROOT, MAGNETIC_TILE, requires_data, run_module
 from sard.data import list_dataset, split_defects
 from sard.evaluation import segmentation as seg
 from sard.evaluation.seg_train import SegData, SegTrainConfig, batches
+from sard.evaluation.segmentation import read_run
 from sard.io import SardInputError
 from sard.metrics import SCORE_BINS
 
@@ -127,8 +129,8 @@ def test_quick_run_end_to_end_and_cache(tmp_path):
     assert sorted(map(key, lines["cutpaste"])) == sorted(map(key, lines["draem"]))
     # patch for patch: the synthetic-only arm takes as many patches a step as Real only, a mixed arm twice that
     def batch_of(method, arm):
-        (path,) = (work / "runs" / method).glob(f"unet-real{arm}-seed0-*.json")
-        t = json.loads(path.read_text())["train"]
+        (path,) = (work / "runs" / method).glob(f"unet-real{arm}-seed0-*.json.gz")
+        t = read_run(path)["train"]
         return t["batch_real"], t["batch_synthetic"]
     assert batch_of("real", "0.5") == (4, 0) and batch_of("draem", "0") == (0, 4) and batch_of("draem", "0.5") == (4, 4)
     # a second run reuses every run and gives the same numbers
@@ -138,11 +140,17 @@ def test_quick_run_end_to_end_and_cache(tmp_path):
     assert json.dumps(report2["results"], sort_keys=True) == json.dumps(report["results"], sort_keys=True)
     assert time.perf_counter() - t0 < first
     # a run cut short resumes where it stopped: only the missing run is trained again
-    (victim,) = (work / "runs" / "draem").glob("unet-real0-seed0-*.json")
+    (victim,) = (work / "runs" / "draem").glob("unet-real0-seed0-*.json.gz")
     victim.unlink()
     _, report3, _ = _quick(MAGNETIC_TILE, tmp_path, "real,cutpaste,draem", *extra)
     assert report3["runs_trained"] == 1 and report3["runs_cached"] == 4
     assert victim.is_file()
+    # a fresh checkout: no pairs, no work folder, only the (committed) --results: nothing is retrained
+    shutil.copytree(work / "runs", tmp_path / "kept")
+    shutil.rmtree(work)
+    _, report4, _ = _quick(MAGNETIC_TILE, tmp_path, "real,cutpaste,draem", "--results", tmp_path / "kept", *extra)
+    assert report4["runs_trained"] == 0 and report4["runs_cached"] == 5
+    assert json.dumps(report4["results"], sort_keys=True) == json.dumps(report3["results"], sort_keys=True)
 
 
 @pytest.mark.skipif(not BOTTLE.is_dir(), reason=f"bottle data not found at {BOTTLE}")

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from sard.io import atomic_save_png, read_image
-from sard.masks import random_mask
+from sard.masks import grow_mask, random_mask
 from sard.pipeline import SardPipeline, mask_bbox, x0_change_per_step
 from sard.train_samples import overlay
 
@@ -151,13 +151,27 @@ def _inside(a: np.ndarray, m: np.ndarray) -> np.ndarray:
     return _gray(a.astype(np.float64))[m]
 
 
-def _aligned_difference(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray) -> float | None:
+RING_PX = 8   # the local background of a defect: pixels within this distance outside its mask
+
+
+def _local_level(g: np.ndarray, m: np.ndarray) -> float:
+    """Median gray level of the ring of background around the mask (the part's own brightness there)."""
+    ring = grow_mask(m, RING_PX) & ~m
+    return float(np.median(g[ring])) if ring.any() else float(np.median(g[~m])) if (~m).any() else 0.0
+
+
+def _aligned_difference(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray,
+                        relative: bool = False) -> float | None:
     """Mean |a - b| over the defect pixels both share once b's defect is moved onto a's (centroids
-    aligned): how different two real defects of one type are at the same place in the defect."""
+    aligned): how different two real defects of one type are at the same place in the defect.
+    relative: each taken against its own local background level first (_local_level), so that two
+    parts of different brightness do not count as different defects; two seeds share theirs."""
     ya, xa = np.argwhere(ma).mean(0)
     yb, xb = np.argwhere(mb).mean(0)
     dy, dx = int(round(ya - yb)), int(round(xa - xb))
     ga, gb = _gray(a.astype(np.float64)), _gray(b.astype(np.float64))
+    if relative:
+        ga, gb = ga - _local_level(ga, ma), gb - _local_level(gb, mb)
     H, W = ga.shape
     vals = []
     for y, x in np.argwhere(mb):
@@ -173,6 +187,8 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
     - seed_diversity: mean |seed a - seed b| inside the mask;
     - real_spread: mean |defect j - defect k| of two real defects of the type, centroids aligned,
       over the pixels both masks share (the same measure between two real draws);
+    - real_spread_relative: the same with each defect against its own local background level, as
+      two seeds are (they share the part); diversity_ratio_relative: seed_diversity / that;
     - diversity_ratio: seed_diversity / real_spread (figure b: at least 0.5 asked);
     - std_synth / std_real: texture, the std of the pixels inside the mask;
     - x0_change: mean |x0_hat(step i) - x0_hat(step i - 1)| inside the mask per reverse step
@@ -181,7 +197,7 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
     out = {}
     for defect in pipe.defects or [None]:
         samples = [s for s in held_out if defect is None or s.defect == defect][:per_type]
-        div, std_s, std_r, spread, change = [], [], [], [], []
+        div, std_s, std_r, spread, spread_rel, change = [], [], [], [], [], []
         loaded = []
         for s in tqdm(samples, desc=f"quality {defect}", leave=False):
             image = read_image(s.image)
@@ -203,12 +219,15 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
                 d = _aligned_difference(image, m, *loaded[k])
                 if d is not None:
                     spread.append(d)
+                    spread_rel.append(_aligned_difference(image, m, *loaded[k], relative=True))
         if not div:
             continue
         out[defect or "defect"] = {
             "syntheses": len(div) * len(seeds), "seed_diversity": float(np.mean(div)),
             "real_spread": float(np.mean(spread)) if spread else None,
             "diversity_ratio": float(np.mean(div) / np.mean(spread)) if spread else None,   # figure (b)
+            "real_spread_relative": float(np.mean(spread_rel)) if spread_rel else None,
+            "diversity_ratio_relative": float(np.mean(div) / np.mean(spread_rel)) if spread_rel else None,
             "std_synth": float(np.mean(std_s)), "std_real": float(np.mean(std_r)),
             "std_ratio": float(np.mean(std_s) / max(np.mean(std_r), 1e-9)),
             "x0_change_per_step": [float(v) for v in np.mean(change, axis=0)],
@@ -279,13 +298,17 @@ def card_markdown(figures: dict, config: dict, c2st: dict | None = None, grids: 
         lines += ["", "**Per type**, held-out real defects repainted inside their own masks (two seeds each), grey "
                   "levels 0-255 (luminance for colour): (b) seed diversity = mean \\|seed 0 - seed 1\\| inside the mask, "
                   "real spread = the same between two real defects of the type (centroids aligned), target ratio >= 0.5; "
+                  "relative: each real defect against its own local background level (the median of an "
+                  f"{RING_PX} px ring around its mask), as two seeds share theirs; "
                   "(c) std inside the mask synthesis / real, target within 15 %; (e) mean \\|change of the predicted x0\\| "
                   "per reverse step.", "",
-                  "| type | (b) seed diversity | real spread | ratio | (c) std synth / real | (e) x0 change per step |",
-                  "|---|---|---|---|---|---|"]
+                  "| type | (b) seed diversity | real spread | ratio | real spread, relative | ratio | "
+                  "(c) std synth / real | (e) x0 change per step |",
+                  "|---|---|---|---|---|---|---|---|"]
         for d, v in q.items():
             lines.append(f"| {d} | {v['seed_diversity']:.1f} | {_num(v.get('real_spread'))} | "
-                         f"{_num(v.get('diversity_ratio'), '.2f')} | "
+                         f"{_num(v.get('diversity_ratio'), '.2f')} | {_num(v.get('real_spread_relative'))} | "
+                         f"{_num(v.get('diversity_ratio_relative'), '.2f')} | "
                          f"{v['std_synth']:.1f} / {v['std_real']:.1f} = {v['std_ratio']:.2f} | "
                          f"{' / '.join(f'{x:.1f}' for x in v['x0_change_per_step'])} |")
     lines += ["", "Held-out normal image, a real mask of the type from the bank, three seeds (top: whole image; "

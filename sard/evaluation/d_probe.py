@@ -6,6 +6,8 @@ Per reverse step i it reports D's real-minus-fake logit gap and how often it ran
 above the fake one, beside the best any discriminator could do: real and fake x_{i} differ only by
 A_i (x0 - x0_fake) under noise sigma_i (posterior eq. 1-3), so even knowing both x0 a test cannot
 beat Phi(d' / sqrt 2) with d' = A_i ||x0 - x0_fake|| / sigma_i. At the noisiest step it is near 50 %.
+With `judges="x0"` D sees the clean x0 (real or fake) beside x_{i+1} at every step, as the trainer
+shows it then (sard.steps.judged_view): nothing hides the difference, the bound is 100 % at every step.
 """
 from __future__ import annotations
 
@@ -65,9 +67,13 @@ def probe(data: str, config: DiscriminatorConfig | None = None, fake: str = "zer
     opt = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.9))
     rng = torch.Generator().manual_seed(seed)
 
+    clean = D.config.judges == "x0"
+
     def pairs(x0, m, i):
         x_i, x_next = schedule.q_sample_pairs(x0, i, rng)
         noise = torch.randn(x0.shape, generator=rng)
+        if clean:
+            return x0, x_next, fake_x0(x0, m, fake)
         return x_i, x_next, rcd_step(schedule, fake_x0(x0, m, fake), x_next, x0, m, i, noise)
 
     for _ in range(steps):
@@ -83,7 +89,8 @@ def probe(data: str, config: DiscriminatorConfig | None = None, fake: str = "zer
     with torch.no_grad():
         for step in range(schedule.num_steps):
             gi, gf, hits, dprime = [], [], [], []
-            snr = (schedule.posterior_coef_x0[step] / schedule.posterior_variance[step].sqrt().clamp(min=1e-6)).item()
+            snr = 1e6 if clean else \
+                (schedule.posterior_coef_x0[step] / schedule.posterior_variance[step].sqrt().clamp(min=1e-6)).item()
             for _ in range(eval_batches):
                 x0, m, y = sampler.batch(8)
                 i = torch.full((8,), step)

@@ -24,8 +24,9 @@ Protocol
    IoU / F1 at that threshold; the false-alarm rate on test/good; the paper's IoU / Acc on defect
    images alone as secondary columns (sard.metrics). References "All defect" and "All background"
    (constant scores) and Real only sit in every table; seg_report.py gives the convergence verdict.
-Every run is cached as one JSON in <work>/runs/ (atomic), named by the hash of all it depends on: a
-run stopped anywhere resumes at the first missing segmenter, so a benchmark may span sessions.
+Every run is cached as one gzipped JSON in --results (default <work>/runs/; atomic), named by the hash of all it
+depends on: a run stopped anywhere resumes at the first missing segmenter, so a benchmark may span
+sessions; the committed reports/cache/<category>/ keeps them across fresh checkouts.
 
 Steps: how the default was chosen (Real only, unet, seed 0, lr 2e-3, 4 real 64 px patches a step;
 AP / pooled IoU / false alarms on test/good, means over types; one-off scripts over the library's
@@ -65,6 +66,7 @@ writes the report. Any run resumes at the first missing segmenter.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import math
@@ -88,7 +90,7 @@ from sard.data.readers import Sample
 from sard.evaluation.seg_report import chart_png, markdown, seed_summary, verdict
 from sard.evaluation.seg_train import SegData, SegTrainConfig, predict, train_segmenter
 from sard.imaging import match_channels
-from sard.io import SardInputError, atomic_write_bytes, atomic_write_json, read_image, read_mask
+from sard.io import SardInputError, atomic_write_bytes, read_image, read_mask
 from sard.metrics import (SCORE_BINS, ScoreCounts, average_precision, best_threshold, false_alarm, nanmean,
                           score_bins)
 from sard.nets.segmentation import SEGMENTERS
@@ -506,6 +508,7 @@ class Settings:
     seed: int
     threads: int
     work: Path
+    results: Path
     out: Path
     json: Path
     chart: Path
@@ -522,7 +525,8 @@ class Settings:
                  "--seeds": self.seeds, "--pairs-per-type": self.pairs_per_type, "--res": self.res, "--crop": self.crop,
                  "--iters": self.iters, "--batch": self.batch, "--lr": self.lr,
                  "--real-fraction": ",".join(f"{f:g}" for f in self.real_fractions), "--split-seed": self.split_seed,
-                 "--seed": self.seed, "--threads": self.threads, "--work": self.work, "--out": self.out,
+                 "--seed": self.seed, "--threads": self.threads, "--work": self.work, "--results": self.results,
+                 "--out": self.out,
                  "--json": self.json, "--chart": self.chart}
         args = ["python", "-m", "sard.evaluate", "segmentation"] + [str(x) for kv in flags.items() for x in kv]
         if self.defects:
@@ -556,7 +560,8 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
                  iters=pick("iters"), batch=pick("batch"), lr=pick("lr"),
                  real_fractions=parse_fractions(str(pick("real_fraction"))), defects=defects,
                  split_seed=a.split_seed, seed=a.seed, threads=a.threads or max(1, os.cpu_count() or 1),
-                 work=Path(a.work), out=Path(a.out), json=Path(a.json) if a.json else Path(a.out).with_suffix(".json"),
+                 work=Path(a.work), results=Path(a.results) if a.results else Path(a.work) / "runs",
+                 out=Path(a.out), json=Path(a.json) if a.json else Path(a.out).with_suffix(".json"),
                  chart=Path(a.chart) if a.chart else Path(a.out).with_suffix(".png"), quick=bool(a.quick))
     for name, v, lo in (("--seeds", s.seeds, 1), ("--pairs-per-type", s.pairs_per_type, 1), ("--res", s.res, 0),
                         ("--crop", s.crop, 0), ("--iters", s.iters, 1), ("--batch", s.batch, 1),
@@ -577,8 +582,9 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
                              f"pairs; need at least {2 if 'bisenetv2' in s.backbones else 1}")
     if s.out.suffix.lower() != ".md":
         raise SardInputError(f"--out {s.out}: expected a Markdown file name ending in .md")
-    if s.work.exists() and not s.work.is_dir():
-        raise SardInputError(f"--work {s.work}: is a file; expected a folder (created if missing)")
+    for flag, folder in (("--work", s.work), ("--results", s.results)):
+        if folder.exists() and not folder.is_dir():
+            raise SardInputError(f"{flag} {folder}: is a file; expected a folder (created if missing)")
     return s
 
 
@@ -591,9 +597,18 @@ def run_key(s: Settings, method: Method, backbone: str, seed: int, defects: list
             "protocol": f"val{VAL_SHARE}+{VAL_GOOD}/std/patches/ce+dice/scores{SCORE_BINS}/v3"}
 
 
-def run_path(work: Path, key: dict) -> Path:
+def run_path(results: Path, key: dict) -> Path:
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    return work / "runs" / key["method"] / f"{key['backbone']}-real{key['real_fraction']:g}-seed{key['seed']}-{h}.json"
+    return results / key["method"] / f"{key['backbone']}-real{key['real_fraction']:g}-seed{key['seed']}-{h}.json.gz"
+
+
+def write_run(path: Path, rec: dict) -> None:
+    """A run's record, gzipped JSON (its score histograms are ~140 kB as text, ~15 kB zipped), atomic."""
+    atomic_write_bytes(path, gzip.compress(json.dumps(rec).encode(), mtime=0))
+
+
+def read_run(path: Path) -> dict:
+    return json.loads(gzip.decompress(path.read_bytes()))
 
 
 def machine(threads: int) -> str:
@@ -647,7 +662,7 @@ def run(a: argparse.Namespace) -> dict:
     synthesis: dict[str, dict] = {}
     fresh = cached = 0
     for m in methods:
-        todo = [(f, b, seed, run_path(s.work, run_key(s, m, b, seed, proto.defects, f)))
+        todo = [(f, b, seed, run_path(s.results, run_key(s, m, b, seed, proto.defects, f)))
                 for f in arms(s, m) for b in s.backbones for seed in range(s.seeds)]
         todo = [t for t in todo if not t[3].is_file()]
         if todo:
@@ -668,12 +683,12 @@ def run(a: argparse.Namespace) -> dict:
                 rec = {"key": run_key(s, m, b, seed, proto.defects, f),
                        "train": {**log, "real_images": len(real_set), "synthetic_images": len(synthetic or [])},
                        "test_seconds": time.perf_counter() - t0, "eval": ev, "metrics": run_metrics(ev)}
-                atomic_write_json(path, rec)
+                write_run(path, rec)
                 fresh += 1
                 r = rec["metrics"]
                 say(f"{m.name}/{b}/real{f:g}/seed{seed}: AP {100 * r['AP']:.1f} IoU {100 * r['IoU']:.1f} false alarms "
                     f"{100 * r['false_alarm_rate']:.0f} % ({log['seconds']:.0f} s train, {rec['test_seconds']:.0f} s test)")
-        runs[m.name] = {f: {b: [json.loads(run_path(s.work, run_key(s, m, b, seed, proto.defects, f)).read_text())
+        runs[m.name] = {f: {b: [read_run(run_path(s.results, run_key(s, m, b, seed, proto.defects, f)))
                                 for seed in range(s.seeds)] for b in s.backbones} for f in arms(s, m)}
         cached += len(arms(s, m)) * s.seeds * len(s.backbones) - len(todo)
     report = build_report(s, methods, proto, runs, references, synthesis, channels)
@@ -731,7 +746,7 @@ def build_report(s: Settings, methods: list[Method], proto: Protocol, runs: dict
                      "validation": f"{VAL_SHARE:.0%} of each type's real training third + {len(proto.val_good)} "
                                    f"train/good images; threshold of best pooled F1 on it, in steps of 1/{SCORE_BINS}",
                      "pretrained": False, "split_seed": s.split_seed, "pair_seed": s.seed, "threads": s.threads,
-                     "work": str(s.work)},
+                     "work": str(s.work), "results": str(s.results)},
         "split": {"train_real": len(proto.train_real), "val_defects": len(proto.val_defects),
                   "val_good": len(proto.val_good), "test_defects": len(proto.test_defects),
                   "test_good": len(proto.test_good), "normals": len(proto.normals),
@@ -776,6 +791,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthesis job list")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--work", default="runs/segmentation", help="cache of pairs and per-run results (resumable)")
+    p.add_argument("--results", help="per-run result JSONs, a few kB each (default: WORK/runs); a folder in the "
+                                     "repository lets a run span sessions on fresh checkouts (the pairs are "
+                                     "remade from the job list)")
     p.add_argument("--out", default="reports/segmentation.md", help="Markdown report")
     p.add_argument("--json", help="JSON report (default: --out with .json)")
     p.add_argument("--chart", help="bar chart PNG (default: --out with .png)")

@@ -52,10 +52,11 @@ class DiscriminatorConfig:
     residual_input: bool = True    # also show D the posterior residual (x_{t-1} - B_t x_t) / sqrt(A_t^2 + sigma_t^2)
     highpass_input: bool = True    # and x_{t-1}'s fine texture (minus its 3x3 mean) times highpass_gain
     highpass_gain: float = 20.0    # about 1 / that texture's std in the training crops (the trainer measures it)
+    judges: str = "pair"      # "pair": (x_{t-1}, x_t) as DDGAN; "x0": (x0 or G's pasted x0_hat, x_t), see judged_view
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "dmg_masking": ("feature", "input"), "init": ("kaiming", "torch"), "step_embedding": ("scaled", "index"),
-        "pool": ("mean", "sum")}
+        "pool": ("mean", "sum"), "judges": ("pair", "x0")}
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
@@ -190,7 +191,8 @@ class Discriminator(nn.Module):
             b, s = self.res_b[i].view(-1, 1, 1, 1), self.res_scale[i].view(-1, 1, 1, 1)
             views.append((x_prev - b * x_t) * s)
         if self.config.highpass_input:   # texture is a few grey levels on [-1, 1]: scaled up so D sees it early
-            views.append(highpass(x_prev) * self.hp_scale[i].view(-1, 1, 1, 1))
+            hp = self.hp_scale[i if self.config.judges == "pair" else torch.zeros_like(i)]   # a clean x0: no noise
+            views.append(highpass(x_prev) * hp.view(-1, 1, 1, 1))
         return torch.cat(views + [mask] if self.config.mask_input else views, dim=1)
 
     def forward(self, x_prev: torch.Tensor, x_t: torch.Tensor, i: torch.Tensor, mask: torch.Tensor,

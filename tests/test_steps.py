@@ -1,0 +1,79 @@
+"""What the discriminator judges in a training step: DDGAN's pair (x_{t-1}, x_t), or with
+discriminator.judges = "x0" the clean image beside x_t, G's prediction pasted on the real background."""
+import torch
+
+from sard.augment import augment_pair
+from sard.config import TrainConfig
+from sard.nets.discriminator import Discriminator, DiscriminatorConfig
+from sard.nets.generator import Generator
+from sard.schedule import Schedule
+from sard.steps import Batch, GapMeter, d_step, g_step, judged_view
+
+
+def _batch(B=2, H=16):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(B, 1, H, H, generator=g) * 2 - 1
+    m = torch.zeros(B, 1, H, H)
+    m[..., 4:10, 5:12] = 1
+    return Batch(x0=x0, mask=m, label=torch.zeros(B, dtype=torch.long))
+
+
+def test_pair_mode_judges_x_prev_and_x0_mode_the_clean_images():
+    b = _batch()
+    x_prev, x0_hat = torch.randn_like(b.x0), torch.randn_like(b.x0)
+    pair, clean = TrainConfig(), TrainConfig()
+    clean.discriminator.judges = "x0"
+    assert judged_view(pair, b, x_prev) is x_prev
+    assert judged_view(pair, b, x_prev, x0_hat) is x_prev
+    assert torch.equal(judged_view(clean, b, x_prev), b.x0)                       # the real side: x0 itself
+    fake = judged_view(clean, b, x_prev, x0_hat)
+    inside = b.mask.bool().expand_as(fake)
+    assert torch.equal(fake[inside], x0_hat[inside])                              # G's prediction in the mask
+    assert torch.equal(fake[~inside], b.x0[~inside])                              # RCD: the real background
+    clean.rcd = False
+    assert torch.equal(judged_view(clean, b, x_prev, x0_hat), x0_hat)             # DDGAN: all of x0_hat
+
+
+def test_a_clean_x0_brightens_by_c_and_a_noisy_x_i_by_its_signal():
+    sch = Schedule()
+    x = torch.zeros(1, 1, 8, 8)
+    i = torch.tensor([2])
+    for clean in (False, True):
+        out, _, _ = augment_pair(x, x, torch.ones_like(x), i, sch, torch.Generator().manual_seed(3), shift=0.0,
+                                 prev_clean=clean)
+        c = torch.Generator().manual_seed(3)
+        c = (torch.rand(1, generator=c) * 2 - 1) * 0.2
+        want = c if clean else sch.signal(i) * c
+        assert torch.allclose(out, want.expand_as(out))
+
+
+def test_training_steps_run_in_x0_mode_with_r1_and_move_both_nets():
+    cfg = TrainConfig()
+    cfg.discriminator.judges = "x0"
+    cfg.generator.base_channels, cfg.discriminator.base_channels = 8, 8
+    cfg.discriminator.num_classes = cfg.generator.num_classes = 1
+    G, D = Generator(cfg.generator), Discriminator(cfg.discriminator)
+    sch = Schedule(cfg.schedule)
+    opt_g, opt_d = (torch.optim.Adam(n.parameters(), lr=1e-3) for n in (G, D))
+    b, rng, gaps = _batch(B=4, H=32), torch.Generator().manual_seed(1), GapMeter(sch.num_steps)
+    before_g, before_d = [p.clone() for p in G.parameters()], [p.clone() for p in D.parameters()]
+    amp = torch.autocast("cpu", enabled=False)
+    d_out = d_step(G, D, opt_d, sch, b, rng, cfg, step=0, amp=lambda: amp, gaps=gaps)   # step 0: R1 is due
+    g_out = g_step(G, D, opt_g, sch, b, rng, cfg, amp=lambda: amp)
+    assert "r1" in d_out and all(torch.isfinite(torch.tensor(v)) for v in (*d_out.values(), *g_out.values()))
+    assert any(not torch.equal(p, q) for p, q in zip(G.parameters(), before_g))
+    assert any(not torch.equal(p, q) for p, q in zip(D.parameters(), before_d))
+    assert gaps.fields(dmg=True)                                                  # the gap is logged per step
+
+
+def test_x0_mode_scales_the_texture_channel_as_for_a_clean_image():
+    """A clean x0's texture gets step 0's gain at every step; a noisy x_i's its own, smaller one."""
+    x = torch.randn(1, 1, 16, 16)
+    m = torch.ones(1, 1, 16, 16)
+    i = torch.tensor([3])
+    pair = Discriminator(DiscriminatorConfig())
+    clean = Discriminator(DiscriminatorConfig(judges="x0"))
+    hp_pair, hp_clean = pair.stack(x, x, i, m)[:, 3], clean.stack(x, x, i, m)[:, 3]
+    ratio = (hp_clean.std() / hp_pair.std()).item()
+    assert abs(ratio - (clean.hp_scale[0] / pair.hp_scale[3]).item()) < 1e-4
+    assert ratio > 5
