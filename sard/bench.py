@@ -98,7 +98,7 @@ def bench_training(data: Path, repeats: int) -> dict:
     from sard.nets.discriminator import Discriminator
     from sard.nets.generator import Generator
     from sard.schedule import Schedule
-    from sard.steps import Batch, GapMeter, d_step, g_step
+    from sard.steps import Batch, GapMeter, train_step
     samples = list_dataset(data)
     split = split_defects(samples)
     defects = split.defects()
@@ -116,8 +116,7 @@ def bench_training(data: Path, repeats: int) -> dict:
 
         def one():
             b = Batch(*sampler.batch(4))
-            d_step(G, D, opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps))
-            g_step(G, D, opt_g, sched, b, rng, cfg, amp)
+            train_step(G, D, opt_g, opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps))
             step[0] += 1
         out[f"train_s_per_step_{res}"] = timed(one, repeats)
         print(f"  training at {res} px: {out[f'train_s_per_step_{res}']:.3f} s/step", file=sys.stderr)

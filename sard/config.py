@@ -35,7 +35,7 @@ class TrainConfig:
     lr_g: float = 1.6e-4
     lr_d: float = 4e-4             # DDGAN-sized D steps are too small for a CPU budget (issue 15 probes)
     betas: tuple[float, float] = (0.5, 0.9)
-    d_steps: int = 1               # discriminator steps per generator step
+    d_steps: int = 2               # discriminator steps per generator step (1: DDGAN); 2 keeps D's gap alive
     ema: float = 0.999
     ema_warmup: bool = True        # decay min(ema, (1 + s) / (10 + s)); False: the paper's constant 0.999
     augment: bool = True           # D sees real and fake pairs through the same random shift / brightness

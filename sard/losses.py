@@ -25,8 +25,8 @@ class LossConfig:
     r1_on_logits: bool = True  # DDGAN's R1: gradient of the summed real logits; False: of the mean loss
     region_mean: bool = True   # each L_MSE term a mean over its own pixels; False: both over all pixels (paper)
     alpha_fade: bool = True    # alpha_i = alpha sqrt(alpha_bar_{i+1}): regress x0 only where G's input holds it
-    mse_lowpass: float = 0.0   # > 0: the mask term regresses a Gaussian blur (sigma px) of the error, so the mean
-                               # defect is asked for in the large only and texture is left to D; 0: plain error
+    mse_lowpass: float = 2.0   # > 0: the mask term regresses a Gaussian blur (sigma px) of the error: the mean
+                               # defect in the large only, texture left to D; 0: the plain error (paper)
 
     def to_dict(self) -> dict:
         return asdict(self)

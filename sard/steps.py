@@ -1,4 +1,4 @@
-"""One SARD training step, in phases: diffuse a real batch, D's step (DMG eq. 3 + R1), G's step
+"""One SARD training step, in phases: diffuse a real batch, D's steps (DMG eq. 3 + R1), G's step
 (paper eq. 4-6), the EMA. The trainer (`python -m sard.train`) and the benchmark both run these.
 """
 from __future__ import annotations
@@ -128,6 +128,15 @@ def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[
     losses["total"].backward()
     opt_g.step()
     return {f"g_{k}": v.item() for k, v in losses.items()}
+
+
+def train_step(G, D, opt_g, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, amp,
+               gaps: GapMeter) -> dict[str, float]:
+    """One iteration: cfg.d_steps steps of D (fresh reverse steps and noise on the same crops, so D
+    keeps ahead of G), then one of G. The EMA is the caller's (it holds the shadow weights)."""
+    for _ in range(cfg.d_steps):
+        stats = d_step(G, D, opt_d, schedule, b, rng, cfg, step, amp, gaps)
+    return stats | g_step(G, D, opt_g, schedule, b, rng, cfg, amp)
 
 
 def ema_decay(cfg: TrainConfig, step: int) -> float:

@@ -32,7 +32,7 @@ from sard.nets.generator import Generator
 from sard.finetune import generator_config_from, transfer_generator
 from sard.pipeline import MODEL_FORMAT, pick_device, resolve_checkpoint
 from sard.schedule import Schedule
-from sard.steps import Batch, GapMeter, d_step, ema_decay, ema_update, g_step
+from sard.steps import Batch, GapMeter, ema_decay, ema_update, train_step
 from sard.train_samples import SampleGrid
 from sard.validate import whole_number, writable_folder, write_error
 
@@ -280,9 +280,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     for step in bar:
         x0, m, y = sampler.batch(cfg.batch)
         b = Batch(x0.to(dev), m.to(dev), y.to(dev))
-        for _ in range(cfg.d_steps):   # D gets ahead of G on the same crops, fresh steps and noise
-            stats = d_step(G_train, D_train, opt_d, schedule, b, rng, cfg, step, amp, gaps)
-        stats |= g_step(G_train, D_train, opt_g, schedule, b, rng, cfg, amp)
+        stats = train_step(G_train, D_train, opt_g, opt_d, schedule, b, rng, cfg, step, amp, gaps)
         ema_update(G_ema, G, ema_decay(cfg, step))
         done = step + 1
         seconds = seconds_before + time.perf_counter() - t_start

@@ -23,7 +23,7 @@ def test_discriminator_loss_by_hand():
 
 
 def test_generator_loss_by_hand():
-    cfg = LossConfig(region_mean=False)  # the paper's literal form: l_img = l_mask = alpha = 1
+    cfg = LossConfig(region_mean=False, mse_lowpass=0)  # the paper's literal form: l_img = l_mask = alpha = 1
     fake = DOutput(img=torch.tensor([1.0]), fg=torch.tensor([-2.0]))
     x0 = torch.zeros(1, 1, 2, 2)
     x0_hat = torch.tensor([[[[1.0, 0.5], [0.0, -1.0]]]])
@@ -39,7 +39,7 @@ def test_generator_loss_by_hand():
     # Each term over its own pixels: mask (1 + 0.25) / 2, background (0 + 1) / 2.
     assert mse_loss(x0_hat, x0, m, beta=0.1).item() == pytest.approx(1.25 / 2 + 0.1 * 1 / 2)
     # alpha_i per sample multiplies that sample's term.
-    faded = generator_loss(fake, x0_hat, x0, m, LossConfig(), beta=0.0, alpha_i=torch.tensor([0.5]))
+    faded = generator_loss(fake, x0_hat, x0, m, LossConfig(mse_lowpass=0), beta=0.0, alpha_i=torch.tensor([0.5]))
     assert faded["mse"].item() == pytest.approx(0.5 * 1.25 / 2)
 
 

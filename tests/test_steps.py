@@ -7,7 +7,7 @@ from sard.config import TrainConfig
 from sard.nets.discriminator import Discriminator, DiscriminatorConfig
 from sard.nets.generator import Generator
 from sard.schedule import Schedule
-from sard.steps import Batch, GapMeter, d_step, g_step, judged_view
+from sard.steps import Batch, GapMeter, d_step, g_step, judged_view, train_step
 
 
 def _batch(B=2, H=16):
@@ -48,6 +48,7 @@ def test_a_clean_x0_brightens_by_c_and_a_noisy_x_i_by_its_signal():
 
 
 def test_training_steps_run_in_x0_mode_with_r1_and_move_both_nets():
+    """d_step then g_step in x0 mode (R1 due at step 0); then train_step takes d_steps steps of D per G step."""
     cfg = TrainConfig()
     cfg.discriminator.judges = "x0"
     cfg.generator.base_channels, cfg.discriminator.base_channels = 8, 8
@@ -64,6 +65,11 @@ def test_training_steps_run_in_x0_mode_with_r1_and_move_both_nets():
     assert any(not torch.equal(p, q) for p, q in zip(G.parameters(), before_g))
     assert any(not torch.equal(p, q) for p, q in zip(D.parameters(), before_d))
     assert gaps.fields(dmg=True)                                                  # the gap is logged per step
+    cfg.d_steps = 3
+    out = train_step(G, D, opt_g, opt_d, sch, b, rng, cfg, step=1, amp=lambda: amp, gaps=gaps)
+    adam_steps = lambda opt: int(next(iter(opt.state.values()))["step"])        # noqa: E731
+    assert adam_steps(opt_d) == 1 + 3 and adam_steps(opt_g) == 1 + 1
+    assert {"d_real", "d_fake", "g_total", "g_mse"} <= set(out)
 
 
 def test_x0_mode_scales_the_texture_channel_as_for_a_clean_image():
