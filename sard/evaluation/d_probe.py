@@ -89,8 +89,7 @@ def probe(data: str, config: DiscriminatorConfig | None = None, fake: str = "zer
     with torch.no_grad():
         for step in range(schedule.num_steps):
             gi, gf, hits, dprime = [], [], [], []
-            snr = 1e6 if clean else \
-                (schedule.posterior_coef_x0[step] / schedule.posterior_variance[step].sqrt().clamp(min=1e-6)).item()
+            snr = (schedule.posterior_coef_x0[step] / schedule.posterior_variance[step].sqrt().clamp(min=1e-6)).item()
             for _ in range(eval_batches):
                 x0, m, y = sampler.batch(8)
                 i = torch.full((8,), step)
@@ -102,7 +101,7 @@ def probe(data: str, config: DiscriminatorConfig | None = None, fake: str = "zer
                 hits.append((r.img > f.img).float())
                 dprime.append(snr * (x0 - fake_x0(x0, m, fake)).flatten(1).norm(dim=1))
             d = torch.cat(dprime)
-            bound = (0.5 * (1 + torch.erf(d / 2))).mean().item()     # Phi(d' / sqrt 2)
+            bound = 1.0 if clean else (0.5 * (1 + torch.erf(d / 2))).mean().item()     # Phi(d' / sqrt 2); clean: no noise
             out.append(StepResult(step, torch.cat(gi).mean().item(), torch.cat(gf).mean().item() if gf else None,
                                   torch.cat(hits).mean().item(), bound))
     return out

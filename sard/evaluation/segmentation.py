@@ -791,7 +791,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthesis job list")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--work", default="runs/segmentation", help="cache of pairs and per-run results (resumable)")
-    p.add_argument("--results", help="per-run result JSONs, a few kB each (default: WORK/runs); a folder in the "
+    p.add_argument("--results", help="per-run records, gzipped JSON of ~15 kB each (default: WORK/runs); a folder in the "
                                      "repository lets a run span sessions on fresh checkouts (the pairs are "
                                      "remade from the job list)")
     p.add_argument("--out", default="reports/segmentation.md", help="Markdown report")
