@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The paper's Table IV variants at one budget (1000 steps each, 64 px, batch 4, one thread), one after
 # another into runs/ab-<name> (magnetic tile) or runs/ab-<category>-<name> (any other data set); each
-# resumes where it stopped. About 10 min each for magnetic tile, 13 min for bottle, on this 2-core CPU.
+# resumes where it stopped. About 14 min each for magnetic tile, 17 min for bottle, on this 2-core CPU.
+# Each finished run is shipped (EMA weights, fp16) to checkpoints/ablations/<category>/<name>, where
+# `python -m sard.evaluate segmentation` finds them by default; commit that folder.
 #   bash scripts/train_ablations.sh [ITERS] [DATA]
 set -u
 cd "$(dirname "$0")/.."
@@ -14,4 +16,5 @@ for v in "sard:" "ddgan:--no-rcd --no-dmg" "w_rcd:--no-dmg" "w_dmg:--no-rcd"; do
   resume=""; [ -f "$out/train_state.json" ] && resume="--resume"
   .venv/bin/python -m sard.train --data "$data" --out "$out" --iters "$iters" --res 64 \
     --batch 4 --ckpt-every 250 --sample-every 1000 --threads 1 $flags $resume > "$out.log" 2>&1 || exit 1
+  .venv/bin/python -m sard.checkpoint "$out" "checkpoints/ablations/$category/$name" >> "$out.log" 2>&1 || exit 1
 done

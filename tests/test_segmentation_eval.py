@@ -142,6 +142,12 @@ def test_quick_run_end_to_end_and_cache(tmp_path):
     # a run cut short resumes where it stopped: only the missing run is trained again
     (victim,) = (work / "runs" / "draem").glob("unet-real0-seed0-*.json.gz")
     victim.unlink()
+    # --from-cache reports what is there, trains nothing and names what is missing
+    md_part, part, _ = _quick(MAGNETIC_TILE, tmp_path, "real,cutpaste,draem", "--from-cache", *extra)
+    assert part["runs_trained"] == 0 and part["runs_cached"] == 4 and part["pending"] == {"draem": {"0": 1}}
+    assert "draem" in part["results"]["unet"]["0.5"] and "draem" not in part["results"]["unet"]["0"]
+    assert "**Incomplete**" in md_part and "DRAEM synthetic only (real share 0) (1 run)" in md_part
+    assert not victim.is_file()
     _, report3, _ = _quick(MAGNETIC_TILE, tmp_path, "real,cutpaste,draem", *extra)
     assert report3["runs_trained"] == 1 and report3["runs_cached"] == 4
     assert victim.is_file()
@@ -236,6 +242,19 @@ def test_method_parsing():
                       ("", "empty"), ("ddgan", "ddgan")):
         with pytest.raises(SardInputError, match=word):
             seg.parse_methods(bad)
+
+
+def test_default_methods_take_the_committed_ablation_checkpoints(tmp_path):
+    data = tmp_path / "data" / "bottle"
+    data.mkdir(parents=True)
+    for v in ("sard", "w_rcd"):
+        (tmp_path / "ab" / "bottle" / v).mkdir(parents=True)
+    text, missing = seg.default_methods(data, root=tmp_path / "ab")
+    assert text == f"real,cutpaste,draem,glass,w_rcd={tmp_path / 'ab' / 'bottle' / 'w_rcd'}," \
+                   f"sard={tmp_path / 'ab' / 'bottle' / 'sard'}"        # in the paper's order
+    assert missing == ["ddgan", "w_dmg"]
+    assert seg.default_methods(tmp_path / "data" / "other", root=tmp_path / "ab") == (
+        "real,cutpaste,draem,glass", list(seg.ABLATION))
 
 
 @requires_data

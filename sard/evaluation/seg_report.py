@@ -181,6 +181,12 @@ def markdown(report: dict) -> str:
     data_name = Path(report["data"]).name
     L = [f"# Segmentation benchmark on {data_name}" + (" (--quick)" if report["quick"] else ""), ""]
     L += [f"**Verdict ({b}): {v['text']}**" for b, v in report["verdict"].items()] + [""]
+    if report.get("pending"):
+        labels = {n: m["label"] for n, m in report["methods"].items()}
+        todo = "; ".join(f"{labels[n]} " + ", ".join(f"{arm_name(a)} ({k} run{'s' * (k > 1)})" for a, k in arms.items())
+                         for n, arms in report["pending"].items())
+        L += [f"**Incomplete** (written with `--from-cache`; the verdict covers only what is below). Still to run: "
+              f"{todo}. The explicit command at the end trains them and resumes from the cache.", ""]
     if report["quick"]:
         L += ["**Quick run**: a CI-sized version (few types, pairs and steps, one seed); its figures check the "
               "pipeline, they are not results.", ""]

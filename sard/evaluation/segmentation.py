@@ -101,7 +101,8 @@ LABELS = {"real": "Real only", "cutpaste": "CutPaste", "draem": "DRAEM", "glass"
           "w_rcd": "w/ RCD", "w_dmg": "w/ DMG", "sard": "SARD"}
 REFERENCES = {"all_defect": 1.0, "all_background": 0.0}   # constant defect scores, no training
 LABELS.update({"all_defect": "All defect", "all_background": "All background"})
-DEFAULTS = {"methods": "real,cutpaste,draem,glass", "backbones": "unet", "seeds": 3, "pairs_per_type": 40,
+ABLATION_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "ablations"   # <category>/<variant>/
+DEFAULTS = {"backbones": "unet", "seeds": 3, "pairs_per_type": 40,
             "res": 0, "crop": 64, "iters": 6000, "batch": 8, "lr": 2e-3, "real_fraction": "0.5,0", "defects": None}
 QUICK = {"seeds": 1, "pairs_per_type": 6, "iters": 40, "defects": 2}   # defects, an int: the first n types (sorted)
 VAL_SHARE = 0.25         # of each type's real training third: the validation split (threshold choice)
@@ -167,6 +168,16 @@ def parse_methods(text: str) -> list[Method]:
 
 
 ABLATION_FLAGS = {"ddgan": (False, False), "w_rcd": (True, False), "w_dmg": (False, True), "sard": (True, True)}
+
+
+def default_methods(data: Path, root: Path = ABLATION_DIR) -> tuple[str, list[str]]:
+    """The default --methods: real, the baselines and the paper's four variants from the committed
+    same-budget checkpoints root/<category>/<variant> (scripts/train_ablations.sh ships them there);
+    returns the list and the variants left out because their folder is missing."""
+    folder = root / data.resolve().name
+    present = [v for v in ABLATION if (folder / v).is_dir()]
+    text = ",".join(["real", *BASELINES] + [f"{v}={folder / v}" for v in present])
+    return text, [v for v in ABLATION if v not in present]
 
 
 def check_checkpoint_split(m: Method, data: Path, split_seed: int, defects: list[str]) -> None:
@@ -513,6 +524,7 @@ class Settings:
     json: Path
     chart: Path
     quick: bool
+    from_cache: bool = False       # report what --results holds, train nothing
 
     @property
     def main_fraction(self) -> float:
@@ -555,14 +567,22 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
     defects = pick("defects")
     if isinstance(defects, str):
         defects = list(dict.fromkeys(x.strip() for x in defects.split(",") if x.strip())) or None
-    s = Settings(data=Path(a.data), methods=pick("methods"), backbones=check_backbones(pick("backbones")),
+    methods = a.methods
+    if methods is None:
+        methods, missing = default_methods(Path(a.data))
+        if missing:
+            warnings.warn(f"--methods: no same-budget checkpoint of {', '.join(missing)} in "
+                          f"{ABLATION_DIR / Path(a.data).resolve().name}; the default run leaves them out "
+                          f"(train them: bash scripts/train_ablations.sh 1000 {a.data})")
+    s = Settings(data=Path(a.data), methods=methods, backbones=check_backbones(pick("backbones")),
                  seeds=pick("seeds"), pairs_per_type=pick("pairs_per_type"), res=pick("res"), crop=pick("crop"),
                  iters=pick("iters"), batch=pick("batch"), lr=pick("lr"),
                  real_fractions=parse_fractions(str(pick("real_fraction"))), defects=defects,
                  split_seed=a.split_seed, seed=a.seed, threads=a.threads or max(1, os.cpu_count() or 1),
                  work=Path(a.work), results=Path(a.results) if a.results else Path(a.work) / "runs",
                  out=Path(a.out), json=Path(a.json) if a.json else Path(a.out).with_suffix(".json"),
-                 chart=Path(a.chart) if a.chart else Path(a.out).with_suffix(".png"), quick=bool(a.quick))
+                 chart=Path(a.chart) if a.chart else Path(a.out).with_suffix(".png"), quick=bool(a.quick),
+                 from_cache=bool(getattr(a, "from_cache", False)))
     for name, v, lo in (("--seeds", s.seeds, 1), ("--pairs-per-type", s.pairs_per_type, 1), ("--res", s.res, 0),
                         ("--crop", s.crop, 0), ("--iters", s.iters, 1), ("--batch", s.batch, 1),
                         ("--threads", s.threads, 1)):
@@ -661,10 +681,18 @@ def run(a: argparse.Namespace) -> dict:
     runs: dict[str, dict[float, dict[str, list[dict]]]] = {}
     synthesis: dict[str, dict] = {}
     fresh = cached = 0
+    pending: dict[str, dict[str, int]] = {}          # --from-cache: method -> arm -> runs not in the cache
     for m in methods:
         todo = [(f, b, seed, run_path(s.results, run_key(s, m, b, seed, proto.defects, f)))
                 for f in arms(s, m) for b in s.backbones for seed in range(s.seeds)]
         todo = [t for t in todo if not t[3].is_file()]
+        if todo and s.from_cache:
+            pending[m.name] = {f"{f:g}": sum(t[0] == f for t in todo) for f in arms(s, m) if any(t[0] == f for t in todo)}
+            done = [f for f in arms(s, m) if f"{f:g}" not in pending[m.name]]
+            runs[m.name] = {f: {b: [read_run(run_path(s.results, run_key(s, m, b, seed, proto.defects, f)))
+                                    for seed in range(s.seeds)] for b in s.backbones} for f in done}
+            cached += len(done) * s.seeds * len(s.backbones)
+            continue
         if todo:
             if real_set is None:
                 real_set = load_training([(x.image, x.mask) for x in proto.train_real], s.res, channels)
@@ -692,7 +720,7 @@ def run(a: argparse.Namespace) -> dict:
                                 for seed in range(s.seeds)] for b in s.backbones} for f in arms(s, m)}
         cached += len(arms(s, m)) * s.seeds * len(s.backbones) - len(todo)
     report = build_report(s, methods, proto, runs, references, synthesis, channels)
-    report["runs_trained"], report["runs_cached"] = fresh, cached
+    report["runs_trained"], report["runs_cached"], report["pending"] = fresh, cached, pending
     report["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_bytes(s.out, markdown(report).encode())
     atomic_write_bytes(s.chart, chart_png(report))
@@ -722,8 +750,9 @@ def build_report(s: Settings, methods: list[Method], proto: Protocol, runs: dict
         results[b] = {}
         for f in s.real_fractions:
             per = {n: _figures([r]) for n, r in references.items()}
-            per["real"] = _figures(runs["real"][s.main_fraction][b]) if "real" in runs else None
-            per.update({m.name: _figures(runs[m.name][f][b]) for m in methods if m.synthetic})
+            per["real"] = _figures(runs["real"][s.main_fraction][b]) if s.main_fraction in runs.get("real", {}) \
+                else None
+            per.update({m.name: _figures(runs[m.name][f][b]) for m in methods if m.synthetic and f in runs[m.name]})
             results[b][f"{f:g}"] = {n: v for n, v in per.items() if v is not None}
     labels = {n: LABELS[n] for n in REFERENCES} | {m.name: m.label for m in methods}
     report = {
@@ -772,7 +801,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="data set root (MVTec, BTAD or plain folder layout)")
     p.add_argument("--methods", help=f"comma list: real, {', '.join(BASELINES)}, and SARD variants as "
                                      f"NAME=CHECKPOINT_DIR (ddgan, w_rcd, w_dmg, sard are labelled as the paper) "
-                                     f"(default {d['methods']})")
+                                     f"(default: real,{','.join(BASELINES)} and the variants of "
+                                     f"checkpoints/ablations/<category>/ that exist)")
     p.add_argument("--backbones", help=f"comma list of {', '.join(SEGMENTERS)} (default {d['backbones']})")
     p.add_argument("--seeds", type=int, help=f"segmenters per method and backbone (default {d['seeds']})")
     p.add_argument("--pairs-per-type", type=int,
@@ -797,6 +827,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/segmentation.md", help="Markdown report")
     p.add_argument("--json", help="JSON report (default: --out with .json)")
     p.add_argument("--chart", help="bar chart PNG (default: --out with .png)")
+    p.add_argument("--from-cache", action="store_true",
+                   help="train nothing: report the runs --results already holds and list the missing ones as "
+                        "pending (a partial report while a long run goes on)")
     p.add_argument("--quick", action="store_true",
                    help=f"CI-sized run: first 2 types, {QUICK['pairs_per_type']} pairs, {QUICK['iters']} steps, 1 seed "
                         f"(flags given explicitly still win)")
