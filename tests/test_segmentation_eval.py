@@ -255,6 +255,15 @@ def test_default_methods_take_the_committed_ablation_checkpoints(tmp_path):
     assert missing == ["ddgan", "w_dmg"]
     assert seg.default_methods(tmp_path / "data" / "other", root=tmp_path / "ab") == (
         "real,cutpaste,draem,glass", list(seg.ABLATION))
+    # without --methods a category with no committed variants runs the rest, and says which are left out
+    import argparse
+    parser = seg.add_parser(argparse.ArgumentParser().add_subparsers())
+    a = parser.parse_args(["--data", str(tmp_path / "data" / "no_such_category"), "--out", str(tmp_path / "r.md")])
+    with pytest.warns(UserWarning, match="no same-budget checkpoint of ddgan, w_rcd, w_dmg, sard"):
+        s = seg.resolve_settings(a)
+    assert s.methods == "real,cutpaste,draem,glass" and s.left_out == list(seg.ABLATION)
+    a = parser.parse_args(["--data", str(tmp_path), "--methods", "real", "--out", str(tmp_path / "r.md")])
+    assert seg.resolve_settings(a).left_out == []
 
 
 @requires_data

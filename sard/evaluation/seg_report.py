@@ -187,6 +187,10 @@ def markdown(report: dict) -> str:
                          for n, arms in report["pending"].items())
         L += [f"**Incomplete** (written with `--from-cache`; the verdict covers only what is below). Still to run: "
               f"{todo}. The explicit command at the end trains them and resumes from the cache.", ""]
+    if report.get("left_out"):
+        lo = report["left_out"]
+        L += [f"**Not in this run**: {', '.join(lo['methods'])}: no same-budget checkpoint in `{lo['folder']}` "
+              f"(train and ship them with `{lo['train']}`; then the default run includes them).", ""]
     if report["quick"]:
         L += ["**Quick run**: a CI-sized version (few types, pairs and steps, one seed); its figures check the "
               "pipeline, they are not results.", ""]

@@ -170,11 +170,18 @@ def parse_methods(text: str) -> list[Method]:
 ABLATION_FLAGS = {"ddgan": (False, False), "w_rcd": (True, False), "w_dmg": (False, True), "sard": (True, True)}
 
 
+def ablation_folder(data: Path, root: Path = ABLATION_DIR) -> Path:
+    """root/<category>: the committed same-budget checkpoints of a data set, relative to the working
+    folder where it lies inside it (the report and its command then read as typed from here)."""
+    folder = root / data.resolve().name
+    return folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder
+
+
 def default_methods(data: Path, root: Path = ABLATION_DIR) -> tuple[str, list[str]]:
     """The default --methods: real, the baselines and the paper's four variants from the committed
     same-budget checkpoints root/<category>/<variant> (scripts/train_ablations.sh ships them there);
     returns the list and the variants left out because their folder is missing."""
-    folder = root / data.resolve().name
+    folder = ablation_folder(data, root)
     present = [v for v in ABLATION if (folder / v).is_dir()]
     text = ",".join(["real", *BASELINES] + [f"{v}={folder / v}" for v in present])
     return text, [v for v in ABLATION if v not in present]
@@ -525,6 +532,7 @@ class Settings:
     chart: Path
     quick: bool
     from_cache: bool = False       # report what --results holds, train nothing
+    left_out: list[str] = field(default_factory=list)   # default variants without a committed checkpoint
 
     @property
     def main_fraction(self) -> float:
@@ -567,12 +575,12 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
     defects = pick("defects")
     if isinstance(defects, str):
         defects = list(dict.fromkeys(x.strip() for x in defects.split(",") if x.strip())) or None
-    methods = a.methods
+    methods, missing = a.methods, []
     if methods is None:
         methods, missing = default_methods(Path(a.data))
         if missing:
             warnings.warn(f"--methods: no same-budget checkpoint of {', '.join(missing)} in "
-                          f"{ABLATION_DIR / Path(a.data).resolve().name}; the default run leaves them out "
+                          f"{ablation_folder(Path(a.data))}; the default run leaves them out "
                           f"(train them: bash scripts/train_ablations.sh 1000 {a.data})")
     s = Settings(data=Path(a.data), methods=methods, backbones=check_backbones(pick("backbones")),
                  seeds=pick("seeds"), pairs_per_type=pick("pairs_per_type"), res=pick("res"), crop=pick("crop"),
@@ -582,7 +590,7 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
                  work=Path(a.work), results=Path(a.results) if a.results else Path(a.work) / "runs",
                  out=Path(a.out), json=Path(a.json) if a.json else Path(a.out).with_suffix(".json"),
                  chart=Path(a.chart) if a.chart else Path(a.out).with_suffix(".png"), quick=bool(a.quick),
-                 from_cache=bool(getattr(a, "from_cache", False)))
+                 from_cache=bool(getattr(a, "from_cache", False)), left_out=missing)
     for name, v, lo in (("--seeds", s.seeds, 1), ("--pairs-per-type", s.pairs_per_type, 1), ("--res", s.res, 0),
                         ("--crop", s.crop, 0), ("--iters", s.iters, 1), ("--batch", s.batch, 1),
                         ("--threads", s.threads, 1)):
@@ -721,6 +729,8 @@ def run(a: argparse.Namespace) -> dict:
         cached += len(arms(s, m)) * s.seeds * len(s.backbones) - len(todo)
     report = build_report(s, methods, proto, runs, references, synthesis, channels)
     report["runs_trained"], report["runs_cached"], report["pending"] = fresh, cached, pending
+    report["left_out"] = {"methods": [LABELS[v] for v in s.left_out], "folder": str(ablation_folder(s.data)),
+                          "train": f"bash scripts/train_ablations.sh 1000 {s.data}"} if s.left_out else None
     report["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_bytes(s.out, markdown(report).encode())
     atomic_write_bytes(s.chart, chart_png(report))
