@@ -170,11 +170,13 @@ def _out_of_time(seconds: float, budget: float, d: Dist) -> bool:
 def train(cfg: TrainConfig, resume: bool = False, device: str | None = None) -> Path:
     out = Path(cfg.out)
     d = setup_distributed(device)
-    try:
-        return _train(cfg, out, resume, d)
-    finally:
-        if d.world > 1:
-            dist.destroy_process_group()
+    result = _train(cfg, out, resume, d)
+    if d.world > 1:
+        # All ranks tear gloo down together: a rank that destroys while another still writes the last
+        # checkpoint was seen to abort under load. On an error no teardown (it could deadlock; exit ends it).
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
