@@ -694,13 +694,11 @@ def run(a: argparse.Namespace) -> dict:
         todo = [(f, b, seed, run_path(s.results, run_key(s, m, b, seed, proto.defects, f)))
                 for f in arms(s, m) for b in s.backbones for seed in range(s.seeds)]
         todo = [t for t in todo if not t[3].is_file()]
-        if todo and s.from_cache:
-            pending[m.name] = {f"{f:g}": sum(t[0] == f for t in todo) for f in arms(s, m) if any(t[0] == f for t in todo)}
-            done = [f for f in arms(s, m) if f"{f:g}" not in pending[m.name]]
-            runs[m.name] = {f: {b: [read_run(run_path(s.results, run_key(s, m, b, seed, proto.defects, f)))
-                                    for seed in range(s.seeds)] for b in s.backbones} for f in done}
-            cached += len(done) * s.seeds * len(s.backbones)
-            continue
+        if s.from_cache:                 # listed as pending, not trained; only complete arms are reported
+            for f, *_ in todo:
+                pending.setdefault(m.name, {}).setdefault(f"{f:g}", 0)
+                pending[m.name][f"{f:g}"] += 1
+            todo = []
         if todo:
             if real_set is None:
                 real_set = load_training([(x.image, x.mask) for x in proto.train_real], s.res, channels)
@@ -724,9 +722,10 @@ def run(a: argparse.Namespace) -> dict:
                 r = rec["metrics"]
                 say(f"{m.name}/{b}/real{f:g}/seed{seed}: AP {100 * r['AP']:.1f} IoU {100 * r['IoU']:.1f} false alarms "
                     f"{100 * r['false_alarm_rate']:.0f} % ({log['seconds']:.0f} s train, {rec['test_seconds']:.0f} s test)")
+        done = [f for f in arms(s, m) if f"{f:g}" not in pending.get(m.name, {})]
         runs[m.name] = {f: {b: [read_run(run_path(s.results, run_key(s, m, b, seed, proto.defects, f)))
-                                for seed in range(s.seeds)] for b in s.backbones} for f in arms(s, m)}
-        cached += len(arms(s, m)) * s.seeds * len(s.backbones) - len(todo)
+                                for seed in range(s.seeds)] for b in s.backbones} for f in done}
+        cached += len(done) * s.seeds * len(s.backbones) - len(todo)
     report = build_report(s, methods, proto, runs, references, synthesis, channels)
     report["runs_trained"], report["runs_cached"], report["pending"] = fresh, cached, pending
     report["left_out"] = {"methods": [LABELS[v] for v in s.left_out], "folder": str(ablation_folder(s.data)),
