@@ -13,6 +13,8 @@ category=$(basename "$data")
 prefix=runs/ab-; [ "$category" = magnetic_tile ] || prefix=runs/ab-$category-
 for v in "sard:" "ddgan:--no-rcd --no-dmg" "w_rcd:--no-dmg" "w_dmg:--no-rcd"; do
   name=${v%%:*}; flags=${v#*:}; out=$prefix$name
+  # a shipped variant is kept: its segmentation records are keyed on those weights
+  [ -f "checkpoints/ablations/$category/$name/model.safetensors" ] && continue
   resume=""; [ -f "$out/train_state.json" ] && resume="--resume"
   .venv/bin/python -m sard.train --data "$data" --out "$out" --iters "$iters" --res 64 \
     --batch 4 --ckpt-every 250 --sample-every 1000 --threads 1 $flags $resume > "$out.log" 2>&1 || exit 1
