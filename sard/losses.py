@@ -27,6 +27,8 @@ class LossConfig:
     alpha_fade: bool = True    # alpha_i = alpha sqrt(alpha_bar_{i+1}): regress x0 only where G's input holds it
     mse_lowpass: float = 2.0   # > 0: the mask term regresses a Gaussian blur (sigma px) of the error: the mean
                                # defect in the large only, texture left to D; 0: the plain error (paper)
+    diversity: float = 0.0     # > 0: weight of the seed-diversity hinge (two z, one x_t; DSGAN); 0: off (paper)
+    diversity_cap: float = 0.25  # tau: mean |x0_hat(z1) - x0_hat(z2)| inside the mask worth rewarding ([-1, 1] units)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,6 +99,17 @@ def mse_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, beta: f
     else:
         per = (m * sq_fg).mean(1) + beta * ((1 - m) * sq).mean(1)
     return (per * weight).mean() if weight is not None else per.mean()
+
+
+def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, cap: float) -> torch.Tensor:
+    """-E_b min(mean_mask |x0_a - x0_b|, tau): two latents z for one x_t must paint different defects.
+
+    The diversity-sensitive term of DSGAN (Yang et al., ICLR 2019) on the mask only (RCD discards the
+    rest); z's distance is left out since two draws of N(0, I) are about equally far apart. Capped so
+    that it asks for a real defect's spread, not for noise."""
+    m = mask.expand_as(x0_a).flatten(1)
+    dist = ((x0_a - x0_b).abs().flatten(1) * m).sum(1) / m.sum(1).clamp(min=1)
+    return -dist.clamp(max=cap).mean()
 
 
 def generator_loss(d_fake: DOutput, x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor,

@@ -10,7 +10,8 @@ from torch import nn
 
 from sard.augment import augment_pair
 from sard.config import TrainConfig
-from sard.losses import LossConfig, d_fake_loss, d_real_loss, generator_loss, r1_penalty, real_logits
+from sard.losses import (LossConfig, d_fake_loss, d_real_loss, diversity_loss, generator_loss, r1_penalty,
+                         real_logits)
 from sard.rcd import paste, rcd_step
 from sard.schedule import Schedule
 
@@ -22,13 +23,18 @@ class Batch:
     label: torch.Tensor   # defect index            [B]
 
 
+def predict_x0(G: nn.Module, b: Batch, x_next: torch.Tensor, i: torch.Tensor, rng: torch.Generator,
+               nz: int) -> torch.Tensor:
+    """G's x0_hat from x_{t+1} for a fresh latent z, given the real background around the mask."""
+    z = torch.randn(b.x0.shape[0], nz, generator=rng, device=rng.device).to(b.x0)
+    return G(x_next, i, z, b.mask, b.x0 * (1 - b.mask), b.label)
+
+
 def fake_pair(G: nn.Module, schedule: Schedule, b: Batch, x_next: torch.Tensor, i: torch.Tensor,
               rng: torch.Generator, nz: int, rcd: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """G's x0_hat from x_{t+1} and the fake x_t drawn from the posterior, keeping the real
     background under RCD (eq. 6-7 in training as in sampling)."""
-    z = torch.randn(b.x0.shape[0], nz, generator=rng, device=rng.device).to(b.x0)
-    context = b.x0 * (1 - b.mask)
-    x0_hat = G(x_next, i, z, b.mask, context, b.label)
+    x0_hat = predict_x0(G, b, x_next, i, rng, nz)
     noise = torch.randn(b.x0.shape, generator=rng, device=rng.device).to(b.x0)
     return x0_hat, rcd_step(schedule, x0_hat.float(), x_next, b.x0, b.mask, i, noise, rcd)
 
@@ -124,6 +130,10 @@ def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[
         x0_hat, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
         d_fake = judge(D, cfg, schedule, judged_view(cfg, b, x_fake, x0_hat), x_next, b, i, rng)
         losses = generator_loss(d_fake, x0_hat.float(), b.x0, b.mask, lc, lc.background_weight(cfg.rcd), alpha_i)
+        if lc.diversity > 0:   # a second z on the same x_t: seeds must differ (issue 15 (b))
+            x0_other = predict_x0(G, b, x_next, i, rng, cfg.generator.nz)
+            losses["div"] = diversity_loss(x0_hat.float(), x0_other.float(), b.mask, lc.diversity_cap)
+            losses["total"] = losses["total"] + lc.diversity * losses["div"]
     opt_g.zero_grad(set_to_none=True)
     losses["total"].backward()
     opt_g.step()

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from sard.losses import LossConfig, discriminator_loss, generator_loss, mse_loss, r1_penalty
+from sard.losses import LossConfig, discriminator_loss, diversity_loss, generator_loss, mse_loss, r1_penalty
 from sard.nets.discriminator import DOutput
 
 sp = lambda v: math.log1p(math.exp(v))  # noqa: E731  softplus
@@ -100,3 +100,20 @@ def test_lowpass_mse_leaves_texture_to_d_and_still_charges_the_layout():
     d = DOutput(img=torch.zeros(1), fg=torch.zeros(1))
     cfg = LossConfig(mse_lowpass=2.0, alpha_fade=False)
     assert generator_loss(d, x0 + texture, x0, m, cfg, beta=0.0)["mse"].item() == pytest.approx(low[0], rel=1e-5)
+
+
+def test_diversity_loss_counts_the_mask_only_and_stops_at_its_cap():
+    """Two seeds' x0_hat: mean |a - b| inside the mask, negated, capped at tau per sample."""
+    m = torch.zeros(2, 1, 4, 4)
+    m[:, :, :2, :2] = 1                               # 4 mask pixels each
+    a = torch.zeros(2, 1, 4, 4)
+    b = torch.zeros(2, 1, 4, 4)
+    b[0, :, 0, 0] = 0.4                               # sample 0: mean 0.1 inside the mask
+    b[1, :, :2, :2] = 2.0                             # sample 1: mean 2.0, over the cap
+    b[:, :, 3, 3] = 5.0                               # outside the mask: ignored (RCD discards it)
+    assert diversity_loss(a, b, m, cap=0.25).item() == pytest.approx(-(0.1 + 0.25) / 2)
+    assert diversity_loss(a, a, m, cap=0.25).item() == 0.0
+    # Under the cap its gradient pushes the seeds apart; over it, not at all.
+    b.requires_grad_(True)
+    diversity_loss(a, b, m, cap=0.25).backward()
+    assert b.grad[0, 0, 0, 0] < 0 and b.grad[1].abs().sum() == 0

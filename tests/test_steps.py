@@ -7,7 +7,8 @@ from sard.config import TrainConfig
 from sard.nets.discriminator import Discriminator, DiscriminatorConfig
 from sard.nets.generator import Generator
 from sard.schedule import Schedule
-from sard.steps import Batch, GapMeter, d_step, g_step, judged_view, train_step
+from sard.losses import diversity_loss
+from sard.steps import Batch, GapMeter, d_step, g_step, judged_view, predict_x0, train_step
 
 
 def _batch(B=2, H=16):
@@ -70,6 +71,38 @@ def test_training_steps_run_in_x0_mode_with_r1_and_move_both_nets():
     adam_steps = lambda opt: int(next(iter(opt.state.values()))["step"])        # noqa: E731
     assert adam_steps(opt_d) == 1 + 3 and adam_steps(opt_g) == 1 + 1
     assert {"d_real", "d_fake", "g_total", "g_mse"} <= set(out)
+
+
+def test_the_diversity_term_makes_two_latents_paint_apart():
+    """loss.diversity > 0: G's step adds the hinge on two z for one x_t (logged as g_div); trained on
+    it alone, the two seeds' predictions inside the mask move apart; off, nothing is logged."""
+    cfg = TrainConfig()
+    cfg.generator.base_channels, cfg.discriminator.base_channels = 8, 8
+    cfg.discriminator.num_classes = cfg.generator.num_classes = 1
+    cfg.loss.l_img = cfg.loss.l_mask = cfg.loss.alpha = 0.0
+    cfg.loss.diversity, cfg.loss.diversity_cap = 1.0, 10.0
+    torch.manual_seed(0)
+    G, D = Generator(cfg.generator), Discriminator(cfg.discriminator)
+    sch, b = Schedule(cfg.schedule), _batch(B=4, H=32)
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3)
+    amp = torch.autocast("cpu", enabled=False)
+    x_next, i = torch.randn_like(b.x0), torch.full((4,), 3)
+    with torch.no_grad():   # away from the zero-initialised output, where two seeds are equal and |a - b| is flat
+        for p in G.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+
+    def spread():
+        with torch.no_grad():
+            a, c = (predict_x0(G, b, x_next, i, torch.Generator().manual_seed(s), cfg.generator.nz) for s in (5, 6))
+        return -diversity_loss(a, c, b.mask, cap=10.0).item()
+
+    before = spread()
+    outs = [g_step(G, D, opt_g, sch, b, torch.Generator().manual_seed(k), cfg, amp=lambda: amp) for k in range(15)]
+    assert all(o["g_div"] <= 0 for o in outs)
+    after = spread()
+    assert after > 2 * before
+    cfg.loss.diversity = 0.0
+    assert "g_div" not in g_step(G, D, opt_g, sch, b, torch.Generator().manual_seed(0), cfg, amp=lambda: amp)
 
 
 def test_x0_mode_scales_the_texture_channel_as_for_a_clean_image():
