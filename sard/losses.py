@@ -27,7 +27,7 @@ class LossConfig:
     alpha_fade: bool = True    # alpha_i = alpha sqrt(alpha_bar_{i+1}): regress x0 only where G's input holds it
     mse_lowpass: float = 2.0   # > 0: the mask term regresses a Gaussian blur (sigma px) of the error: the mean
                                # defect in the large only, texture left to D; 0: the plain error (paper)
-    diversity: float = 0.0     # > 0: weight of the seed-diversity hinge (two z, one x_t; DSGAN); 0: off (paper)
+    diversity: float = 1.0     # > 0: weight of the seed-diversity hinge (two z, one x_t; DSGAN); 0: off (paper)
     diversity_cap: float = 0.25  # tau: mean |x0_hat(z1) - x0_hat(z2)| inside the mask worth rewarding ([-1, 1] units)
 
     def to_dict(self) -> dict:
