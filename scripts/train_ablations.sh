@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's Table IV variants at one budget (1000 steps each, 64 px, batch 4, one thread), one after
 # another into runs/ab-<name> (magnetic tile) or runs/ab-<category>-<name> (any other data set); each
-# resumes where it stopped. About 14 min each for magnetic tile, 17 min for bottle, on this 2-core CPU.
+# resumes where it stopped. About 20 min each (magnetic tile and bottle) on this 2-core CPU beside another job.
 # Each finished run is shipped (EMA weights, fp16) to checkpoints/ablations/<category>/<name>, where
 # `python -m sard.evaluate segmentation` finds them by default; commit that folder.
 #   bash scripts/train_ablations.sh [ITERS] [DATA]
