@@ -37,9 +37,12 @@ def from_unit(x: torch.Tensor, dtype=np.uint8) -> np.ndarray:
     return a.astype(dtype)
 
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)   # ITU-R 601 Y of R, G, B
+
+
 def luma(a: np.ndarray) -> np.ndarray:
     """float64 [H, W] ITU-R 601 luma of [H, W, 3] (the Y that match_channels rounds)."""
-    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+    return sum(a[..., c] * w for c, w in enumerate(LUMA_WEIGHTS))
 
 
 def restore_layout(a: np.ndarray, like: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from sard.imaging import LUMA_WEIGHTS
 from sard.nets.discriminator import DOutput
 
 
@@ -29,6 +30,7 @@ class LossConfig:
                                # defect in the large only, texture left to D; 0: the plain error (paper)
     diversity: float = 1.0     # > 0: weight of the seed-diversity hinge (two z, one x_t; DSGAN); 0: off (paper)
     diversity_cap: float = 0.25  # tau: mean |x0_hat(z1) - x0_hat(z2)| inside the mask worth rewarding ([-1, 1] units)
+    diversity_luma: bool = True  # colour images: that distance on luminance, so a hue shift earns nothing
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,14 +103,19 @@ def mse_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, beta: f
     return (per * weight).mean() if weight is not None else per.mean()
 
 
-def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, cap: float) -> torch.Tensor:
+def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, cap: float,
+                   luma: bool = False) -> torch.Tensor:
     """-E_b min(mean_mask |x0_a - x0_b|, tau): two latents z for one x_t must paint different defects.
 
     The diversity-sensitive term of DSGAN (Yang et al., ICLR 2019) on the mask only (RCD discards the
     rest); z's distance is left out since two draws of N(0, I) are about equally far apart. Capped so
-    that it asks for a real defect's spread, not for noise."""
-    m = mask.expand_as(x0_a).flatten(1)
-    dist = ((x0_a - x0_b).abs().flatten(1) * m).sum(1) / m.sum(1).clamp(min=1)
+    that it asks for a real defect's spread, not for noise. luma: a colour difference is measured on
+    its ITU-R 601 luminance (on RGB the generator met the cap with magenta-violet hue shifts)."""
+    diff = x0_a - x0_b
+    if luma and diff.shape[1] == 3:
+        diff = (diff * diff.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    m = mask.expand_as(diff).flatten(1)
+    dist = (diff.abs().flatten(1) * m).sum(1) / m.sum(1).clamp(min=1)
     return -dist.clamp(max=cap).mean()
 
 

@@ -132,7 +132,8 @@ def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[
         losses = generator_loss(d_fake, x0_hat.float(), b.x0, b.mask, lc, lc.background_weight(cfg.rcd), alpha_i)
         if lc.diversity > 0:   # a second z on the same x_t: seeds must differ (issue 15 (b))
             x0_other = predict_x0(G, b, x_next, i, rng, cfg.generator.nz)
-            losses["div"] = diversity_loss(x0_hat.float(), x0_other.float(), b.mask, lc.diversity_cap)
+            losses["div"] = diversity_loss(x0_hat.float(), x0_other.float(), b.mask, lc.diversity_cap,
+                                            lc.diversity_luma)
             losses["total"] = losses["total"] + lc.diversity * losses["div"]
     opt_g.zero_grad(set_to_none=True)
     losses["total"].backward()

@@ -117,3 +117,17 @@ def test_diversity_loss_counts_the_mask_only_and_stops_at_its_cap():
     b.requires_grad_(True)
     diversity_loss(a, b, m, cap=0.25).backward()
     assert b.grad[0, 0, 0, 0] < 0 and b.grad[1].abs().sum() == 0
+
+
+def test_diversity_loss_on_luminance_gives_a_pure_hue_shift_nothing():
+    """luma=True: an RGB difference orthogonal to the ITU-R 601 weights (a hue shift of equal
+    luminance) earns no diversity; a grey shift of 0.2 earns 0.2 either way; gray images are untouched."""
+    m = torch.ones(1, 1, 4, 4)
+    a = torch.zeros(1, 3, 4, 4)
+    hue = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    assert diversity_loss(a, hue, m, cap=1.0, luma=True).item() == pytest.approx(0.0, abs=1e-7)
+    assert diversity_loss(a, hue, m, cap=1.0, luma=False).item() == pytest.approx(-(0.587 + 0.299) / 3)
+    grey = torch.full((1, 3, 4, 4), 0.2)
+    assert diversity_loss(a, grey, m, cap=1.0, luma=True).item() == pytest.approx(-0.2)
+    g = torch.zeros(1, 1, 4, 4)
+    assert diversity_loss(g, g + 0.3, m, cap=1.0, luma=True).item() == pytest.approx(-0.3)
