@@ -30,7 +30,8 @@ class LossConfig:
                                # defect in the large only, texture left to D; 0: the plain error (paper)
     diversity: float = 1.0     # > 0: weight of the seed-diversity hinge (two z, one x_t; DSGAN); 0: off (paper)
     diversity_cap: float = 0.25  # tau: mean |x0_hat(z1) - x0_hat(z2)| inside the mask worth rewarding ([-1, 1] units)
-    diversity_luma: bool = True  # colour images: that distance on luminance, so a hue shift earns nothing
+    diversity_luma: bool = False  # True: on colour images that distance on luminance, so a hue shift earns
+                                  # nothing (bottle, 1000 steps: C2ST 76.8 % vs 70.7 % on RGB; sard-bottle card)
 
     def to_dict(self) -> dict:
         return asdict(self)

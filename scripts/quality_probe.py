@@ -31,7 +31,8 @@ def main() -> None:
         q = synthesis_quality(pipe, split.held_out, per_type=a.per_type)
         row = {d: {"diversity_ratio": None if v["diversity_ratio"] is None else round(v["diversity_ratio"], 2),
                    "relative": None if v["diversity_ratio_relative"] is None else round(v["diversity_ratio_relative"], 2),
-                   "std_ratio": round(v["std_ratio"], 2), "x0_change": [round(x, 1) for x in v["x0_change_per_step"]]}
+                   "std_ratio": round(v["std_ratio"], 2), "x0_change": [round(x, 1) for x in v["x0_change_per_step"]],
+                   "colour_synth_real": [[round(x) for x in v[k]] for k in ("colour_synth", "colour_real")]}
                for d, v in q.items()}
         log = ck / "log.jsonl"
         gaps = {k: [None if x is None else round(x, 3) for x in v["mean_by_third"]]

@@ -52,6 +52,7 @@ def test_realism_and_card_commands(tmp_path, small_data):
     card = (tmp_path / "card" / "card.md").read_text()
     assert f"{100 * rep['methods']['tiny']['mean']:.1f} %" in card and "![crack](grid_crack.png)" in card
     assert all(f"| {d} |" in card for d in fig["quality"]) and "**0** (bit-exact)" in card
+    assert all(len(v["colour_real"]) == len(v["colour_synth"]) == 1 for v in fig["quality"].values())
     r = run_module("sard.evaluate", "realism", "--data", tmp_path / "missing", "--out", out)
     assert r.returncode == 2 and "missing" in r.stderr
 
@@ -70,3 +71,16 @@ def test_relative_real_spread_ignores_a_brighter_part_but_not_a_different_defect
     assert _aligned_difference(a, m, b, m) == 40.0
     assert _aligned_difference(a, m, b, m, relative=True) == 0.0
     assert _aligned_difference(a, m, c, m, relative=True) == 40.0
+
+
+def test_channel_means_are_taken_over_the_mask_only_per_channel():
+    """The card's mean colour: R, G, B (or one gray level) over the mask's pixels, the rest ignored."""
+    from sard.evaluation.card import _channel_means
+    m = np.zeros((8, 8), bool)
+    m[2:4, 2:6] = True
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[m] = (90, 60, 30)
+    rgb[~m] = 255
+    assert _channel_means(rgb, m).tolist() == [90.0, 60.0, 30.0]
+    gray = np.where(m, 40, 200).astype(np.uint16)
+    assert _channel_means(gray, m).tolist() == [40.0]

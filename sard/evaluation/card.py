@@ -151,6 +151,12 @@ def _inside(a: np.ndarray, m: np.ndarray) -> np.ndarray:
     return _gray(a.astype(np.float64))[m]
 
 
+def _channel_means(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Mean level of each channel (one for gray) over the mask's pixels."""
+    px = a[m].astype(np.float64)
+    return px.reshape(len(px), -1).mean(0)
+
+
 RING_PX = 8   # the local background of a defect: pixels within this distance outside its mask
 
 
@@ -191,13 +197,14 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
       two seeds are (they share the part); diversity_ratio_relative: seed_diversity / that;
     - diversity_ratio: seed_diversity / real_spread (figure b: at least 0.5 asked);
     - std_synth / std_real: texture, the std of the pixels inside the mask;
+    - colour_synth / colour_real: mean level of each channel inside the mask (a bias of the mean colour);
     - x0_change: mean |x0_hat(step i) - x0_hat(step i - 1)| inside the mask per reverse step
       transition (the step-through forms the defect when these are not all ~0)."""
     from sard.io import read_mask
     out = {}
     for defect in pipe.defects or [None]:
         samples = [s for s in held_out if defect is None or s.defect == defect][:per_type]
-        div, std_s, std_r, spread, spread_rel, change = [], [], [], [], [], []
+        div, std_s, std_r, spread, spread_rel, change, col_s, col_r = [], [], [], [], [], [], [], []
         loaded = []
         for s in tqdm(samples, desc=f"quality {defect}", leave=False):
             image = read_image(s.image)
@@ -210,6 +217,8 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
             div.append(float(np.abs(_inside(a, m) - _inside(b, m)).mean()))
             std_s.append(float(_inside(a, m).std()))
             std_r.append(float(_inside(image, m).std()))
+            col_s.append(_channel_means(a, m))
+            col_r.append(_channel_means(image, m))
             top, left, bottom, right = res[0].roi
             mr = m[top:bottom, left:right]
             change.append(x0_change_per_step(res[0].frames, mr))
@@ -231,6 +240,8 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
             "std_synth": float(np.mean(std_s)), "std_real": float(np.mean(std_r)),
             "std_ratio": float(np.mean(std_s) / max(np.mean(std_r), 1e-9)),
             "x0_change_per_step": [float(v) for v in np.mean(change, axis=0)],
+            "colour_synth": [float(v) for v in np.mean(col_s, axis=0)],
+            "colour_real": [float(v) for v in np.mean(col_r, axis=0)],
         }
     return out
 
@@ -255,6 +266,10 @@ def game_pulse(log_path: Path) -> dict:
 
 def _num(v, fmt: str = ".1f") -> str:
     return "-" if v is None else format(v, fmt)
+
+
+def _levels(v: list[float] | None) -> str:
+    return " ".join(f"{x:.0f}" for x in v) if v else "-"
 
 
 def card_markdown(figures: dict, config: dict, c2st: dict | None = None, grids: str = "") -> str:
@@ -301,16 +316,17 @@ def card_markdown(figures: dict, config: dict, c2st: dict | None = None, grids: 
                   "relative: each real defect against its own local background level (the median of an "
                   f"{RING_PX} px ring around its mask), as two seeds share theirs; "
                   "(c) std inside the mask synthesis / real, target within 15 %; (e) mean \\|change of the predicted x0\\| "
-                  "per reverse step.", "",
+                  "per reverse step; mean level inside the mask synthesis / real (R G B for colour).", "",
                   "| type | (b) seed diversity | real spread | ratio | real spread, relative | ratio | "
-                  "(c) std synth / real | (e) x0 change per step |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "(c) std synth / real | (e) x0 change per step | mean level synth / real |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for d, v in q.items():
             lines.append(f"| {d} | {v['seed_diversity']:.1f} | {_num(v.get('real_spread'))} | "
                          f"{_num(v.get('diversity_ratio'), '.2f')} | {_num(v.get('real_spread_relative'))} | "
                          f"{_num(v.get('diversity_ratio_relative'), '.2f')} | "
                          f"{v['std_synth']:.1f} / {v['std_real']:.1f} = {v['std_ratio']:.2f} | "
-                         f"{' / '.join(f'{x:.1f}' for x in v['x0_change_per_step'])} |")
+                         f"{' / '.join(f'{x:.1f}' for x in v['x0_change_per_step'])} | "
+                         f"{_levels(v.get('colour_synth'))} / {_levels(v.get('colour_real'))} |")
     lines += ["", "Held-out normal image, a real mask of the type from the bank, three seeds (top: whole image; "
               "bottom: zoom on the mask):", ""]
     lines += [f"![{d}]({grids}grid_{d}.png)" for d in types]
