@@ -111,7 +111,7 @@ def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, c
     The diversity-sensitive term of DSGAN (Yang et al., ICLR 2019) on the mask only (RCD discards the
     rest); z's distance is left out since two draws of N(0, I) are about equally far apart. Capped so
     that it asks for a real defect's spread, not for noise. luma: a colour difference is measured on
-    its ITU-R 601 luminance (on RGB the generator met the cap with magenta-violet hue shifts)."""
+    its ITU-R 601 luminance, so a hue shift earns nothing (an option: on bottle it scored worse)."""
     diff = x0_a - x0_b
     if luma and diff.shape[1] == 3:
         diff = (diff * diff.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
