@@ -23,4 +23,6 @@ b=""
 if [ -n "$ab" ]; then seg --methods "${ab#,}" --out "$work/streamB.md" > "$work/streamB.log" 2>&1 & b=$!; fi
 wait $a || exit 1
 [ -z "$b" ] || wait "$b" || exit 1
-seg --out "reports/$category.md"
+# The reading (why a method wins or loses) is written by a person after looking: reports/<category>-reading.md.
+reading=reports/$category-reading.md
+if [ -f "$reading" ]; then seg --out "reports/$category.md" --reading "$reading"; else seg --out "reports/$category.md"; fi

@@ -161,8 +161,13 @@ def test_quick_run_end_to_end_and_cache(tmp_path):
 
 @pytest.mark.skipif(not BOTTLE.is_dir(), reason=f"bottle data not found at {BOTTLE}")
 def test_quick_run_on_rgb_bottle_at_native_scale(tmp_path):
-    md, report, png = _quick(BOTTLE, tmp_path, "real,cutpaste")
+    reading = tmp_path / "bottle-reading.md"
+    reading.write_text("CutPaste pastes **real glass** here.\n")
+    md, report, png = _quick(BOTTLE, tmp_path, "real,cutpaste", "--reading", reading)
     _report_ok(md, report, png, {"real", "cutpaste"})
+    # the person's reading goes in as written, named by its file, and the command that reruns it names it too
+    assert "## Reading" in md and "CutPaste pastes **real glass** here." in md and str(reading) in md
+    assert report["reading"]["file"] == str(reading) and f"--reading {reading}" in report["command_explicit"]
     assert "3 channel(s)" in report["settings"]["input"] and report["settings"]["res"] == 0
     assert "Beside the paper" in md and "83.52" in md and "pretrained" in md
 
@@ -236,6 +241,16 @@ def test_missing_checkpoint_exits_2(tmp_path):
     assert not (tmp_path / "r.md").exists()
 
 
+def test_missing_reading_file_exits_2(tmp_path):
+    data = MAGNETIC_TILE if MAGNETIC_TILE.is_dir() else tmp_path
+    missing = tmp_path / "no-reading.md"
+    r = run_module("sard.evaluate", "segmentation", "--data", data, "--methods", "real", "--reading", missing,
+                   "--threads", "1", "--work", tmp_path / "w", "--out", tmp_path / "r.md", timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert f"--reading {missing}" in r.stderr
+    assert not (tmp_path / "r.md").exists()
+
+
 def test_method_parsing():
     assert [m.name for m in seg.parse_methods("real, cutpaste,draem")] == ["real", "cutpaste", "draem"]
     for bad, word in (("cutpaste=somewhere", "cutpaste"), ("real,real", "twice"), ("Bad Name", "Bad Name"),
@@ -292,3 +307,25 @@ def test_convergence_needs_a_margin_beyond_the_spread_and_warns_on_false_alarms(
     alarmed = convergence({**ref, "real": _fig(0.20, 0.02, fa=0.9)})                 # flags the good tiles:
     assert alarmed["converged"] and not alarmed["false_alarms_ok"] and "warning" in alarmed["words"]  # said
     assert not convergence(ref)["converged"]                                       # no Real only run
+
+
+def test_where_sard_loses_names_who_beats_it_beyond_the_spread_only():
+    from sard.evaluation.seg_report import where_sard_loses
+    def row(mean, std, a, b):                       # mean AP, its spread, and the AP of types a and b
+        f = _fig(mean, std)
+        return {**f, "types": {"a": {"AP": _fig(a, std)["AP"]}, "b": {"AP": _fig(b, std)["AP"]}}}
+    per = {"all_defect": row(0.03, 0, 0.03, 0.03), "real": row(0.40, 0.01, 0.50, 0.30),
+           "cutpaste": row(0.47, 0.01, 0.45, 0.485), "draem": row(0.45, 0.02, 0.45, 0.45),
+           "sard": row(0.44, 0.01, 0.40, 0.48)}
+    labels = {"all_defect": "All defect", "real": "Real only", "cutpaste": "CutPaste", "draem": "DRAEM",
+              "sard": "SARD"}
+    report = {"methods": {n: {"label": v} for n, v in labels.items()}, "defects": ["a", "b"],
+              "results": {"unet": {"0.5": per, "0": {k: per[k] for k in ("all_defect", "real", "cutpaste")}}}}
+    (line,) = where_sard_loses(report)["unet"]     # no line for an arm without SARD
+    above, types = line.split("; types where")
+    assert "CutPaste 47.0" in above and "DRAEM" not in above          # 0.45 +- 0.02 is within SARD's spread
+    assert "a 40.0 (below Real only 50.0)" in types                   # Real only is the best on a
+    assert "b 48.0" not in types                                      # nobody beats SARD on b beyond the spread
+    per["sard"] = row(0.50, 0.01, 0.60, 0.60)
+    assert where_sard_loses(report)["unet"][0].endswith("above SARD on mean AP beyond the seed spread: none; "
+                                                        "types where a method beats SARD beyond the spread: none.")

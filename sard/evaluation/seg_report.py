@@ -108,6 +108,39 @@ def verdict(report: dict) -> dict:
     return out
 
 
+def where_sard_loses(report: dict) -> dict:
+    """Per backbone, one line per arm that holds SARD: the methods above it on mean AP beyond the seed
+    spread, and per type where Real only or the best method beats it beyond the spread (issue 11:
+    "where SARD loses, the report says so"; the why is the --reading text)."""
+    out = {}
+    labels = {n: m["label"] for n, m in report["methods"].items()}
+    for b, arms in report["results"].items():
+        lines = []
+        for arm, per in arms.items():
+            if "sard" not in per:
+                continue
+            sard = per["sard"]
+            ahead = [(n, per[n]["AP"]) for n, _ in ranking(per) if n != "sard" and beats(per[n]["AP"], sard["AP"])]
+            text = (", ".join(f"{labels[n]} {100 * a['mean']:.1f}" for n, a in ahead) + f" against SARD's "
+                    f"{100 * sard['AP']['mean']:.1f}") if ahead else "none"
+            types = []
+            for d in report["defects"]:
+                s_ap = sard["types"][d]["AP"]
+                rivals = [n for n in per if n not in REF_ROWS[:2] and n != "sard"
+                          and beats(per[n]["types"][d]["AP"], s_ap)]
+                if not rivals:
+                    continue
+                best = max(rivals, key=lambda n: per[n]["types"][d]["AP"]["mean"])
+                vs = [f"{labels[best]} {100 * per[best]['types'][d]['AP']['mean']:.1f}"]
+                if "real" in rivals and best != "real":
+                    vs.append(f"Real only {100 * per['real']['types'][d]['AP']['mean']:.1f}")
+                types.append(f"{d} {100 * s_ap['mean']:.1f} (below {', '.join(vs)})")
+            lines.append(f"{arm_name(arm)}: above SARD on mean AP beyond the seed spread: {text}; types where a "
+                         f"method beats SARD beyond the spread: {'; '.join(types) or 'none'}.")
+        out[b] = lines
+    return out
+
+
 def arm_name(arm: str) -> str:
     return "synthetic only (real share 0)" if float(arm) == 0 else f"real share {arm} of each batch"
 
@@ -191,6 +224,12 @@ def markdown(report: dict) -> str:
         lo = report["left_out"]
         L += [f"**Not in this run**: {', '.join(lo['methods'])}: no same-budget checkpoint in `{lo['folder']}` "
               f"(train and ship them with `{lo['train']}`; then the default run includes them).", ""]
+    losses = {b: ls for b, ls in where_sard_loses(report).items() if ls}
+    if losses:
+        L += ["## Where SARD loses", ""] + [f"- {b}, {line}" for b, ls in losses.items() for line in ls] + [""]
+    if report.get("reading"):
+        L += ["## Reading", "", f"(Written by whoever ran the benchmark, from `{report['reading']['file']}`; "
+              "every figure elsewhere in this report is computed.)", "", report["reading"]["text"].strip(), ""]
     if report["quick"]:
         L += ["**Quick run**: a CI-sized version (few types, pairs and steps, one seed); its figures check the "
               "pipeline, they are not results.", ""]

@@ -532,6 +532,7 @@ class Settings:
     chart: Path
     quick: bool
     from_cache: bool = False       # report what --results holds, train nothing
+    reading: Path | None = None    # Markdown: the reading of the figures, put in the report as written
     left_out: list[str] = field(default_factory=list)   # default variants without a committed checkpoint
 
     @property
@@ -549,6 +550,8 @@ class Settings:
                  "--out": self.out,
                  "--json": self.json, "--chart": self.chart}
         args = ["python", "-m", "sard.evaluate", "segmentation"] + [str(x) for kv in flags.items() for x in kv]
+        if self.reading:
+            args += ["--reading", str(self.reading)]
         if self.defects:
             args += ["--defects", ",".join(self.defects) if isinstance(self.defects, list) else str(self.defects)]
         return shlex.join(args)
@@ -590,7 +593,8 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
                  work=Path(a.work), results=Path(a.results) if a.results else Path(a.work) / "runs",
                  out=Path(a.out), json=Path(a.json) if a.json else Path(a.out).with_suffix(".json"),
                  chart=Path(a.chart) if a.chart else Path(a.out).with_suffix(".png"), quick=bool(a.quick),
-                 from_cache=bool(getattr(a, "from_cache", False)), left_out=missing)
+                 from_cache=bool(getattr(a, "from_cache", False)), left_out=missing,
+                 reading=Path(a.reading) if getattr(a, "reading", None) else None)
     for name, v, lo in (("--seeds", s.seeds, 1), ("--pairs-per-type", s.pairs_per_type, 1), ("--res", s.res, 0),
                         ("--crop", s.crop, 0), ("--iters", s.iters, 1), ("--batch", s.batch, 1),
                         ("--threads", s.threads, 1)):
@@ -610,6 +614,9 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
                              f"pairs; need at least {2 if 'bisenetv2' in s.backbones else 1}")
     if s.out.suffix.lower() != ".md":
         raise SardInputError(f"--out {s.out}: expected a Markdown file name ending in .md")
+    if s.reading and not s.reading.is_file():
+        raise SardInputError(f"--reading {s.reading}: no such file; expected a Markdown file with the reading of "
+                             f"the figures (why a method wins or loses)")
     for flag, folder in (("--work", s.work), ("--results", s.results)):
         if folder.exists() and not folder.is_dir():
             raise SardInputError(f"{flag} {folder}: is a file; expected a folder (created if missing)")
@@ -730,6 +737,7 @@ def run(a: argparse.Namespace) -> dict:
     report["runs_trained"], report["runs_cached"], report["pending"] = fresh, cached, pending
     report["left_out"] = {"methods": [LABELS[v] for v in s.left_out], "folder": str(ablation_folder(s.data)),
                           "train": f"bash scripts/train_ablations.sh 1000 {s.data}"} if s.left_out else None
+    report["reading"] = {"file": str(s.reading), "text": s.reading.read_text(encoding="utf-8")} if s.reading else None
     report["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_bytes(s.out, markdown(report).encode())
     atomic_write_bytes(s.chart, chart_png(report))
@@ -836,6 +844,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/segmentation.md", help="Markdown report")
     p.add_argument("--json", help="JSON report (default: --out with .json)")
     p.add_argument("--chart", help="bar chart PNG (default: --out with .png)")
+    p.add_argument("--reading", type=Path,
+                   help="Markdown file with the reading of the figures (where a method wins or loses, and why), "
+                        "put in the report under 'Reading' as written (e.g. reports/<category>-reading.md)")
     p.add_argument("--from-cache", action="store_true",
                    help="train nothing: report the runs --results already holds and list the missing ones as "
                         "pending (a partial report while a long run goes on)")
