@@ -69,8 +69,8 @@ def realism_markdown(rep: dict) -> str:
 
 
 def cmd_card(a: argparse.Namespace) -> dict:
-    from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, save_grid, speed_256,
-                                      synthesis_quality)
+    from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, repaint_grid, save_grid,
+                                      speed_256, synthesis_quality)
     from sard.masks import MaskBank, random_mask
     from sard.io import read_image
     from sard.pipeline import SardPipeline
@@ -90,6 +90,10 @@ def cmd_card(a: argparse.Namespace) -> dict:
         m, params = random_mask("bank", normal.shape[:2], 1000 + k, None, bank=bank,
                                 defect=defect if pipe.defects else None)
         save_grid(defect_grid(pipe, normal, m > 0, defect), out / f"grid_{defect}.png")
+        repaint = repaint_grid(pipe, split.held_out, defect if pipe.defects else None)
+        if repaint is not None:
+            save_grid(repaint, out / f"repaint_{defect}.png")
+            figures.setdefault("repaint_grids", []).append(defect)
     if a.log:
         loss_curve(Path(a.log), out / "loss_curve.png")
         figures["d_gap"] = game_pulse(Path(a.log))

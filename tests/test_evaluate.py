@@ -48,9 +48,15 @@ def test_realism_and_card_commands(tmp_path, small_data):
     fig = json.loads((tmp_path / "card" / "figures.json").read_text())
     assert fig["background"]["max_abs_diff_outside_mask"] == 0 and fig["background"]["syntheses"] == 4
     assert (tmp_path / "card" / "grid_crack.png").is_file()
+    # real held-out defects beside their repaints: one row of 160 px (+ 6 px gap) per defect, at most 4
+    from PIL import Image
+    repaint = Image.open(tmp_path / "card" / "repaint_crack.png")
+    rows, rest = divmod(repaint.height - 32, 166)
+    assert rest == 0 and 1 <= rows <= 4 and "crack" in fig["repaint_grids"]
     # card.md: the same tables for any checkpoint, its C2ST taken from the realism report
     card = (tmp_path / "card" / "card.md").read_text()
     assert f"{100 * rep['methods']['tiny']['mean']:.1f} %" in card and "![crack](grid_crack.png)" in card
+    assert "![crack repainted](repaint_crack.png)" in card
     assert all(f"| {d} |" in card for d in fig["quality"]) and "**0** (bit-exact)" in card
     assert all(len(v["colour_real"]) == len(v["colour_synth"]) == 1 for v in fig["quality"].values())
     r = run_module("sard.evaluate", "realism", "--data", tmp_path / "missing", "--out", out)

@@ -64,18 +64,25 @@ def _fit_h(a: np.ndarray, h: int) -> Image.Image:
     return im.resize((max(1, round(im.width * h / im.height)), h), Image.BILINEAR)
 
 
+def _rgb(a: np.ndarray) -> np.ndarray:
+    return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
+
+
+def _zoom(a: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    """A square of at least size px around the mask (all of it, with an 8 px margin), kept inside the image."""
+    top, left, bottom, right = mask_bbox(mask)
+    z = max(size, bottom - top + 16, right - left + 16)
+    t0 = int(np.clip((top + bottom) // 2 - z // 2, 0, max(0, mask.shape[0] - z)))
+    l0 = int(np.clip((left + right) // 2 - z // 2, 0, max(0, mask.shape[1] - z)))
+    return a[t0:t0 + z, l0:l0 + z]
+
+
 def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect: str, seeds=(0, 1, 2),
                 height: int = 220, zoom_size: int = 96) -> Image.Image:
     """Row 1: the normal image, its bank mask, three seeds (whole images). Row 2: the same, zoomed on the mask."""
     results = [np.asarray(pipe(normal, mask, seed=s, defect=defect).image) for s in seeds]
-    rgb = lambda a: np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a  # noqa: E731
-    tiles = [rgb(normal), overlay(rgb(normal), mask)] + [rgb(r) for r in results]
-    top, left, bottom, right = mask_bbox(mask)
-    cy, cx = (top + bottom) // 2, (left + right) // 2
-    z = max(zoom_size, bottom - top + 16, right - left + 16)
-    t0 = int(np.clip(cy - z // 2, 0, max(0, mask.shape[0] - z)))
-    l0 = int(np.clip(cx - z // 2, 0, max(0, mask.shape[1] - z)))
-    zooms = [t[t0:t0 + z, l0:l0 + z] for t in tiles]
+    tiles = [_rgb(normal), overlay(_rgb(normal), mask)] + [_rgb(r) for r in results]
+    zooms = [_zoom(t, mask, zoom_size) for t in tiles]
     row1 = [_fit_h(t, height) for t in tiles]
     row2 = [_fit_h(t, height) for t in zooms]
     labels = ["normal (held out)", "bank mask", *(f"seed {s}" for s in seeds)]
@@ -90,6 +97,40 @@ def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect
         canvas.paste(b, (x, 16 + height + 8))
         x += w + 6
     draw.text((3, H - 14), f"{defect}: whole image (top), zoom on the mask (bottom)", fill="black")
+    return canvas
+
+
+def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int = 4, seeds=(0, 1),
+                 height: int = 160, zoom_size: int = 96) -> Image.Image | None:
+    """One row per held-out real defect of the type: the real defect, its mask, and the synthesis inside
+    that mask for each seed, zoomed on the mask: what (b) and (c) measure, to be looked at (a seed that
+    paints a faint defect, a texture unlike the part's). None when the type has no usable held-out defect."""
+    from sard.io import read_mask
+    rows = []
+    for s in [s for s in held_out if defect is None or s.defect == defect]:
+        if len(rows) == n:
+            break
+        image = read_image(s.image)
+        m = read_mask(s.mask, size=image.shape[:2]) > 0
+        if m.sum() < 10:
+            continue
+        tiles = [_rgb(image), overlay(_rgb(image), m)]
+        tiles += [_rgb(np.asarray(pipe(image, m, seed=k, defect=defect).image)) for k in seeds]
+        rows.append([_fit_h(_zoom(t, m, zoom_size), height) for t in tiles])
+    if not rows:
+        return None
+    labels = ["real (held out)", "its mask", *(f"seed {k}" for k in seeds)]
+    col_w = [max(r[c].width for r in rows) for c in range(len(labels))]
+    canvas = Image.new("RGB", (sum(col_w) + 6 * len(col_w), 16 + len(rows) * (height + 6) + 16), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for c, (w, lab) in enumerate(zip(col_w, labels)):
+        draw.text((x + 3, 2), lab, fill="black")
+        for j, r in enumerate(rows):
+            canvas.paste(r[c], (x, 16 + j * (height + 6)))
+        x += w + 6
+    draw.text((3, canvas.height - 14), f"{defect or 'defect'}: real defects repainted inside their own masks",
+              fill="black")
     return canvas
 
 
@@ -330,6 +371,10 @@ def card_markdown(figures: dict, config: dict, c2st: dict | None = None, grids: 
     lines += ["", "Held-out normal image, a real mask of the type from the bank, three seeds (top: whole image; "
               "bottom: zoom on the mask):", ""]
     lines += [f"![{d}]({grids}grid_{d}.png)" for d in types]
+    if figures.get("repaint_grids"):
+        lines += ["", "Held-out real defects repainted inside their own masks (the pairs (b) and (c) measure): real, "
+                  "mask, seeds 0 and 1, zoomed on the mask:", ""]
+        lines += [f"![{d} repainted]({grids}repaint_{d}.png)" for d in figures["repaint_grids"]]
     if figures.get("command"):
         lines += ["", f"Measured by `{figures['command']}`."]
     return "\n".join(lines) + "\n"
