@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from sard.io import atomic_save_png, read_image
+from sard.io import atomic_save_png, read_image, read_mask
 from sard.masks import grow_mask, random_mask
 from sard.pipeline import SardPipeline, mask_bbox, x0_change_per_step
 from sard.train_samples import overlay
@@ -105,7 +105,6 @@ def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int 
     """One row per held-out real defect of the type: the real defect, its mask, and the synthesis inside
     that mask for each seed, zoomed on the mask: what (b) and (c) measure, to be looked at (a seed that
     paints a faint defect, a texture unlike the part's). None when the type has no usable held-out defect."""
-    from sard.io import read_mask
     rows = []
     for s in [s for s in held_out if defect is None or s.defect == defect]:
         if len(rows) == n:
@@ -241,7 +240,6 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
     - colour_synth / colour_real: mean level of each channel inside the mask (a bias of the mean colour);
     - x0_change: mean |x0_hat(step i) - x0_hat(step i - 1)| inside the mask per reverse step
       transition (the step-through forms the defect when these are not all ~0)."""
-    from sard.io import read_mask
     out = {}
     for defect in pipe.defects or [None]:
         samples = [s for s in held_out if defect is None or s.defect == defect][:per_type]
