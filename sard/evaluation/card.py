@@ -83,20 +83,23 @@ def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect
     results = [np.asarray(pipe(normal, mask, seed=s, defect=defect).image) for s in seeds]
     tiles = [_rgb(normal), overlay(_rgb(normal), mask)] + [_rgb(r) for r in results]
     zooms = [_zoom(t, mask, zoom_size) for t in tiles]
-    row1 = [_fit_h(t, height) for t in tiles]
-    row2 = [_fit_h(t, height) for t in zooms]
+    rows = [[_fit_h(t, height) for t in tiles], [_fit_h(t, height) for t in zooms]]
     labels = ["normal (held out)", "bank mask", *(f"seed {s}" for s in seeds)]
-    col_w = [max(a.width, b.width) for a, b in zip(row1, row2)]
-    W, H = sum(col_w) + 6 * len(col_w), 2 * height + 40
-    canvas = Image.new("RGB", (W, H), "white")
+    return _columns(rows, labels, height, 8, f"{defect}: whole image (top), zoom on the mask (bottom)")
+
+
+def _columns(rows: list[list[Image.Image]], labels: list[str], height: int, gap: int, caption: str) -> Image.Image:
+    """Rows of pictures under one label per column, a caption below: the card's grids."""
+    col_w = [max(r[c].width for r in rows) for c in range(len(labels))]
+    canvas = Image.new("RGB", (sum(col_w) + 6 * len(col_w), 16 + len(rows) * (height + gap) + 16), "white")
     draw = ImageDraw.Draw(canvas)
     x = 0
-    for a, b, w, lab in zip(row1, row2, col_w, labels):
+    for c, (w, lab) in enumerate(zip(col_w, labels)):
         draw.text((x + 3, 2), lab, fill="black")
-        canvas.paste(a, (x, 16))
-        canvas.paste(b, (x, 16 + height + 8))
+        for j, r in enumerate(rows):
+            canvas.paste(r[c], (x, 16 + j * (height + gap)))
         x += w + 6
-    draw.text((3, H - 14), f"{defect}: whole image (top), zoom on the mask (bottom)", fill="black")
+    draw.text((3, canvas.height - 14), caption, fill="black")
     return canvas
 
 
@@ -119,18 +122,7 @@ def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int 
     if not rows:
         return None
     labels = ["real (held out)", "its mask", *(f"seed {k}" for k in seeds)]
-    col_w = [max(r[c].width for r in rows) for c in range(len(labels))]
-    canvas = Image.new("RGB", (sum(col_w) + 6 * len(col_w), 16 + len(rows) * (height + 6) + 16), "white")
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for c, (w, lab) in enumerate(zip(col_w, labels)):
-        draw.text((x + 3, 2), lab, fill="black")
-        for j, r in enumerate(rows):
-            canvas.paste(r[c], (x, 16 + j * (height + 6)))
-        x += w + 6
-    draw.text((3, canvas.height - 14), f"{defect or 'defect'}: real defects repainted inside their own masks",
-              fill="black")
-    return canvas
+    return _columns(rows, labels, height, 6, f"{defect or 'defect'}: real defects repainted inside their own masks")
 
 
 def _smooth(v: np.ndarray, n: int) -> np.ndarray:
