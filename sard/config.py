@@ -41,6 +41,8 @@ class TrainConfig:
     augment: bool = True           # D sees real and fake pairs through the same random shift / brightness
     init: str = ""                 # the checkpoint a fine-tuning run started from (--init), resolved
     whole_images: bool = False     # whole images resized to res instead of defect-centred crops
+    fit_crops: float = 0.5         # share of crops scaled so the whole mask fits (masks larger than the
+                                   # crop); synthesis then works at that scale in such masks. 0: native only
     log_every: int = 10
     sample_every: int = 500
     ckpt_every: int = 500
@@ -60,6 +62,8 @@ class TrainConfig:
         if self.batch < 1:
             raise SardInputError(f"--batch: expected at least 1, got {self.batch}")
         whole_number("d_steps", self.d_steps, 1)
+        if not (isinstance(self.fit_crops, (int, float)) and 0 <= self.fit_crops <= 1):
+            raise SardInputError(f"fit_crops: expected a share between 0 and 1, got {self.fit_crops!r}")
         for flag in ("--log-every", "--sample-every", "--ckpt-every"):   # steps between two of them
             whole_number(flag, getattr(self, flag[2:].replace("-", "_")), 1)
         check_seed("--seed", self.seed)

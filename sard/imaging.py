@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from sard.io import SardInputError, binarize_mask, to_array
@@ -110,3 +111,36 @@ def as_input_type(image, out: np.ndarray, alpha: np.ndarray | None):
     if alpha is not None:
         return np.dstack([out, alpha])
     return out[..., None] if np.ndim(image) == 3 and np.shape(image)[2] == 1 else out
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right), bottom/right exclusive, of the True pixels."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    return int(ys[0]), int(xs[0]), int(ys[-1]) + 1, int(xs[-1]) + 1
+
+
+def fit_scale(long_side: int, res: int) -> float:
+    """The scale (<= 1) at which a mask whose bounding box's long side is `long_side` pixels fits a
+    res x res crop with res / 8 of context on each side: the scale of a training crop that holds the
+    whole defect (TrainConfig.fit_crops), and of synthesis in a mask that large."""
+    return min(1.0, (res - 2 * (res // 8)) / max(1, long_side))
+
+
+def rescale(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[..., C, H, W] float resized to `size`: area-averaged down, bilinear up."""
+    lead = x.shape[:-3]
+    y = x.reshape(-1, *x.shape[-3:])
+    down = size[0] <= y.shape[-2] and size[1] <= y.shape[-1]
+    y = F.interpolate(y, size=size, mode="area") if down else \
+        F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+    return y.reshape(*lead, *y.shape[-3:])
+
+
+def rescale_mask(m: torch.Tensor, size: tuple[int, int], cover: bool = False) -> torch.Tensor:
+    """A {0, 1} mask [..., 1, H, W] resized: a pixel is in where at least half of it was (cover=True:
+    where any of it was, so the resized mask covers every pixel of the original once scaled back);
+    a mask that would vanish at half keeps the cover."""
+    a = rescale(m.float(), size)
+    half = (a >= 0.5).float()
+    return (a > 0).float() if cover or not half.any() else half

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from sard.checkpoint import CONFIG_NAME, WEIGHTS_NAME, file_hash, load_state_checked, load_tensors, read_config
-from sard.imaging import (as_input_type, colour_mode, from_unit, prepare_image, prepare_inputs, restore_layout,
-                          to_unit)
+from sard.imaging import (as_input_type, colour_mode, fit_scale, from_unit, mask_bbox, prepare_image, prepare_inputs,
+                          rescale, rescale_mask, restore_layout, to_unit)
 from sard.io import SardInputError
 from sard.nets.generator import Generator, GeneratorConfig
-from sard.rcd import rcd_sample
+from sard.rcd import paste, rcd_sample
 from sard.schedule import Schedule, ScheduleConfig
 from sard.validate import whole_number
 
@@ -69,6 +69,7 @@ class FrameImages:
     x0_hat: np.ndarray
     composite: np.ndarray
     x_t_range: tuple[float, float] = (-1.0, 1.0)
+    scale: float = 1.0      # < 1: the network ran on the region scaled by this (a mask larger than its crops)
 
 
 def x0_change_per_step(frames: list[FrameImages], mask: np.ndarray) -> list[float]:
@@ -92,13 +93,6 @@ class SynthesisResult:
     defect: str | None = None
     seed: int = 0
     colour: str = "gray"                 # colour_mode: 'rgb', 'luminance' (gray model, colour image) or 'gray'
-
-
-def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right), bottom/right exclusive, of the True pixels."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    return int(ys[0]), int(xs[0]), int(ys[-1]) + 1, int(xs[-1]) + 1
 
 
 def roi_box(mask: np.ndarray, tile: int, margin: int) -> tuple[int, int, int, int]:
@@ -184,10 +178,20 @@ class SardPipeline:
             raise SardInputError(f"defect: '{defect}' is not one of this checkpoint's types {self.defects}")
         return torch.tensor([self.defects.index(defect)], device=self.device)
 
+    def scale_for(self, mask: np.ndarray) -> float:
+        """The scale synthesis works at in this mask: a checkpoint trained on fit crops
+        (config fit_crops > 0) paints a mask too large for its crop at the scale those crops had."""
+        if float(self.config.get("fit_crops", 0.0)) <= 0:
+            return 1.0
+        top, left, bottom, right = mask_bbox(mask)
+        return fit_scale(max(bottom - top, right - left), self.res)
+
     # -- synthesis ------------------------------------------------------------------------------
     def stream(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
-               roi: bool = True, rcd: bool = True) -> Iterator[FrameImages | SynthesisResult]:
-        """Yields a FrameImages per reverse step, then the SynthesisResult."""
+               roi: bool = True, rcd: bool = True, refine: int | None = None) -> Iterator[FrameImages | SynthesisResult]:
+        """Yields a FrameImages per reverse step, then the SynthesisResult. A mask painted at a smaller
+        scale (scale_for) may get `refine` more reverse steps at native scale, started from the scaled
+        result noised to t = refine (default: the checkpoint's refine_steps, else 0)."""
         t0 = time.perf_counter()
         seed = whole_number("seed", seed, 0, 2**63 - 1)   # what torch.Generator takes
         pixels, alpha, m = prepare_inputs(image, mask)
@@ -196,41 +200,56 @@ class SardPipeline:
         steps = T if steps is None else int(steps)
         if not 1 <= steps <= T:
             raise SardInputError(f"steps: expected 1..{T} (this checkpoint's T), got {steps}")
-        if roi and rcd:
-            box = roi_box(m, self.res, margin=self.res // 4)
+        refine = whole_number("refine", int(self.config.get("refine_steps", 0)) if refine is None else refine, 0, T)
+        scale = self.scale_for(m) if rcd else 1.0
+        if roi and rcd:   # scaled: the window a fit crop of this mask covers (context res / 8 at that scale)
+            box = roi_box(m, self.res, margin=self.res // 4) if scale == 1 else \
+                roi_box(m, 1, margin=int(np.ceil(self.res // 8 / scale)))
         else:  # without RCD the whole image is resampled, so the network must see all of it
             box = (0, 0, m.shape[0], m.shape[1])
         top, left, bottom, right = box
         C = self.generator.config.image_channels
         x0 = to_unit(pixels[top:bottom, left:right], C)[None].to(self.device)
         mk = torch.from_numpy(m[top:bottom, left:right])[None, None].float().to(self.device)
-        stride = self.generator.config.stride
-        x0p, (h, w) = pad_to_multiple(x0, stride, "reflect")
-        mkp, _ = pad_to_multiple(mk, stride, "constant")
         rng = torch.Generator(device=self.device).manual_seed(int(seed))
-        frames = []
         timed = _TimedGenerator(self.generator, self.device)
-        for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
-                             start_step=steps):
-            x_t = fr.x_t[0, :, :h, :w]
-            lo, hi = float(x_t.min()), float(x_t.max())
-            fi = FrameImages(fr.step, _picture(2 * (x_t - lo) / max(hi - lo, 1e-6) - 1),
-                             *(_picture(x[0, :, :h, :w]) for x in (fr.x0_hat, fr.composite)), (lo, hi))
-            frames.append(fi)
-            yield fi
-            last = fr
-        out = self._paste(pixels, m, last.composite[0, :, :h, :w], box, rcd)
+        frames, composite = [], None
+        for s, k in [(scale, steps)] + ([(1.0, refine)] if scale < 1 and refine else []):
+            start = x0 if composite is None else paste(composite, x0, mk)   # detail pass: from the scaled result
+            for fi, composite in self._reverse(timed, start, mk, s, k, rng, label, rcd):
+                frames.append(fi)
+                yield fi
+        out = self._paste(pixels, m, composite[0], box, rcd)
         result_image = as_input_type(image, out, alpha)
         total = time.perf_counter() - t0
         timings = {"total_s": total, "network_s": timed.seconds, "network_calls": timed.calls,
-                   "roi": list(box), "roi_pixels": (bottom - top) * (right - left)}
+                   "roi": list(box), "roi_pixels": (bottom - top) * (right - left), "scale": scale}
         yield SynthesisResult(result_image, m.astype(np.uint8) * 255, frames, box, timings,
                               self.defects[int(label)] if label is not None else None, int(seed),
                               colour_mode(self.channels, pixels))
 
+    def _reverse(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool
+                 ) -> Iterator[tuple[FrameImages, torch.Tensor]]:
+        """One reverse process on the region x0 [1, C, h, w] (mask mk) run at `scale` of its size; yields
+        each step's pictures and composite at the region's own size."""
+        h, w = x0.shape[-2:]
+        if scale < 1:   # the scale the checkpoint's fit crops trained at; the mask covers every native pixel
+            small = (max(1, round(h * scale)), max(1, round(w * scale)))
+            x0, mk = rescale(x0, small), rescale_mask(mk, small, cover=True)
+        stride = self.generator.config.stride
+        x0p, (hs, ws) = pad_to_multiple(x0, stride, "reflect")
+        mkp, _ = pad_to_multiple(mk, stride, "constant")
+        native = (lambda x: rescale(x[..., :hs, :ws], (h, w))) if scale < 1 else (lambda x: x[..., :h, :w])
+        for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
+                             start_step=steps):
+            x_t, composite = native(fr.x_t)[0], native(fr.composite)
+            lo, hi = float(x_t.min()), float(x_t.max())
+            yield FrameImages(fr.step, _picture(2 * (x_t - lo) / max(hi - lo, 1e-6) - 1), _picture(native(fr.x0_hat)[0]),
+                              _picture(composite[0]), (lo, hi), scale), composite
+
     def __call__(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
-                 roi: bool = True, rcd: bool = True) -> SynthesisResult:
-        *_, result = self.stream(image, mask, seed, defect, steps, roi, rcd)
+                 roi: bool = True, rcd: bool = True, refine: int | None = None) -> SynthesisResult:
+        *_, result = self.stream(image, mask, seed, defect, steps, roi, rcd, refine)
         return result
 
     def _paste(self, pixels: np.ndarray, m: np.ndarray, composite: torch.Tensor, box, rcd: bool) -> np.ndarray:

@@ -66,7 +66,7 @@ def setup_distributed(device: str | None) -> Dist:
 def model_config(cfg: TrainConfig, defects: list[str], step: int) -> dict:
     """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
     return {"format": MODEL_FORMAT, "generator": cfg.generator.to_dict(), "schedule": cfg.schedule.__dict__.copy(),
-            "defects": defects, "res": cfg.res, "rcd": cfg.rcd, "dmg": cfg.dmg, "step": step,
+            "defects": defects, "res": cfg.res, "fit_crops": cfg.fit_crops, "rcd": cfg.rcd, "dmg": cfg.dmg, "step": step,
             "data": Path(cfg.data).name, "split_seed": cfg.split_seed, "init": cfg.init or None}
 
 
@@ -185,7 +185,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
         raise SardInputError(f"--out {out}: is a file; expected a folder for checkpoints and logs")
     meta = read_train_meta(out) if out.is_dir() else None
     if resume and meta is not None:
-        cfg = replace(config_from_dict(meta["config"], str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
+        stored = {"fit_crops": 0.0, **meta["config"]}   # runs from before fit crops stay at native scale
+        cfg = replace(config_from_dict(stored, str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
                       minutes=cfg.minutes, sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every,
                       log_every=cfg.log_every)
     elif meta is not None:
@@ -222,7 +223,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
         # measured once on every rank alike (the whole synthesizer third), then kept in the run's config
         probe = CropSampler(load_examples(split.synth, defects, channels)[0], cfg.res, seed=cfg.seed)
         cfg.discriminator = replace(cfg.discriminator, highpass_gain=texture_gain(probe.batch(64)[0]))
-    sampler = CropSampler(examples, cfg.res, seed=cfg.seed * 1000 + d.rank, whole_images=cfg.whole_images)
+    sampler = CropSampler(examples, cfg.res, seed=cfg.seed * 1000 + d.rank, whole_images=cfg.whole_images,
+                          fit_crops=cfg.fit_crops)
 
     # Models and optimizers.
     dev = d.device
@@ -337,6 +339,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 500)")
     p.add_argument("--log-every", type=int, help="steps between log lines (default 10)")
     p.add_argument("--whole-images", action="store_true", help="train on whole images resized to --res")
+    p.add_argument("--fit-crops", type=float, help="share of crops scaled so the whole mask fits them, for masks "
+                                                   "larger than --res (default 0.5; 0: native scale only)")
     p.add_argument("--init", help="fine-tune from this checkpoint (a model folder or a shipped name such as "
                                   "sard-magnetic-tile): its generator's reusable weights, adapted to this data's "
                                   "defect types and gray/RGB; the discriminator starts fresh")
@@ -348,7 +352,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
     cfg = load_config_file(a.config) if a.config else TrainConfig()
     flags = {"data": a.data, "out": a.out, "iters": a.iters, "minutes": a.minutes, "res": a.res, "batch": a.batch,
-             "seed": a.seed,
+             "seed": a.seed, "fit_crops": a.fit_crops,
              "sample_every": a.sample_every, "ckpt_every": a.ckpt_every, "log_every": a.log_every}
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     if a.defects:

@@ -87,3 +87,52 @@ def test_16bit_and_rgba_inputs_keep_mode_and_background():
     out = np.array(r.image)
     assert r.image.mode == "RGBA" and np.array_equal(out[~m], np.array(rgba)[~m])
     assert np.array_equal(out[..., 3], np.array(rgba)[..., 3])
+
+
+def large_mask(h, w, top, left, bh, bw):
+    m = np.zeros((h, w), bool)
+    m[top:top + bh, left:left + bw] = True
+    return m
+
+
+def test_a_fit_crop_checkpoint_paints_a_large_mask_at_its_crop_scale_and_keeps_the_background():
+    pipe = random_pipeline(3)
+    img = np.random.default_rng(4).integers(0, 256, (120, 140, 3), dtype=np.uint8)
+    big, small = large_mask(120, 140, 20, 30, 80, 60), large_mask(120, 140, 50, 60, 8, 8)
+    native = pipe(img, big, seed=1)
+    assert native.timings["scale"] == 1.0          # a checkpoint without fit crops: native scale always
+    pipe.config["fit_crops"] = 0.5
+    r = pipe(img, big, seed=1)
+    # res 16, context res / 8 = 2 px each side: the 80 px mask is painted at 12 / 80 of its size
+    assert r.timings["scale"] == pytest.approx(12 / 80)
+    top, left, bottom, right = r.roi
+    assert top <= 20 and left <= 30 and bottom >= 100 and right >= 90  # the window holds the whole mask
+    assert all(f.x0_hat.shape[:2] == (bottom - top, right - left) for f in r.frames)  # shown at native size
+    assert np.array_equal(r.image[~big], img[~big])
+    assert (r.image[big] != img[big]).all(axis=-1).mean() > 0.5          # every part of the mask painted
+    assert not np.array_equal(r.image, native.image)
+    assert pipe(img, small, seed=1).timings["scale"] == 1.0             # a mask that fits stays native
+    # refine: one more reverse step at native scale, from the scaled result noised to t = 1
+    fine = pipe(img, big, seed=1, refine=1)
+    assert [f.scale for f in fine.frames] == [r.timings["scale"]] * 4 + [1.0] and fine.frames[-1].step == 0
+    assert np.array_equal(fine.image[~big], img[~big]) and not np.array_equal(fine.image, r.image)
+    assert len(pipe(img, small, seed=1, refine=1).frames) == 4          # nothing to refine at native scale
+
+
+def test_a_fit_crop_holds_the_whole_mask_scaled_as_synthesis_scales_it():
+    from sard.data.crops import DefectExample, defect_crop
+    from sard.imaging import fit_scale
+    img = torch.rand(1, 300, 260) * 2 - 1
+    m = torch.from_numpy(large_mask(300, 260, 40, 100, 160, 90))[None].float()
+    ex = DefectExample(img, m, 0, None)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x, mk = defect_crop(ex, 64, rng, fit=True)
+        assert x.shape == (1, 64, 64) and mk.shape == (1, 64, 64)
+        ys, xs = torch.nonzero(mk[0], as_tuple=True)
+        # the whole 160 x 90 box, at fit_scale, with context on every side
+        assert int(ys.max() - ys.min() + 1) == pytest.approx(160 * fit_scale(160, 64), abs=1)
+        assert int(xs.max() - xs.min() + 1) == pytest.approx(90 * fit_scale(160, 64), abs=1)
+        assert ys.min() > 0 and xs.min() > 0 and ys.max() < 63 and xs.max() < 63
+        native, _ = defect_crop(ex, 64, rng)
+        assert native[0].std() > 1.5 * x[0].std()   # area-averaged noise: the fit crop was scaled down

@@ -196,7 +196,7 @@ def test_paper_literal_config_is_one_switch_away():
     from sard.config import load_config_file
     from sard.nets.discriminator import DiscriminatorConfig
     cfg = load_config_file(REPO / "configs" / "paper-literal.json")
-    assert not cfg.ema_warmup and not cfg.augment and cfg.lr_d == 1e-4 and cfg.d_steps == 1
+    assert not cfg.ema_warmup and not cfg.augment and cfg.lr_d == 1e-4 and cfg.d_steps == 1 and cfg.fit_crops == 0
     assert (cfg.loss.beta, cfg.loss.r1_gamma, cfg.loss.r1_on_logits, cfg.loss.region_mean, cfg.loss.alpha_fade,
             cfg.loss.mse_lowpass, cfg.loss.diversity) == (0.1, 1.0, False, False, False, 0.0, 0.0)
     assert asdict(cfg.discriminator) == asdict(DiscriminatorConfig.ddgan_literal())
@@ -263,3 +263,20 @@ def test_checkpoint_command_ships_the_model_in_fp16_or_fp32(tmp_path):
     assert r.returncode == 2 and "nothing/config.json: no such config file" in r.stderr and "Traceback" not in r.stderr
     r = run_module("sard.checkpoint", run)
     assert r.returncode == 2 and "usage: python -m sard.checkpoint RUN_DIR DEST" in r.stderr
+
+
+def test_fit_crops_is_stored_for_synthesis_and_a_run_from_before_it_resumes_at_native_scale(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    r = run_module("sard.train", "--data", tiny_data, "--out", out, "--iters", "1", *FAST, "--fit-crops", "0.25")
+    assert r.returncode == 0, r.stderr
+    assert _state(out)[1]["config"]["fit_crops"] == 0.25
+    assert SardPipeline.from_pretrained(out).config["fit_crops"] == 0.25    # what synthesis reads
+    meta = json.loads((out / "train_state.json").read_text())
+    del meta["config"]["fit_crops"]                                          # a state written before the field
+    (out / "train_state.json").write_text(json.dumps(meta))
+    r = run_module("sard.train", "--data", tiny_data, "--out", out, "--iters", "2", *FAST, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert _state(out)[1]["config"]["fit_crops"] == 0.0
+    bad = run_module("sard.train", "--data", tiny_data, "--out", tmp_path / "bad", "--iters", "1", *FAST,
+                     "--fit-crops", "2")
+    assert bad.returncode == 2 and "fit_crops" in bad.stderr and "between 0 and 1" in bad.stderr

@@ -377,8 +377,11 @@ class Studio:
         changes = x0_changes(v.frames, v.mask[top:bottom, left:right] > 0)
         per_step = ", ".join("-" if c is None else f"{c:.3f}" for c in changes)
         change = "" if changes[k] is None else f" It changed by {changes[k]:.3f} from the previous step."
+        region = f"{right - left}x{bottom - top} px" if f.scale == 1 else \
+            (f"{right - left}x{bottom - top} px painted at {f.scale:.2f} of its size, the scale of the crops the model "
+             f"learnt masks this large from; shown at full size")
         caption = (f"**Reverse step {k + 1}/{n}** (x_t at t = {f.step + 1} of {self.pipe.schedule.num_steps}; network "
-                   f"region {right - left}x{bottom - top} px). x_t as the network sees it: values {f.x_t_range[0]:.2f} "
+                   f"region {region}). x_t as the network sees it: values {f.x_t_range[0]:.2f} "
                    f"to {f.x_t_range[1]:.2f}, shown black to white. Mean |change of the predicted x0| inside the mask "
                    f"(fraction of the full range), per step: {per_step}.{change}")
         dx0 = x0_change_map(v.frames, k)

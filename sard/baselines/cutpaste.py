@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 
 from sard.baselines.common import color_jitter, finish, start
-from sard.imaging import prepare_mask
+from sard.imaging import mask_bbox, prepare_mask
 from sard.masks import rotate
-from sard.pipeline import SynthesisResult, mask_bbox
+from sard.pipeline import SynthesisResult
 
 
 class CutPaste:

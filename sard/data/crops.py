@@ -1,4 +1,5 @@
-"""Training examples: real defect images with masks, and defect-centred crops at the training size.
+"""Training examples: real defect images with masks, and defect-centred crops at the training size:
+at native scale, or scaled so the whole mask fits (`fit`), as synthesis does in masks that large.
 
 Bad samples (unreadable, truncated, mask of another size, empty mask) are skipped and counted;
 training goes on without them. Non-binary masks are thresholded at 127 (said once per file).
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from sard.data.readers import Sample
-from sard.imaging import to_unit
+from sard.imaging import fit_scale, mask_bbox, rescale, rescale_mask, to_unit
 from sard.io import SardInputError, read_image, read_mask
 
 
@@ -88,10 +89,36 @@ def _fit(x: torch.Tensor, res: int) -> torch.Tensor:
     return torch.nn.functional.pad(x[None], (0, pw, 0, ph), mode=mode)[0]
 
 
-def defect_crop(ex: DefectExample, res: int, rng: np.random.Generator, whole_image: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A defect-centred res x res crop at native scale (or the whole image resized), random flips."""
-    if whole_image:
+def _fit_window(mask: torch.Tensor, res: int, rng: np.random.Generator) -> tuple[int, int, int]:
+    """(top, left, side): a square window that holds the whole mask with the context fit_scale
+    leaves, centred on it and jittered by up to half that context (clipped to the image)."""
+    top, left, bottom, right = mask_bbox(mask[0].numpy() > 0)
+    side = int(round(res / fit_scale(max(bottom - top, right - left), res)))
+
+    def start(lo: int, hi: int, size: int) -> int:
+        if side >= size:
+            return 0
+        slack = (side - (hi - lo)) // 4
+        centred = (lo + hi - side) // 2 + int(rng.integers(-slack, slack + 1))
+        return int(np.clip(centred, 0, size - side))
+
+    H, W = mask.shape[-2:]
+    return start(top, bottom, H), start(left, right, W), side
+
+
+def defect_crop(ex: DefectExample, res: int, rng: np.random.Generator, whole_image: bool = False,
+                fit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A defect-centred res x res crop at native scale, or scaled so the whole mask fits with
+    context (fit; a mask that fits already stays at native scale), or the whole image resized;
+    random flips."""
+    if fit:
+        top, left, side = _fit_window(ex.mask, res, rng)
+        x, m = ex.image[:, top:top + side, left:left + side], ex.mask[:, top:top + side, left:left + side]
+        if side > res:
+            size = (min(res, round(x.shape[-2] * res / side)), min(res, round(x.shape[-1] * res / side)))
+            x, m = rescale(x, size), rescale_mask(m, size)
+        x, m = _fit(x, res), _fit(m, res)
+    elif whole_image:
         img = cv2.resize(ex.image.permute(1, 2, 0).numpy(), (res, res), interpolation=cv2.INTER_AREA)
         msk = cv2.resize(ex.mask[0].numpy(), (res, res), interpolation=cv2.INTER_NEAREST)
         x = torch.from_numpy(img.reshape(res, res, -1)).permute(2, 0, 1)
@@ -112,10 +139,11 @@ def defect_crop(ex: DefectExample, res: int, rng: np.random.Generator, whole_ima
 class CropSampler:
     """Batches of defect crops, balanced over defect types; all randomness from one numpy Generator."""
 
-    def __init__(self, examples: list[DefectExample], res: int, seed: int, whole_images: bool = False):
+    def __init__(self, examples: list[DefectExample], res: int, seed: int, whole_images: bool = False,
+                 fit_crops: float = 0.0):
         if not examples:
             raise SardInputError("no usable defect images to train on (all were skipped or none matched --defects)")
-        self.examples, self.res, self.whole_images = examples, res, whole_images
+        self.examples, self.res, self.whole_images, self.fit_crops = examples, res, whole_images, fit_crops
         self.by_label: dict[int, list[int]] = {}
         for k, ex in enumerate(examples):
             self.by_label.setdefault(ex.label, []).append(k)
@@ -129,7 +157,8 @@ class CropSampler:
             label = self.labels[int(self.rng.integers(len(self.labels)))]
             pool = self.by_label[label]
             ex = self.examples[pool[int(self.rng.integers(len(pool)))]]
-            x, m = defect_crop(ex, self.res, self.rng, self.whole_images)
+            fit = self.fit_crops > 0 and self.rng.random() < self.fit_crops
+            x, m = defect_crop(ex, self.res, self.rng, self.whole_images, fit)
             xs.append(x), ms.append(m), ys.append(label)
         return torch.stack(xs), torch.stack(ms), torch.tensor(ys, dtype=torch.long)
 

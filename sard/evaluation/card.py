@@ -9,9 +9,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from sard.imaging import mask_bbox
 from sard.io import atomic_save_png, read_image, read_mask
 from sard.masks import grow_mask, random_mask
-from sard.pipeline import SardPipeline, mask_bbox, x0_change_per_step
+from sard.pipeline import SardPipeline, x0_change_per_step
 from sard.train_samples import overlay
 
 
@@ -270,7 +271,9 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
             "diversity_ratio_relative": float(np.mean(div) / np.mean(spread_rel)) if spread_rel else None,
             "std_synth": float(np.mean(std_s)), "std_real": float(np.mean(std_r)),
             "std_ratio": float(np.mean(std_s) / max(np.mean(std_r), 1e-9)),
-            "x0_change_per_step": [float(v) for v in np.mean(change, axis=0)],
+            # a mask refined at native scale has one transition more (SardPipeline.stream's refine)
+            "x0_change_per_step": [float(np.mean([c[i] for c in change if len(c) > i]))
+                                   for i in range(max(map(len, change)))],
             "colour_synth": [float(v) for v in np.mean(col_s, axis=0)],
             "colour_real": [float(v) for v in np.mean(col_r, axis=0)],
         }
