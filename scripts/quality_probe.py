@@ -1,7 +1,9 @@
 """Quick look at a checkpoint's synthesis (issue 15): per type, seed diversity / real spread, std
 synthetic / real and the x0 change per reverse step on a few held-out defects, and D's gap per step
 from its log, by thirds of training. The model card's measures (sard.evaluation.card) at a smaller n.
-    python scripts/quality_probe.py DATA CHECKPOINT [CHECKPOINT ...] [--per-type 8]
+    python scripts/quality_probe.py DATA CHECKPOINT [CHECKPOINT ...] [--per-type 8] [--refine N] [--grids DIR]
+--refine sets the native-scale steps after a scaled synthesis (the checkpoint's refine_steps otherwise);
+--grids writes the card's repaint grids (real | mask | seeds 0, 1) to DIR/<checkpoint name>/.
 """
 import argparse
 import json
@@ -13,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from sard.data import list_dataset, split_defects  # noqa: E402
-from sard.evaluation.card import game_pulse, synthesis_quality  # noqa: E402
+from sard.evaluation.card import game_pulse, repaint_grid, save_grid, synthesis_quality  # noqa: E402
 from sard.pipeline import SardPipeline  # noqa: E402
 
 
@@ -22,11 +24,15 @@ def main() -> None:
     p.add_argument("data", type=Path)
     p.add_argument("checkpoints", nargs="+", type=Path)
     p.add_argument("--per-type", type=int, default=8)
+    p.add_argument("--refine", type=int)
+    p.add_argument("--grids", type=Path)
     a = p.parse_args()
     torch.set_num_threads(1)
     samples = list_dataset(a.data)
     for ck in a.checkpoints:
         pipe = SardPipeline.from_pretrained(ck)
+        if a.refine is not None:
+            pipe.config["refine_steps"] = a.refine
         split = split_defects(samples, pipe.config.get("split_seed", 0))
         q = synthesis_quality(pipe, split.held_out, per_type=a.per_type)
         row = {d: {"diversity_ratio": None if v["diversity_ratio"] is None else round(v["diversity_ratio"], 2),
@@ -37,7 +43,12 @@ def main() -> None:
         log = ck / "log.jsonl"
         gaps = {k: [None if x is None else round(x, 3) for x in v["mean_by_third"]]
                 for k, v in (game_pulse(log) if log.is_file() else {}).items()}
-        print(json.dumps({"checkpoint": str(ck), "quality": row, "d_gap_by_third": gaps}), flush=True)
+        print(json.dumps({"checkpoint": str(ck), "refine": pipe.config.get("refine_steps", 0), "quality": row,
+                          "d_gap_by_third": gaps}), flush=True)
+        if a.grids:
+            (a.grids / ck.name).mkdir(parents=True, exist_ok=True)
+        for d in pipe.defects if a.grids else []:
+            save_grid(repaint_grid(pipe, split.held_out, d), a.grids / ck.name / f"repaint_{d}.png")
 
 
 if __name__ == "__main__":
