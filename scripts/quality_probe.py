@@ -47,8 +47,10 @@ def main() -> None:
                           "d_gap_by_third": gaps}), flush=True)
         if a.grids:
             (a.grids / ck.name).mkdir(parents=True, exist_ok=True)
-        for d in pipe.defects if a.grids else []:
-            save_grid(repaint_grid(pipe, split.held_out, d), a.grids / ck.name / f"repaint_{d}.png")
+            for d in pipe.defects:
+                grid = repaint_grid(pipe, split.held_out, d)   # None: no usable held-out defect of the type
+                if grid is not None:
+                    save_grid(grid, a.grids / ck.name / f"repaint_{d}.png")
 
 
 if __name__ == "__main__":
