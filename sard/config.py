@@ -43,6 +43,8 @@ class TrainConfig:
     whole_images: bool = False     # whole images resized to res instead of defect-centred crops
     fit_crops: float = 0.5         # share of crops scaled so the whole mask fits (masks larger than the
                                    # crop); synthesis then works at that scale in such masks. 0: native only
+    fit_min_width: float = 6.0     # px: fit crops never thin a mask's strokes below this (a crack stays
+                                   # native). 0: scale by the bounding box alone
     log_every: int = 10
     sample_every: int = 500
     ckpt_every: int = 500
@@ -64,6 +66,8 @@ class TrainConfig:
         whole_number("d_steps", self.d_steps, 1)
         if not (isinstance(self.fit_crops, (int, float)) and 0 <= self.fit_crops <= 1):
             raise SardInputError(f"fit_crops: expected a share between 0 and 1, got {self.fit_crops!r}")
+        if not (isinstance(self.fit_min_width, (int, float)) and self.fit_min_width >= 0):
+            raise SardInputError(f"fit_min_width: expected a width in pixels >= 0, got {self.fit_min_width!r}")
         for flag in ("--log-every", "--sample-every", "--ckpt-every"):   # steps between two of them
             whole_number(flag, getattr(self, flag[2:].replace("-", "_")), 1)
         check_seed("--seed", self.seed)

@@ -1,6 +1,7 @@
 """Conversions between image arrays (uint8/uint16, [H, W] or [H, W, 3]) and model tensors in [-1, 1]."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -120,11 +121,23 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(ys[0]), int(xs[0]), int(ys[-1]) + 1, int(xs[-1]) + 1
 
 
-def fit_scale(long_side: int, res: int) -> float:
-    """The scale (<= 1) at which a mask whose bounding box's long side is `long_side` pixels fits a
-    res x res crop with res / 8 of context on each side: the scale of a training crop that holds the
-    whole defect (TrainConfig.fit_crops), and of synthesis in a mask that large."""
-    return min(1.0, (res - 2 * (res // 8)) / max(1, long_side))
+def mask_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a {0, 1} mask, 2 x area / perimeter: w for a stroke of width w, the radius
+    for a disk."""
+    m = np.ascontiguousarray(mask > 0, dtype=np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    return 2.0 * float(m.sum()) / max(1.0, sum(cv2.arcLength(c, True) for c in contours))
+
+
+def fit_scale(mask: np.ndarray, res: int, min_width: float = 0.0) -> float:
+    """The scale (<= 1) at which the mask's bounding box fits a res x res crop with res / 8 of context
+    on each side: the scale of a training crop that holds the whole defect (TrainConfig.fit_crops), and
+    of synthesis in that mask. Never below min_width / mask_width: a 4 px crack halved and scaled back
+    is a blur, so a thin mask keeps its strokes min_width px wide (or native, when thinner)."""
+    top, left, bottom, right = mask_bbox(mask)
+    fit = (res - 2 * (res // 8)) / max(1, bottom - top, right - left)
+    floor = min_width / max(mask_width(mask), 1e-6) if min_width > 0 else 0.0
+    return min(1.0, max(fit, floor))
 
 
 def rescale(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -183,8 +183,7 @@ class SardPipeline:
         (config fit_crops > 0) paints a mask too large for its crop at the scale those crops had."""
         if float(self.config.get("fit_crops", 0.0)) <= 0:
             return 1.0
-        top, left, bottom, right = mask_bbox(mask)
-        return fit_scale(max(bottom - top, right - left), self.res)
+        return fit_scale(mask, self.res, float(self.config.get("fit_min_width", 0.0)))
 
     # -- synthesis ------------------------------------------------------------------------------
     def stream(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,

@@ -66,7 +66,8 @@ def setup_distributed(device: str | None) -> Dist:
 def model_config(cfg: TrainConfig, defects: list[str], step: int) -> dict:
     """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
     return {"format": MODEL_FORMAT, "generator": cfg.generator.to_dict(), "schedule": cfg.schedule.__dict__.copy(),
-            "defects": defects, "res": cfg.res, "fit_crops": cfg.fit_crops, "rcd": cfg.rcd, "dmg": cfg.dmg, "step": step,
+            "defects": defects, "res": cfg.res, "fit_crops": cfg.fit_crops,
+            "fit_min_width": cfg.fit_min_width, "rcd": cfg.rcd, "dmg": cfg.dmg, "step": step,
             "data": Path(cfg.data).name, "split_seed": cfg.split_seed, "init": cfg.init or None}
 
 
@@ -185,7 +186,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
         raise SardInputError(f"--out {out}: is a file; expected a folder for checkpoints and logs")
     meta = read_train_meta(out) if out.is_dir() else None
     if resume and meta is not None:
-        stored = {"fit_crops": 0.0, **meta["config"]}   # runs from before fit crops stay at native scale
+        # runs from before fit crops stay at native scale, those from before the width floor without it
+        stored = {"fit_crops": 0.0, "fit_min_width": 0.0, **meta["config"]}
         cfg = replace(config_from_dict(stored, str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
                       minutes=cfg.minutes, sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every,
                       log_every=cfg.log_every)
@@ -224,7 +226,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
         probe = CropSampler(load_examples(split.synth, defects, channels)[0], cfg.res, seed=cfg.seed)
         cfg.discriminator = replace(cfg.discriminator, highpass_gain=texture_gain(probe.batch(64)[0]))
     sampler = CropSampler(examples, cfg.res, seed=cfg.seed * 1000 + d.rank, whole_images=cfg.whole_images,
-                          fit_crops=cfg.fit_crops)
+                          fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width)
 
     # Models and optimizers.
     dev = d.device

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from sard.losses import LossConfig, discriminator_loss, diversity_loss, generator_loss, mse_loss, r1_penalty
+from sard.losses import LossConfig, chroma_loss, discriminator_loss, diversity_loss, generator_loss, mse_loss, r1_penalty
 from sard.nets.discriminator import DOutput
 
 sp = lambda v: math.log1p(math.exp(v))  # noqa: E731  softplus
@@ -131,3 +131,26 @@ def test_diversity_loss_on_luminance_gives_a_pure_hue_shift_nothing():
     assert diversity_loss(a, grey, m, cap=1.0, luma=True).item() == pytest.approx(-0.2)
     g = torch.zeros(1, 1, 4, 4)
     assert diversity_loss(g, g + 0.3, m, cap=1.0, luma=True).item() == pytest.approx(-0.3)
+
+
+def test_chroma_loss_charges_a_hue_error_not_a_brightness_error_and_only_inside_the_mask():
+    """A grey offset (the same in R, G and B) has no chroma; a green cast does, at full resolution
+    (a 1 px checkerboard of hue costs as much as a flat one); gray images and a weight of 0 add nothing."""
+    m = torch.zeros(1, 1, 8, 8)
+    m[..., 2:6, 2:6] = 1
+    x0 = torch.zeros(1, 3, 8, 8)
+    grey = m.expand(1, 3, 8, 8) * 0.5
+    green = torch.tensor([-0.2, 0.2, -0.2]).view(1, 3, 1, 1) * m
+    yy, xx = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    checker = green * ((yy + xx) % 2 * 2 - 1).float()
+    assert chroma_loss(x0 + grey, x0, m).item() == pytest.approx(0.0, abs=1e-7)
+    flat = chroma_loss(x0 + green, x0, m).item()
+    assert flat > 0.04 and chroma_loss(x0 + checker, x0, m).item() == pytest.approx(flat, rel=1e-5)
+    assert chroma_loss(x0 + (1 - m) * torch.tensor([3.0, 0, 0]).view(1, 3, 1, 1), x0, m).item() == pytest.approx(0.0, abs=1e-7)
+    d = DOutput(img=torch.zeros(1), fg=torch.zeros(1))
+    on, off = LossConfig(chroma=2.0, alpha_fade=False), LossConfig(alpha_fade=False)
+    a, b = generator_loss(d, x0 + green, x0, m, on, 0.0), generator_loss(d, x0 + green, x0, m, off, 0.0)
+    assert a["chroma"].item() == pytest.approx(flat, rel=1e-5) and "chroma" not in b
+    assert a["total"].item() == pytest.approx(b["total"].item() + 2.0 * flat, rel=1e-5)
+    gray = torch.zeros(1, 1, 8, 8)
+    assert "chroma" not in generator_loss(d, gray + m * 0.3, gray, m, on, 0.0)

@@ -131,8 +131,41 @@ def test_a_fit_crop_holds_the_whole_mask_scaled_as_synthesis_scales_it():
         assert x.shape == (1, 64, 64) and mk.shape == (1, 64, 64)
         ys, xs = torch.nonzero(mk[0], as_tuple=True)
         # the whole 160 x 90 box, at fit_scale, with context on every side
-        assert int(ys.max() - ys.min() + 1) == pytest.approx(160 * fit_scale(160, 64), abs=1)
-        assert int(xs.max() - xs.min() + 1) == pytest.approx(90 * fit_scale(160, 64), abs=1)
+        assert int(ys.max() - ys.min() + 1) == pytest.approx(160 * fit_scale(m[0].numpy() > 0, 64), abs=1)
+        assert int(xs.max() - xs.min() + 1) == pytest.approx(90 * fit_scale(m[0].numpy() > 0, 64), abs=1)
         assert ys.min() > 0 and xs.min() > 0 and ys.max() < 63 and xs.max() < 63
         native, _ = defect_crop(ex, 64, rng)
         assert native[0].std() > 1.5 * x[0].std()   # area-averaged noise: the fit crop was scaled down
+
+
+def test_the_width_floor_keeps_a_thin_mask_at_native_scale_in_crops_and_in_synthesis():
+    from sard.data.crops import DefectExample, defect_crop
+    from sard.imaging import fit_scale, mask_width
+    crack = large_mask(300, 260, 40, 100, 160, 3)              # a 3 px stroke, 160 px long
+    blob = large_mask(300, 260, 40, 100, 160, 90)
+    assert mask_width(crack) == pytest.approx(3, rel=0.1) and mask_width(blob) > 50
+    assert fit_scale(crack, 64) == pytest.approx(48 / 160)     # by its box alone: thinned to 1 px
+    assert fit_scale(crack, 64, min_width=6) == 1.0            # thinner than the floor: native
+    assert fit_scale(blob, 64, min_width=6) == fit_scale(blob, 64)   # a wide mask is not held back
+    wide = large_mask(300, 260, 40, 100, 160, 12)
+    assert fit_scale(wide, 64, min_width=6) == pytest.approx(0.5, rel=0.1)   # its strokes stay 6 px
+    img = torch.rand(1, 300, 260) * 2 - 1
+    ex = DefectExample(img, torch.from_numpy(crack)[None].float(), 0, None)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        thin, mk = defect_crop(ex, 64, rng, fit=True)
+        held, mh = defect_crop(ex, 64, rng, fit=True, fit_min_width=6)
+        assert thin.std() < 0.8 * held.std()                 # the box-only crop was scaled down
+        widths = mh[0].sum(dim=1)
+        assert widths[widths > 0].max() == 3                  # the floor's crop: the stroke at native width
+        assert (mh[0].sum(dim=0) > 0).sum() == 64 or (mh[0].sum(dim=1) > 0).sum() == 64   # crosses the crop
+    pipe = random_pipeline(3)
+    pipe.config["fit_crops"] = 0.5
+    shape = (200, 160)
+    stroke = large_mask(*shape, 20, 70, 150, 3)
+    assert pipe.scale_for(stroke) == pytest.approx(12 / 150)  # res 16: 12 px of box, 2 px of context
+    pipe.config["fit_min_width"] = 6.0
+    assert pipe.scale_for(stroke) == 1.0
+    img8 = np.random.default_rng(5).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    r = pipe(img8, stroke, seed=0)
+    assert r.timings["scale"] == 1.0 and np.array_equal(r.image[~stroke], img8[~stroke])

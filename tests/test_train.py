@@ -270,13 +270,18 @@ def test_fit_crops_is_stored_for_synthesis_and_a_run_from_before_it_resumes_at_n
     r = run_module("sard.train", "--data", tiny_data, "--out", out, "--iters", "1", *FAST, "--fit-crops", "0.25")
     assert r.returncode == 0, r.stderr
     assert _state(out)[1]["config"]["fit_crops"] == 0.25
-    assert SardPipeline.from_pretrained(out).config["fit_crops"] == 0.25    # what synthesis reads
+    stored = SardPipeline.from_pretrained(out).config                         # what synthesis reads
+    assert stored["fit_crops"] == 0.25 and stored["fit_min_width"] == 6.0
     meta = json.loads((out / "train_state.json").read_text())
-    del meta["config"]["fit_crops"]                                          # a state written before the field
+    del meta["config"]["fit_crops"], meta["config"]["fit_min_width"]          # a state written before the fields
     (out / "train_state.json").write_text(json.dumps(meta))
     r = run_module("sard.train", "--data", tiny_data, "--out", out, "--iters", "2", *FAST, "--resume")
     assert r.returncode == 0, r.stderr
-    assert _state(out)[1]["config"]["fit_crops"] == 0.0
+    assert _state(out)[1]["config"]["fit_crops"] == 0.0 and _state(out)[1]["config"]["fit_min_width"] == 0.0
     bad = run_module("sard.train", "--data", tiny_data, "--out", tmp_path / "bad", "--iters", "1", *FAST,
                      "--fit-crops", "2")
     assert bad.returncode == 2 and "fit_crops" in bad.stderr and "between 0 and 1" in bad.stderr
+    (tmp_path / "neg.json").write_text('{"fit_min_width": -1}')
+    bad = run_module("sard.train", "--data", tiny_data, "--out", tmp_path / "bad", "--iters", "1", *FAST,
+                     "--config", tmp_path / "neg.json")
+    assert bad.returncode == 2 and "fit_min_width" in bad.stderr and ">= 0" in bad.stderr

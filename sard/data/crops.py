@@ -89,16 +89,21 @@ def _fit(x: torch.Tensor, res: int) -> torch.Tensor:
     return torch.nn.functional.pad(x[None], (0, pw, 0, ph), mode=mode)[0]
 
 
-def _fit_window(mask: torch.Tensor, res: int, rng: np.random.Generator) -> tuple[int, int, int]:
-    """(top, left, side): a square window that holds the whole mask with the context fit_scale
-    leaves, centred on it and jittered by up to half that context (clipped to the image)."""
-    top, left, bottom, right = mask_bbox(mask[0].numpy() > 0)
-    side = int(round(res / fit_scale(max(bottom - top, right - left), res)))
+def _fit_window(mask: torch.Tensor, res: int, rng: np.random.Generator,
+                min_width: float = 0.0) -> tuple[int, int, int]:
+    """(top, left, side): a square window of res / fit_scale pixels, centred on the mask's box and
+    jittered by up to a quarter of the slack (clipped to the image): the whole mask with context,
+    unless min_width holds a thin mask at a larger scale."""
+    m = mask[0].numpy() > 0
+    top, left, bottom, right = mask_bbox(m)
+    side = int(round(res / fit_scale(m, res, min_width)))
 
     def start(lo: int, hi: int, size: int) -> int:
         if side >= size:
             return 0
         slack = (side - (hi - lo)) // 4
+        if slack < 0:   # a mask held above the fit scale: a window anywhere along it
+            return int(np.clip(lo + int(rng.integers(0, hi - lo - side + 1)), 0, size - side))
         centred = (lo + hi - side) // 2 + int(rng.integers(-slack, slack + 1))
         return int(np.clip(centred, 0, size - side))
 
@@ -107,12 +112,12 @@ def _fit_window(mask: torch.Tensor, res: int, rng: np.random.Generator) -> tuple
 
 
 def defect_crop(ex: DefectExample, res: int, rng: np.random.Generator, whole_image: bool = False,
-                fit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                fit: bool = False, fit_min_width: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """A defect-centred res x res crop at native scale, or scaled so the whole mask fits with
-    context (fit; a mask that fits already stays at native scale), or the whole image resized;
-    random flips."""
+    context (fit, at fit_scale; a mask that fits already stays at native scale), or the whole image
+    resized; random flips."""
     if fit:
-        top, left, side = _fit_window(ex.mask, res, rng)
+        top, left, side = _fit_window(ex.mask, res, rng, fit_min_width)
         x, m = ex.image[:, top:top + side, left:left + side], ex.mask[:, top:top + side, left:left + side]
         if side > res:
             size = (min(res, round(x.shape[-2] * res / side)), min(res, round(x.shape[-1] * res / side)))
@@ -140,10 +145,11 @@ class CropSampler:
     """Batches of defect crops, balanced over defect types; all randomness from one numpy Generator."""
 
     def __init__(self, examples: list[DefectExample], res: int, seed: int, whole_images: bool = False,
-                 fit_crops: float = 0.0):
+                 fit_crops: float = 0.0, fit_min_width: float = 0.0):
         if not examples:
             raise SardInputError("no usable defect images to train on (all were skipped or none matched --defects)")
         self.examples, self.res, self.whole_images, self.fit_crops = examples, res, whole_images, fit_crops
+        self.fit_min_width = fit_min_width
         self.by_label: dict[int, list[int]] = {}
         for k, ex in enumerate(examples):
             self.by_label.setdefault(ex.label, []).append(k)
@@ -158,7 +164,7 @@ class CropSampler:
             pool = self.by_label[label]
             ex = self.examples[pool[int(self.rng.integers(len(pool)))]]
             fit = self.fit_crops > 0 and self.rng.random() < self.fit_crops
-            x, m = defect_crop(ex, self.res, self.rng, self.whole_images, fit)
+            x, m = defect_crop(ex, self.res, self.rng, self.whole_images, fit, self.fit_min_width)
             xs.append(x), ms.append(m), ys.append(label)
         return torch.stack(xs), torch.stack(ms), torch.tensor(ys, dtype=torch.long)
 
