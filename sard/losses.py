@@ -106,9 +106,14 @@ def mse_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, beta: f
     return (per * weight).mean() if weight is not None else per.mean()
 
 
+def luma_of(x: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, 1, H, W] ITU-R 601 luma."""
+    return (x * x.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
 def chroma(x: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] minus its ITU-R 601 luma in every channel: the colour without its brightness."""
-    return x - (x * x.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    """[B, 3, H, W] minus its luma in every channel: the colour without its brightness."""
+    return x - luma_of(x)
 
 
 def chroma_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -129,7 +134,7 @@ def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, c
     its ITU-R 601 luminance, so a hue shift earns nothing (an option: on bottle it scored worse)."""
     diff = x0_a - x0_b
     if luma and diff.shape[1] == 3:
-        diff = (diff * diff.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        diff = luma_of(diff)
     m = mask.expand_as(diff).flatten(1)
     dist = (diff.abs().flatten(1) * m).sum(1) / m.sum(1).clamp(min=1)
     return -dist.clamp(max=cap).mean()
