@@ -19,6 +19,7 @@ import torch
 from sard.data import list_dataset, split_defects
 from sard.checkpoint import read_config
 from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
+from sard.nets.discriminator import DiscriminatorConfig
 
 
 def parse_methods(text: str) -> dict[str, Path | None]:
@@ -122,7 +123,6 @@ def cmd_dprobe(a: argparse.Namespace) -> dict:
     from dataclasses import asdict
 
     from sard.evaluation.d_probe import probe
-    from sard.nets.discriminator import DiscriminatorConfig
     torch.manual_seed(a.seed)
     report = {"data": str(a.data), "fake": a.fake, "steps": a.steps, "lr": a.lr, "machine": machine(), "configs": {}}
     report["judges"] = a.judges
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     q.add_argument("--steps", type=int, default=300)
     q.add_argument("--lr", type=float, default=4e-4)
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--judges", default="pair", choices=("pair", "x0"),
+    q.add_argument("--judges", default=DiscriminatorConfig.judges, choices=DiscriminatorConfig.CHOICES["judges"],
                    help="what D judges beside x_t: DDGAN's x_{t-1}, or the clean x0 (discriminator.judges)")
     q.add_argument("--compare", action="store_true", help="also the DDGAN-literal discriminator")
     q.add_argument("--out", type=Path, help="JSON report")

@@ -23,7 +23,8 @@ def test_pair_mode_judges_x_prev_and_x0_mode_the_clean_images():
     b = _batch()
     x_prev, x0_hat = torch.randn_like(b.x0), torch.randn_like(b.x0)
     pair, clean = TrainConfig(), TrainConfig()
-    clean.discriminator.judges = "x0"
+    pair.discriminator.judges = "pair"
+    assert clean.discriminator.judges == "x0"                                     # the default
     assert judged_view(pair, b, x_prev) is x_prev
     assert judged_view(pair, b, x_prev, x0_hat) is x_prev
     assert torch.equal(judged_view(clean, b, x_prev), b.x0)                       # the real side: x0 itself
@@ -110,7 +111,7 @@ def test_x0_mode_scales_the_texture_channel_as_for_a_clean_image():
     x = torch.randn(1, 1, 16, 16)
     m = torch.ones(1, 1, 16, 16)
     i = torch.tensor([3])
-    pair = Discriminator(DiscriminatorConfig())
+    pair = Discriminator(DiscriminatorConfig(judges="pair"))
     clean = Discriminator(DiscriminatorConfig(judges="x0"))
     hp_pair, hp_clean = pair.stack(x, x, i, m)[:, 3], clean.stack(x, x, i, m)[:, 3]
     ratio = (hp_clean.std() / hp_pair.std()).item()

@@ -17,7 +17,10 @@ hundred steps (`python -m sard.evaluate dprobe --compare`). What it was missing,
 - a signal-preserving init (PyTorch's default shrinks the signal ~2x per block, so the logits
   started input-independent) and a zero-initialised output layer (logits start at 0);
 - the step index embedded on DDPM's 0..1000 scale: indices 0..3 barely move a sinusoid of period
-  up to 10^4, so D could not tell the trivially separable last step from the hopeless first one.
+  up to 10^4, so D could not tell the trivially separable last step from the hopeless first one;
+- the clean image judged beside x_t at every step (`judges` "x0": x0, or G's x0_hat pasted on the
+  real background), not DDGAN's x_{t-1}: at the noisy steps x_{t-1} is mostly noise and no test
+  can see a fake's texture there, so half the steps taught G nothing (the model card).
 The schedule numbers the residual and texture scales use are DESIGN.md's (T from the config).
 """
 from __future__ import annotations
@@ -52,7 +55,7 @@ class DiscriminatorConfig:
     residual_input: bool = True    # also show D the posterior residual (x_{t-1} - B_t x_t) / sqrt(A_t^2 + sigma_t^2)
     highpass_input: bool = True    # and x_{t-1}'s fine texture (minus its 3x3 mean) times highpass_gain
     highpass_gain: float = 20.0    # about 1 / that texture's std in the training crops (the trainer measures it)
-    judges: str = "pair"      # "pair": (x_{t-1}, x_t) as DDGAN; "x0": (x0 or G's pasted x0_hat, x_t), see judged_view
+    judges: str = "x0"        # "x0": (x0 or G's pasted x0_hat, x_t), see judged_view; "pair": (x_{t-1}, x_t) as DDGAN
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "dmg_masking": ("feature", "input"), "init": ("kaiming", "torch"), "step_embedding": ("scaled", "index"),
@@ -78,7 +81,7 @@ class DiscriminatorConfig:
     def ddgan_literal(cls, **kw) -> "DiscriminatorConfig":
         """The discriminator as DDGAN builds it and DMG as first landed here (mask multiplied into the input)."""
         return cls(**{**dict(mask_input=False, dmg_masking="input", init="torch", step_embedding="index",
-                             pool="sum", residual_input=False, highpass_input=False), **kw})
+                             pool="sum", residual_input=False, highpass_input=False, judges="pair"), **kw})
 
 
 HP_NOISE_VAR = (8 / 9) ** 2 + 8 / 81   # variance of highpass(white noise of variance 1)
