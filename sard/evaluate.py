@@ -101,20 +101,25 @@ def cmd_card(a: argparse.Namespace) -> dict:
     return figures
 
 
-def write_card_text(a: argparse.Namespace, figures: dict) -> None:
+def card_c2st(a: argparse.Namespace) -> dict | None:
+    """The checkpoint's entry in --realism, looked up before the card's minutes of work so a wrong
+    name fails at once."""
+    if not a.realism:
+        return None
+    methods = read_config(a.realism).get("methods", {})
+    sard_like = [k for k in methods if k not in ("cutpaste", "draem", "glass")]
+    name = a.realism_method or (a.checkpoint.name if a.checkpoint.name in methods else None)
+    name = name or (sard_like[0] if len(sard_like) == 1 else None)
+    if name not in methods:
+        raise SardInputError(f"--realism {a.realism}: no method named '{name or a.checkpoint.name}' and not exactly "
+                             f"one SARD method in it (has {sorted(methods)}); name it with --realism-method")
+    return methods[name]
+
+
+def write_card_text(a: argparse.Namespace, figures: dict, c2st: dict | None) -> None:
     """card.md beside figures.json: the standard tables, ready to paste into the checkpoint's README."""
     from sard.evaluation.card import card_markdown
     from sard.pipeline import read_model_config
-    c2st = None
-    if a.realism:
-        methods = read_config(a.realism).get("methods", {})
-        sard_like = [k for k in methods if k not in ("cutpaste", "draem", "glass")]
-        name = a.realism_method or (a.checkpoint.name if a.checkpoint.name in methods else None)
-        name = name or (sard_like[0] if len(sard_like) == 1 else None)
-        if name not in methods:
-            raise SardInputError(f"--realism {a.realism}: no method named '{name or a.checkpoint.name}' and not exactly "
-                                 f"one SARD method in it (has {sorted(methods)}); name it with --realism-method")
-        c2st = methods[name]
     text = card_markdown(figures, read_model_config(a.checkpoint), c2st)
     atomic_write_bytes(a.out / "card.md", text.encode())
 
@@ -187,10 +192,11 @@ def main(argv=None) -> int:
             report = cmd_realism(a)
             dest = a.out
         elif a.cmd == "card":
+            c2st = card_c2st(a)
             report = cmd_card(a)
             dest = a.out / "figures.json"
             report["command"] = "python -m sard.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
-            write_card_text(a, report)
+            write_card_text(a, report, c2st)
         elif a.cmd == "dprobe":
             report = cmd_dprobe(a)
             dest = a.out

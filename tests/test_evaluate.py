@@ -61,6 +61,11 @@ def test_realism_and_card_commands(tmp_path, small_data):
     assert all(len(v["colour_real"]) == len(v["colour_synth"]) == 1 for v in fig["quality"].values())
     r = run_module("sard.evaluate", "realism", "--data", tmp_path / "missing", "--out", out)
     assert r.returncode == 2 and "missing" in r.stderr
+    # a C2ST name that is not in the report is refused before the card's work starts, not after it
+    r = run_module("sard.evaluate", "card", "--checkpoint", ck, "--data", small_data, "--realism", out,
+                   "--realism-method", "nosuch", "--out", tmp_path / "card2")
+    assert r.returncode == 2 and "nosuch" in r.stderr and "--realism-method" in r.stderr
+    assert not (tmp_path / "card2").exists()
 
 
 def test_relative_real_spread_ignores_a_brighter_part_but_not_a_different_defect():
