@@ -17,7 +17,7 @@ T0 = time.perf_counter()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from sard.pipeline import DEFAULT_CHECKPOINT
+    from sard.store.model_folder import DEFAULT_CHECKPOINT
     p = argparse.ArgumentParser(prog="python app.py", description="SARD Studio: paint a mask, synthesize defects, export pairs.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
@@ -49,7 +49,7 @@ def launch(args: argparse.Namespace, block: bool = True):
     from pathlib import Path
 
     from sard.io import SardInputError
-    from sard.pipeline import resolve_checkpoint
+    from sard.store.model_folder import resolve_checkpoint
     from sard.validate import whole_number, writable_folder
     from ui.actions import Studio
     from ui.layout import CSS, build_studio

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from sard.bench_inputs import ellipse_mask, tile_image
-from sard.pipeline import DEFAULT_CHECKPOINT
+from sard.store.model_folder import DEFAULT_CHECKPOINT
 from sard.io import atomic_write_bytes, atomic_write_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,11 +35,10 @@ def timed(fn, repeats: int) -> float:
 
 
 def bench_methods(pipe, image, mask, defect, repeats: int, sources) -> dict:
-    from sard.baselines import make_baseline
+    from sard.synthesizers import BASELINES, build
     out = {"sard": timed(lambda: pipe(image, mask, seed=0, defect=defect), repeats)}
-    for name in ("cutpaste", "draem", "glass"):
-        kw = {"sources": sources} if name != "cutpaste" else {}
-        base = make_baseline(name, **kw)
+    for name in BASELINES:
+        base = build(name, sources=sources)
         out[name] = timed(lambda: base(image, mask, seed=0), repeats)
     return out
 

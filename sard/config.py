@@ -6,9 +6,7 @@ sections (generator, discriminator, schedule, loss) are the constructor argument
 from __future__ import annotations
 
 import json
-import types
-import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sard.io import SardInputError
@@ -17,6 +15,7 @@ from sard.losses import LossConfig
 from sard.nets.discriminator import DiscriminatorConfig
 from sard.nets.generator import GeneratorConfig
 from sard.schedule import ScheduleConfig
+from sard.typed import from_dict
 
 
 @dataclass
@@ -82,58 +81,10 @@ class TrainConfig:
         return self
 
 
-_SECTIONS = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig,
-             "schedule": ScheduleConfig, "loss": LossConfig}
-
-
-def _typed(value, hint, where: str):
-    """value as the field's type asks (JSON lists become tuples), or SardInputError naming the field."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        return _typed(value, next(a for a in args if a is not type(None)), where)
-    if origin is tuple or origin is list:
-        if isinstance(value, (list, tuple)) and (origin is list or args[-1:] == (Ellipsis,) or len(value) == len(args)):
-            item = lambda i: args[0] if origin is list or args[-1:] == (Ellipsis,) else args[i]  # noqa: E731
-            typed = [_typed(v, item(i), f"{where}[{i}]") for i, v in enumerate(value)]
-            return tuple(typed) if origin is tuple else typed
-        shape = "a list" if origin is list or args[-1:] == (Ellipsis,) else f"a list of {len(args)}"
-        raise SardInputError(f"{where}: expected {shape} of {args[0].__name__}, got {value!r}")
-    ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          str: lambda v: isinstance(v, str)}[hint](value)
-    if not ok:
-        raise SardInputError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return float(value) if hint is float else value
-
-
-def _section(cls, d, source: str, prefix: str = ""):
-    """A config dataclass from a (possibly partial) dict; unknown keys and wrong types name the source."""
-    if not isinstance(d, dict):
-        raise SardInputError(f"{source}: '{prefix.rstrip('.')}' expected an object of {cls.__name__} fields, got {d!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    bad = sorted(set(d) - known)
-    if bad:
-        raise SardInputError(f"{source}: unknown key(s) {bad}{f' in {prefix[:-1]!r}' if prefix else ''}; "
-                             f"expected some of {sorted(known)}")
-    kwargs = {}
-    for key, value in d.items():
-        hint = hints[key]
-        kwargs[key] = _section(hint, value, source, f"{prefix}{key}.") if is_dataclass(hint) else \
-            _typed(value, hint, f"{source}: '{prefix}{key}'")
-    obj = cls(**kwargs)
-    problems = obj.problems() if hasattr(obj, "problems") else []
-    if problems:
-        raise SardInputError(f"{source}: {prefix}{problems[0]}")
-    return obj
-
-
 def config_from_dict(d: dict, source: str = "config") -> TrainConfig:
     """TrainConfig from a (possibly partial) dict; unknown keys and wrongly typed values are an error
     naming the source and the field."""
-    return _section(TrainConfig, d, source)
+    return from_dict(TrainConfig, d, source)
 
 
 def load_config_file(path: str | Path) -> TrainConfig:

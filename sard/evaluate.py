@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from sard.data import list_dataset, split_defects
-from sard.checkpoint import read_config
+from sard.store.tensors import read_config
 from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
 from sard.nets.discriminator import DiscriminatorConfig
 
@@ -36,7 +36,7 @@ def machine() -> str:
 
 
 def cmd_realism(a: argparse.Namespace) -> dict:
-    from sard.evaluation.methods import load_synthesizer
+    from sard.synthesizers import build
     from sard.evaluation.realism import c2st_accuracy, fake_crops, real_crops
     from sard.metrics import mean_spread
     samples = list_dataset(a.data)
@@ -47,7 +47,7 @@ def cmd_realism(a: argparse.Namespace) -> dict:
               "epochs": a.epochs, "machine": machine(), "methods": {}}
     t0 = time.perf_counter()
     for name, ck in parse_methods(a.methods).items():
-        synth = load_synthesizer(name, ck, sources=normals[:50])
+        synth = build(name, ck, sources=normals[:50])
         fake = fake_crops(synth, pairs, normals, a.res, a.context, seed=a.seed, desc=name)
         accs = [c2st_accuracy(real, fake, seed=s, epochs=a.epochs) for s in range(a.seeds)]
         m, s = mean_spread(accs)
@@ -77,7 +77,7 @@ def cmd_card(a: argparse.Namespace) -> dict:
     from sard.pipeline import SardPipeline
     pipe = SardPipeline.from_pretrained(a.checkpoint)
     samples = list_dataset(a.data)
-    split = split_defects(samples, pipe.config.get("split_seed", 0))
+    split = split_defects(samples, pipe.config.split_seed)
     bank = MaskBank.from_samples(split.synth)
     held_normals = [s.image for s in samples if s.is_normal and s.split == "test"] or \
                    [s.image for s in samples if s.is_normal]
@@ -119,8 +119,8 @@ def card_c2st(a: argparse.Namespace) -> dict | None:
 def write_card_text(a: argparse.Namespace, figures: dict, c2st: dict | None) -> None:
     """card.md beside figures.json: the standard tables, ready to paste into the checkpoint's README."""
     from sard.evaluation.card import card_markdown
-    from sard.pipeline import read_model_config
-    text = card_markdown(figures, read_model_config(a.checkpoint), c2st)
+    from sard.store.model_folder import ModelConfig
+    text = card_markdown(figures, ModelConfig.read(a.checkpoint), c2st)
     atomic_write_bytes(a.out / "card.md", text.encode())
 
 

@@ -1,8 +1,7 @@
 """python -m sard.export: write synthetic defect image/mask pairs in the MVTec-AD (or folder) layout.
 
-Every pair k of defect type d is a pure function of (seed, d, k): which normal image, which mask,
-which synthesis seed. Its manifest line records all of it, so `regenerate` rebuilds the pair
-bit for bit. Nothing is lost: files go through temporary names, the manifest line is written
+Every pair k of defect type d is a pure function of (seed, d, k) (sard.pair_recipe); its manifest
+line records all of it, so `sard.pair_recipe.regenerate` rebuilds the pair bit for bit. Nothing is lost: files go through temporary names, the manifest line is written
 before the final renames, existing pairs are never overwritten, and a rerun (resume is the
 default) completes exactly the pairs that are missing.
 
@@ -15,209 +14,16 @@ import argparse
 import os
 import re
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import cv2
-import numpy as np
-from tqdm import tqdm
-
-from sard.baselines import make_baseline
 from sard.data import list_dataset, split_defects
-from sard.data.readers import Sample
-from sard.io import IMAGE_EXTENSIONS, SardInputError, is_image_file, read_image, read_mask
-from sard.masks import (BANK_PLACEMENTS, MASK_KINDS, MaskBank, mask_from_params, object_foreground, random_mask,
-                        read_bank, write_bank)
-from sard.pairs import PairWriter, pair_rng, pair_seed, safe_name
-from sard.pipeline import DEFAULT_CHECKPOINT, SardPipeline, resolve_checkpoint
-from sard.validate import seed as check_seed, writable_folder, write_error
-
-METHODS = ("sard", "cutpaste", "draem", "glass")
-DEFAULT_AREA = (0.005, 0.05)
-
-
-def find_normals(path: Path) -> tuple[list[Path], list[Sample]]:
-    """Normal images from a folder of images, or from a data set root (its train normals).
-    Returns (normals, the data set's samples or []), with absolute paths for the manifest."""
-    path = Path(path).resolve()
-    if not path.exists():
-        raise SardInputError(f"--normals {path}: does not exist; expected a folder of normal images or a data set root")
-    if path.is_file():
-        raise SardInputError(f"--normals {path}: is a file; expected a folder")
-    direct = sorted(p for p in path.iterdir() if is_image_file(p))
-    if direct:
-        return direct, []
-    try:
-        samples = list_dataset(path)
-    except SardInputError:
-        samples = []
-    normals = [s.image for s in samples if s.is_normal and s.split == "train"] or \
-              [s.image for s in samples if s.is_normal]
-    if not normals:
-        raise SardInputError(f"--normals {path}: holds no normal images; expected {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} "
-                             f"files, or a data set root with train/good")
-    return normals, samples
-
-
-class MaskSource:
-    """Masks for pair k: a random generator (kind) or a folder of mask files."""
-
-    def __init__(self, spec: str, area: tuple[float, float] | None, bank=None, on_part: bool = False,
-                 resize: bool = False, bank_params: dict | None = None):
-        if area is None and spec != "bank":
-            area = DEFAULT_AREA  # the bank keeps real masks at their natural size unless asked
-        self.spec, self.area, self.bank, self.on_part, self.resize = spec, area, bank, on_part, resize
-        self.params = dict(bank_params or {}) if spec == "bank" else {}
-        self.files: list[Path] = []
-        if spec not in MASK_KINDS:
-            folder = Path(spec)
-            if not folder.is_dir():
-                raise SardInputError(f"--masks {spec}: expected one of {', '.join(MASK_KINDS)} or a folder of masks")
-            self.files = sorted(p for p in folder.iterdir() if is_image_file(p))
-            if not self.files:
-                raise SardInputError(f"--masks {spec}: the folder holds no mask images")
-        elif spec == "bank" and (bank is None or len(bank) == 0):
-            raise SardInputError("--masks bank: needs real masks; pass a data set root as --normals or --bank DIR, "
-                                  "or a checkpoint that carries its bank")
-
-    def make(self, image: np.ndarray, defect: str, seed: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-        shape = image.shape[:2]
-        if self.files:
-            path = self.files[int(rng.integers(len(self.files)))]
-            m = read_mask(path)
-            if m.shape != shape:
-                if not self.resize:
-                    raise SardInputError(f"--masks {path}: {m.shape[1]}x{m.shape[0]} does not match the normal image's "
-                                         f"{shape[1]}x{shape[0]}; pass --resize-masks to resize (nearest)")
-                m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-            if not m.any():
-                raise SardInputError(f"--masks {path}: mask is empty")
-            return m.astype(np.uint8) * 255, {"kind": "file", "file": str(path.resolve()), "resized": bool(self.resize)}
-        fg = object_foreground(image) if self.on_part else None
-        bank_defect = defect if self.bank is not None and defect in getattr(self.bank, "defects", []) else None
-        return random_mask(self.spec, shape, seed, self.area, foreground=fg, bank=self.bank, defect=bank_defect,
-                           **self.params)
-
-
-def mask_from_record(params: dict, image: np.ndarray, bank=None) -> np.ndarray:
-    if params.get("kind") == "file":
-        m = read_mask(params["file"])
-        if m.shape != image.shape[:2]:
-            m = cv2.resize(m.astype(np.uint8), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-        return m.astype(np.uint8) * 255
-    fg = object_foreground(image) if params.get("foreground") else None
-    return mask_from_params(params, foreground=fg, bank=bank)
-
-
-Synthesizer = Callable[..., "object"]
-
-
-def make_method(method: str, checkpoint: Path | None = None, steps: int | None = None, roi: bool = True,
-                rcd: bool = True, texture_dir: Path | None = None, sources: list | None = None,
-                device: str | None = None) -> tuple[Synthesizer, dict]:
-    """(callable(image, mask, seed=, defect=) -> SynthesisResult, the method's parameters for the manifest)."""
-    if method == "sard":
-        ck = resolve_checkpoint(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        pipe = SardPipeline.from_pretrained(ck, device=device)
-        params = {"checkpoint": str(ck), "checkpoint_hash": pipe.checkpoint_hash, "defects": pipe.defects,
-                  "steps": steps or pipe.schedule.num_steps, "roi": roi, "rcd": rcd}
-
-        def synthesize(image, mask, seed, defect):
-            # A single-type checkpoint takes any folder name; a multi-type one needs one of its types.
-            label = defect if defect in pipe.defects or len(pipe.defects) > 1 else None
-            return pipe(image, mask, seed=seed, defect=label, steps=steps, roi=roi, rcd=rcd)
-        return synthesize, params
-    if method not in METHODS:
-        raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{method}'")
-    kwargs = {}
-    if method in ("draem", "glass"):
-        kwargs = {"texture_dir": texture_dir, "sources": sources}
-    base = make_baseline(method, **kwargs)
-    params = {"texture_dir": str(texture_dir) if texture_dir else None,
-              "sources": len(sources) if sources and method in ("draem", "glass") else 0}
-    return (lambda image, mask, seed, defect: base(image, mask, seed=seed, defect=defect)), params
-
-
-# -- the export run -------------------------------------------------------------------------------
-@dataclass
-class ExportPlan:
-    normals: list[Path]
-    defects: list[str]
-    per_type: int
-    seed: int
-    shard: tuple[int, int] = (0, 1)
-
-    def jobs(self) -> list[tuple[str, int]]:
-        all_jobs = [(d, k) for d in self.defects for k in range(self.per_type)]
-        i, n = self.shard
-        return [job for g, job in enumerate(all_jobs) if g % n == i]
-
-
-def pick_normal(plan: ExportPlan, defect: str, k: int, bad: dict[Path, str]) -> tuple[Path, np.ndarray]:
-    """The normal image of pair k (deterministic), skipping unreadable ones (recorded in `bad`)."""
-    start = int(pair_rng(plan.seed, defect, k).integers(len(plan.normals)))
-    for j in range(len(plan.normals)):
-        p = plan.normals[(start + j) % len(plan.normals)]
-        if p in bad:
-            continue
-        try:
-            return p, read_image(p)
-        except SardInputError as e:
-            bad[p] = str(e)
-    reasons = "; ".join(list(bad.values())[:3])
-    raise SardInputError(f"--normals: none of the {len(plan.normals)} normal images is readable: {reasons}")
-
-
-def run_export(plan: ExportPlan, writer: PairWriter, method: Synthesizer, method_name: str, method_params: dict,
-               masks: MaskSource, progress: bool = True) -> dict:
-    bad: dict[Path, str] = {}
-    todo = [(d, k) for d, k in plan.jobs() if not writer.done(d, k)]
-    written, t0 = 0, time.perf_counter()
-    bar = tqdm(todo, desc=f"sard.export {method_name}", unit="pair", disable=not progress, dynamic_ncols=True)
-    try:
-        for defect, k in bar:
-            src, image = pick_normal(plan, defect, k, bad)
-            seed = pair_seed(plan.seed, defect, k)
-            t = time.perf_counter()
-            try:
-                mask, mask_params = masks.make(image, defect, seed, pair_rng(plan.seed, defect, k, stream=1))
-                t = time.perf_counter()
-                result = method(image, mask, seed, defect)
-            except SardInputError as e:
-                raise SardInputError(f"normal image {src}: {e}") from None
-            seconds = time.perf_counter() - t
-            rec = {"source": str(src.resolve()), "mask_params": mask_params, "seed": seed, "method": method_name,
-                   "method_params": method_params, "checkpoint": method_params.get("checkpoint_hash"),
-                   "steps": method_params.get("steps"), "colour": result.colour, "seconds": round(seconds, 4),
-                   "export_seed": plan.seed}
-            writer.write(defect, k, np.asarray(result.image), np.asarray(result.mask), rec)
-            written += 1
-    except OSError as e:
-        raise ExportFailed(f"{write_error(e, e.filename or writer.base)}, then rerun to complete: {written} pairs "
-                           f"written in this run, {writer.count()} in {writer.base} in all; "
-                           f"no partial file was left") from None
-    elapsed = time.perf_counter() - t0
-    return {"written": written, "skipped_existing": len(plan.jobs()) - len(todo), "seconds": elapsed,
-            "pairs_per_second": written / elapsed if elapsed > 0 and written else 0.0,
-            "unreadable": {str(p): why for p, why in bad.items()}}
-
-
-class ExportFailed(RuntimeError):
-    pass
-
-
-def regenerate(record: dict, bank=None, checkpoint: Path | None = None, texture_dir=None,
-               sources: list | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rebuild a pair from its manifest line: (image, mask uint8 0/255)."""
-    image = read_image(record["source"])
-    mask = mask_from_record(record["mask_params"], image, bank)
-    mp = record["method_params"]
-    method, _ = make_method(record["method"], checkpoint or (Path(mp["checkpoint"]) if mp.get("checkpoint") else None),
-                            mp.get("steps"), mp.get("roi", True), mp.get("rcd", True), texture_dir, sources)
-    result = method(image, mask, record["seed"], record["defect"])
-    return np.asarray(result.image), np.asarray(result.mask)
+from sard.io import SardInputError
+from sard.masks import BANK_PLACEMENTS, MaskBank, read_bank, write_bank
+from sard.pair_recipe import ExportFailed, ExportPlan, MaskSource, find_normals, run_export
+from sard.pairs import PairWriter, safe_name
+from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
+from sard.synthesizers import METHODS, TEXTURED, build
+from sard.validate import seed as check_seed, writable_folder
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -316,10 +122,10 @@ def main(argv=None) -> int:
         elif a.masks == "bank" and a.method == "sard":   # no data set: the checkpoint's own bank
             bank = read_bank(resolve_checkpoint(a.checkpoint or DEFAULT_CHECKPOINT))
         category = a.category or normals_root.resolve().name
-        sources = normals if a.method in ("draem", "glass") else None
-        method, params = make_method(a.method, Path(a.checkpoint) if a.checkpoint else None, a.steps,
-                                     not a.no_roi, not a.no_rcd, Path(a.texture_dir) if a.texture_dir else None,
-                                     sources, a.device)
+        sources = normals if a.method in TEXTURED else None
+        synth = build(a.method, a.checkpoint, steps=a.steps, roi=not a.no_roi, rcd=not a.no_rcd,
+                      texture_dir=Path(a.texture_dir) if a.texture_dir else None, sources=sources, device=a.device)
+        params = synth.params
         if a.defects:
             defects = [d.strip() for d in a.defects.split(",") if d.strip()]
         elif a.method == "sard" and params.get("defects"):
@@ -346,7 +152,7 @@ def main(argv=None) -> int:
         if a.copy_normals or a.link_normals:
             writer.link_normals(normals, copy=not a.link_normals)
         plan = ExportPlan(normals, defects, a.per_type, a.seed, shard)
-        summary = run_export(plan, writer, method, a.method, params, masks)
+        summary = run_export(plan, writer, synth, masks)
     except SardInputError as e:
         print(f"sard.export: error: {e}", file=sys.stderr)
         return 2

@@ -7,13 +7,14 @@ rather than as noise. The discriminator always starts fresh (checkpoints ship th
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from sard.checkpoint import WEIGHTS_NAME, file_hash, load_tensors
 from sard.nets.generator import Generator, GeneratorConfig
-from sard.pipeline import read_model_config
+from sard.store.model_folder import WEIGHTS_NAME, ModelConfig
+from sard.store.tensors import file_hash, load_tensors
 
 
 def _channels(w: torch.Tensor, c_old: int, c_new: int, dim: int, spread: bool) -> torch.Tensor:
@@ -28,10 +29,10 @@ def _channels(w: torch.Tensor, c_old: int, c_new: int, dim: int, spread: bool) -
 
 def transfer_generator(G: Generator, folder: Path, defects: list[str]) -> dict:
     """Load into G what the checkpoint in `folder` offers for `defects`; returns what was done."""
-    config = read_model_config(folder)
+    config = ModelConfig.read(folder)
     state = {k: v.float() for k, v in load_tensors(folder / WEIGHTS_NAME).items()}
-    old_defects = list(config.get("defects", []))
-    c_old, c_new = int(config["generator"].get("image_channels", 1)), G.config.image_channels
+    old_defects = list(config.defects)
+    c_old, c_new = config.generator.image_channels, G.config.image_channels
     own = G.state_dict()
     loaded, adapted, fresh = [], [], []
     for key, mine in own.items():
@@ -59,12 +60,10 @@ def transfer_generator(G: Generator, folder: Path, defects: list[str]) -> dict:
         own[key] = src.to(mine.dtype)
         loaded.append(key)
     G.load_state_dict(own)
-    return {"checkpoint": str(folder.resolve()), "hash": file_hash(folder / WEIGHTS_NAME), "step": config.get("step"),
+    return {"checkpoint": str(folder.resolve()), "hash": file_hash(folder / WEIGHTS_NAME), "step": config.step,
             "defects": old_defects, "channels": c_old, "loaded": len(loaded), "adapted": adapted, "fresh": fresh}
 
 
 def generator_config_from(folder: Path, image_channels: int, num_classes: int) -> GeneratorConfig:
     """The checkpoint's generator architecture, with this data's channels and number of types."""
-    g = dict(read_model_config(folder)["generator"])
-    g.update(image_channels=image_channels, num_classes=num_classes)
-    return GeneratorConfig(**g)
+    return replace(ModelConfig.read(folder).generator, image_channels=image_channels, num_classes=num_classes)

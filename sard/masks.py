@@ -33,11 +33,11 @@ from skimage.filters import threshold_otsu
 from skimage.measure import label
 from skimage.morphology import remove_small_holes
 
-from sard.checkpoint import BANK_DIR, read_config
+from sard.store.model_folder import BANK_DIR, ModelConfig
+from sard.store.tensors import read_config
 from sard.data import list_dataset, split_defects
 from sard.imaging import match_channels, prepare_image
 from sard.io import SardInputError, atomic_write_json, read_mask, replace_folder
-from sard.pipeline import read_model_config
 
 MASK_KINDS = ("perlin", "ellipse", "scratch", "polygon", "bank")
 MAX_ATTEMPTS = 12
@@ -215,9 +215,9 @@ def write_bank(folder: str | Path, data_root: str | Path, max_bytes: int = BANK_
     folder/bank/, with bank.json. Refuses a bank over `max_bytes` before writing anything; an older
     bank is replaced whole. Returns the bank folder."""
     folder, data_root = Path(folder), Path(data_root)
-    config = read_model_config(folder)
-    split_seed = int(config.get("split_seed", 0))
-    known = set(config.get("defects") or [])
+    config = ModelConfig.read(folder)
+    split_seed = config.split_seed
+    known = set(config.defects)
     synth = [s for s in split_defects(list_dataset(data_root), split_seed).synth if not known or s.defect in known]
     if not synth:
         raise SardInputError(f"{data_root}: no defect masks of the checkpoint's types {sorted(known)}; "

@@ -8,7 +8,6 @@ every pixel outside the mask is the input's own, bit for bit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -16,83 +15,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sard.checkpoint import CONFIG_NAME, WEIGHTS_NAME, file_hash, load_state_checked, load_tensors, read_config
+from sard.devices import pick_device
 from sard.imaging import (as_input_type, colour_mode, fit_scale, from_unit, mask_bbox, prepare_image, prepare_inputs,
                           rescale, rescale_mask, restore_layout, to_unit)
 from sard.io import SardInputError
-from sard.nets.generator import Generator, GeneratorConfig
+from sard.nets.generator import Generator
 from sard.rcd import paste, rcd_sample
-from sard.schedule import Schedule, ScheduleConfig
+from sard.results import FrameImages, SynthesisResult
+from sard.schedule import Schedule
+from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from sard.store.tensors import file_hash, load_state_checked, load_tensors
 from sard.validate import whole_number
-
-MODEL_FORMAT = "sard-generator/1"
-
-
-# The studio's and sard.export's model when none is named.
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "sard-magnetic-tile"
-
-
-def read_model_config(folder: Path) -> dict:
-    """A model folder's config.json, checked to describe a SARD generator."""
-    config = read_config(folder / CONFIG_NAME)
-    if config.get("format") != MODEL_FORMAT or "generator" not in config:
-        raise SardInputError(f"{folder / CONFIG_NAME}: not a SARD generator config "
-                             f"(expected \"format\": \"{MODEL_FORMAT}\" and a \"generator\" section)")
-    return config
-
-
-def resolve_checkpoint(spec: str | Path, flag: str = "--checkpoint") -> Path:
-    """A model folder given by path, or by the name of a shipped one (`sard-bottle`)."""
-    path = Path(spec)
-    if path.is_dir():
-        return path
-    shipped = DEFAULT_CHECKPOINT.parent
-    if len(path.parts) == 1 and (shipped / path).is_dir():
-        return shipped / path
-    names = sorted(d.name for d in shipped.iterdir() if (d / CONFIG_NAME).is_file()) if shipped.is_dir() else []
-    raise SardInputError(f"{flag} {spec}: no such folder and no shipped checkpoint of that name; "
-                         f"expected a model folder or one of {names}")
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass
-class FrameImages:
-    """One reverse step as pictures of the region the network ran on (uint8, [h, w] or [h, w, 3]).
-    x_t is shown as the network sees it: its own range x_t_range (it is noisier than [-1, 1]) scaled
-    to 0..255, not clipped."""
-    step: int
-    x_t: np.ndarray
-    x0_hat: np.ndarray
-    composite: np.ndarray
-    x_t_range: tuple[float, float] = (-1.0, 1.0)
-    scale: float = 1.0      # < 1: the network ran on the region scaled by this (a mask larger than its crops)
-
-
-def x0_change_per_step(frames: list[FrameImages], mask: np.ndarray) -> list[float]:
-    """Per reverse-step transition, the mean |x0_hat(step k) - x0_hat(step k - 1)| inside `mask` (bool,
-    the frames' size) in grey levels, channels averaged: how much the defect still forms (card figure e,
-    the studio's step-through); 0.0 for an empty mask."""
-    def gray(a: np.ndarray) -> np.ndarray:
-        a = a.astype(np.float64)
-        return a.mean(axis=2) if a.ndim == 3 else a
-    return [float(np.abs(gray(cur.x0_hat) - gray(prev.x0_hat))[mask].mean()) if mask.any() else 0.0
-            for prev, cur in zip(frames, frames[1:])]
-
-
-@dataclass
-class SynthesisResult:
-    image: object                        # np.ndarray or PIL image: same size, mode and type as the input
-    mask: np.ndarray                     # uint8 [H, W], 0/255
-    frames: list[FrameImages]
-    roi: tuple[int, int, int, int]       # (top, left, bottom, right) where the network ran
-    timings: dict = field(default_factory=dict)
-    defect: str | None = None
-    seed: int = 0
-    colour: str = "gray"                 # colour_mode: 'rgb', 'luminance' (gray model, colour image) or 'gray'
 
 
 def roi_box(mask: np.ndarray, tile: int, margin: int) -> tuple[int, int, int, int]:
@@ -126,14 +59,14 @@ def pad_to_multiple(x: torch.Tensor, m: int, mode: str) -> tuple[torch.Tensor, t
 
 
 class SardPipeline:
-    def __init__(self, generator: Generator, schedule: Schedule, config: dict, device: torch.device,
+    def __init__(self, generator: Generator, schedule: Schedule, config: ModelConfig, device: torch.device,
                  checkpoint_hash: str = ""):
         self.generator = generator.to(device).eval()
         self.schedule = schedule
         self.config = config
         self.device = device
-        self.defects: list[str] = list(config.get("defects", []))
-        self.res: int = int(config.get("res", 64))
+        self.defects: list[str] = list(config.defects)
+        self.res: int = config.res
         self.checkpoint_hash = checkpoint_hash
 
     @classmethod
@@ -142,10 +75,10 @@ class SardPipeline:
         if not folder.is_dir():
             raise SardInputError(f"checkpoint {folder} is not a folder; expected a folder with "
                                  f"{CONFIG_NAME} and {WEIGHTS_NAME}")
-        config = read_model_config(folder)
+        config = ModelConfig.read(folder)
         try:
-            gen = Generator(GeneratorConfig(**config["generator"]))
-            schedule = Schedule(ScheduleConfig(**config.get("schedule", {})))
+            gen = Generator(config.generator)
+            schedule = Schedule(config.schedule)
         except (TypeError, ValueError) as e:
             raise SardInputError(f"{folder / CONFIG_NAME}: config does not describe a generator ({e})") from None
         load_state_checked(gen, load_tensors(folder / WEIGHTS_NAME), folder / WEIGHTS_NAME)
@@ -181,16 +114,16 @@ class SardPipeline:
     def scale_for(self, mask: np.ndarray) -> float:
         """The scale synthesis works at in this mask: a checkpoint trained on fit crops
         (config fit_crops > 0) paints a mask too large for its crop at the scale those crops had."""
-        if float(self.config.get("fit_crops", 0.0)) <= 0:
+        if self.config.fit_crops <= 0:
             return 1.0
-        return fit_scale(mask, self.res, float(self.config.get("fit_min_width", 0.0)))
+        return fit_scale(mask, self.res, self.config.fit_min_width)
 
     # -- synthesis ------------------------------------------------------------------------------
     def stream(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
                roi: bool = True, rcd: bool = True, refine: int | None = None) -> Iterator[FrameImages | SynthesisResult]:
         """Yields a FrameImages per reverse step, then the SynthesisResult. A mask painted at a smaller
         scale (scale_for) may get `refine` more reverse steps at native scale, started from the scaled
-        result noised to t = refine (default: the checkpoint's refine_steps, else 0)."""
+        result noised to t = refine (default 0: none)."""
         t0 = time.perf_counter()
         seed = whole_number("seed", seed, 0, 2**63 - 1)   # what torch.Generator takes
         pixels, alpha, m = prepare_inputs(image, mask)
@@ -199,7 +132,7 @@ class SardPipeline:
         steps = T if steps is None else int(steps)
         if not 1 <= steps <= T:
             raise SardInputError(f"steps: expected 1..{T} (this checkpoint's T), got {steps}")
-        refine = whole_number("refine", int(self.config.get("refine_steps", 0)) if refine is None else refine, 0, T)
+        refine = whole_number("refine", 0 if refine is None else refine, 0, T)
         scale = self.scale_for(m) if rcd else 1.0
         if roi and rcd:   # scaled: the window a fit crop of this mask covers (context res / 8 at that scale)
             box = roi_box(m, self.res, margin=self.res // 4) if scale == 1 else \

@@ -20,8 +20,6 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from sard.checkpoint import (BANK_DIR, TRAIN_STATE_NAME, load_state_checked, load_train_state, read_train_meta,
-                             save_model, save_train_state)
 from sard.config import TrainConfig, config_from_dict, load_config_file
 from sard.data import defect_types, list_dataset, split_defects
 from sard.data.crops import CropSampler, infer_channels, load_examples
@@ -30,8 +28,11 @@ from sard.masks import write_bank
 from sard.nets.discriminator import Discriminator, texture_gain
 from sard.nets.generator import Generator
 from sard.finetune import generator_config_from, transfer_generator
-from sard.pipeline import MODEL_FORMAT, pick_device, resolve_checkpoint
+from sard.devices import pick_device
 from sard.schedule import Schedule
+from sard.store.model_folder import BANK_DIR, ModelConfig, resolve_checkpoint, save_model
+from sard.store.tensors import load_state_checked
+from sard.store.train_state import TRAIN_STATE_NAME, load_train_state, read_train_meta, save_train_state
 from sard.steps import Batch, GapMeter, ema_decay, ema_update, train_step
 from sard.train_samples import SampleGrid
 from sard.validate import whole_number, writable_folder, write_error
@@ -63,12 +64,12 @@ def setup_distributed(device: str | None) -> Dist:
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
-def model_config(cfg: TrainConfig, defects: list[str], step: int) -> dict:
+def model_config(cfg: TrainConfig, defects: list[str], step: int, seconds: float) -> ModelConfig:
     """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
-    return {"format": MODEL_FORMAT, "generator": cfg.generator.to_dict(), "schedule": cfg.schedule.__dict__.copy(),
-            "defects": defects, "res": cfg.res, "fit_crops": cfg.fit_crops,
-            "fit_min_width": cfg.fit_min_width, "rcd": cfg.rcd, "dmg": cfg.dmg, "step": step,
-            "data": Path(cfg.data).name, "split_seed": cfg.split_seed, "init": cfg.init or None}
+    return ModelConfig(generator=cfg.generator, schedule=cfg.schedule, defects=list(defects), res=cfg.res,
+                       fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width, rcd=cfg.rcd, dmg=cfg.dmg,
+                       split_seed=cfg.split_seed, data=Path(cfg.data).name, step=step, init=cfg.init or None,
+                       train_seconds=round(seconds, 1))
 
 
 def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -113,7 +114,7 @@ def save_checkpoint(out: Path, cfg: TrainConfig, defects, step, seconds, G, G_em
                **optimizer_tensors("opt_g", opt_g), **optimizer_tensors("opt_d", opt_d)}
     save_train_state(out, tensors, {"step": step, "config": cfg.to_dict(), "defects": defects, "rng": rng_states,
                                     "train_seconds": round(seconds, 1)})
-    save_model(out, G_ema.state_dict(), {**model_config(cfg, defects, step), "train_seconds": round(seconds, 1)})
+    save_model(out, G_ema.state_dict(), model_config(cfg, defects, step, seconds))
 
 
 def carry_bank(out: Path, data: str) -> None:

@@ -88,9 +88,8 @@ def tiny_checkpoint(folder: Path, defects=("crack", "blowhole"), channels: int =
     """A randomly initialised (untrained) small generator saved as a real checkpoint folder: fast, and
     enough to test every contract that does not depend on training."""
     import torch
-    from sard.checkpoint import save_model
     from sard.nets.generator import Generator, GeneratorConfig
-    from sard.pipeline import MODEL_FORMAT
+    from sard.store.model_folder import MODEL_FORMAT, save_model
     torch.manual_seed(seed)
     cfg = GeneratorConfig(image_channels=channels, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                           num_classes=len(defects) if len(defects) > 1 else 0)

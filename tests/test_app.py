@@ -482,7 +482,7 @@ def test_step_through_counts_steps_as_its_caption_and_shows_x_t_in_its_own_range
 
 
 def test_x0_changes_are_mean_absolute_differences_inside_the_mask():
-    from sard.pipeline import FrameImages
+    from sard.results import FrameImages
     from ui.pictures import x0_changes
     m = np.zeros((4, 4), bool)
     m[:2] = True

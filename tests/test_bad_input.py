@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 
 from conftest import requires_data, run_module
-from sard.checkpoint import save_model
 from sard.data import list_dataset, split_defects
 from sard.data.crops import load_examples
 from sard.io import SardInputError, read_image, read_mask
-from sard.pipeline import MODEL_FORMAT, SardPipeline
+from sard.pipeline import SardPipeline
+from sard.store.model_folder import MODEL_FORMAT, save_model
 
 def synth_images(root, defect):
     """The images of `defect` that fall in the synthesizer's third (the ones training reads)."""

@@ -10,7 +10,7 @@ from sard.baselines import BASELINES, CutPaste, DraemBlend, GlassSynthesis, make
 from sard.baselines.common import nonempty_perlin
 from sard.io import SardInputError, read_image
 from sard.masks import object_foreground, perlin_mask, random_mask
-from sard.pipeline import SynthesisResult
+from sard.results import SynthesisResult
 
 H, W = 60, 84
 

@@ -8,7 +8,8 @@ from conftest import BOTTLE, MAGNETIC_TILE, REPO, requires_bottle, requires_data
 from sard.data import list_dataset
 from sard.io import read_image
 from sard.masks import random_mask, read_bank
-from sard.pipeline import DEFAULT_CHECKPOINT, SardPipeline, resolve_checkpoint
+from sard.pipeline import SardPipeline
+from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
 
 SHIPPED = {"sard-magnetic-tile": (["blowhole", "break", "crack", "fray", "uneven"], 1),
            "sard-bottle": (["broken_large", "broken_small", "contamination"], 3)}

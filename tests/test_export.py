@@ -11,7 +11,8 @@ from PIL import Image
 
 from conftest import REPO, run_killed, run_module, texture, tiny_checkpoint
 from sard.data import list_dataset
-from sard.export import main as export_main, regenerate
+from sard.export import main as export_main
+from sard.pair_recipe import regenerate
 from sard.pairs import PairWriter
 from sard.io import SardInputError, read_image
 

@@ -66,7 +66,7 @@ def test_init_names_a_missing_checkpoint(tmp_path):
 
 def test_a_shipped_checkpoint_is_found_by_name(tmp_path):
     from sard.io import SardInputError
-    from sard.pipeline import DEFAULT_CHECKPOINT, resolve_checkpoint
+    from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
     assert resolve_checkpoint(DEFAULT_CHECKPOINT.name) == DEFAULT_CHECKPOINT
     assert resolve_checkpoint(tmp_path) == tmp_path
     with pytest.raises(SardInputError, match=f"--checkpoint sard-nothing.*{DEFAULT_CHECKPOINT.name}"):

@@ -7,6 +7,7 @@ from sard.nets.generator import Generator, GeneratorConfig
 from sard.pipeline import SardPipeline
 from sard.rcd import rcd_sample
 from sard.schedule import Schedule, ScheduleConfig
+from sard.store.model_folder import ModelConfig
 
 
 def random_pipeline(channels: int, T: int = 4, seed: int = 0) -> SardPipeline:
@@ -15,7 +16,7 @@ def random_pipeline(channels: int, T: int = 4, seed: int = 0) -> SardPipeline:
     # Random (not zero) last conv, so the untrained network really changes pixels.
     for blk in [*g.down, *g.mid, *g.up]:
         torch.nn.init.normal_(blk.conv2.weight, std=0.05)
-    return SardPipeline(g, Schedule(ScheduleConfig(num_steps=T)), {"res": 16, "defects": []}, torch.device("cpu"))
+    return SardPipeline(g, Schedule(ScheduleConfig(num_steps=T)), ModelConfig(g.config, res=16), torch.device("cpu"))
 
 
 def blob_mask(h, w, seed=0):
@@ -101,7 +102,7 @@ def test_a_fit_crop_checkpoint_paints_a_large_mask_at_its_crop_scale_and_keeps_t
     big, small = large_mask(120, 140, 20, 30, 80, 60), large_mask(120, 140, 50, 60, 8, 8)
     native = pipe(img, big, seed=1)
     assert native.timings["scale"] == 1.0          # a checkpoint without fit crops: native scale always
-    pipe.config["fit_crops"] = 0.5
+    pipe.config.fit_crops = 0.5
     r = pipe(img, big, seed=1)
     # res 16, context res / 8 = 2 px each side: the 80 px mask is painted at 12 / 80 of its size
     assert r.timings["scale"] == pytest.approx(12 / 80)
@@ -160,11 +161,11 @@ def test_the_width_floor_keeps_a_thin_mask_at_native_scale_in_crops_and_in_synth
         assert widths[widths > 0].max() == 3                  # the floor's crop: the stroke at native width
         assert (mh[0].sum(dim=0) > 0).sum() == 64 or (mh[0].sum(dim=1) > 0).sum() == 64   # crosses the crop
     pipe = random_pipeline(3)
-    pipe.config["fit_crops"] = 0.5
+    pipe.config.fit_crops = 0.5
     shape = (200, 160)
     stroke = large_mask(*shape, 20, 70, 150, 3)
     assert pipe.scale_for(stroke) == pytest.approx(12 / 150)  # res 16: 12 px of box, 2 px of context
-    pipe.config["fit_min_width"] = 6.0
+    pipe.config.fit_min_width = 6.0
     assert pipe.scale_for(stroke) == 1.0
     img8 = np.random.default_rng(5).integers(0, 256, (*shape, 3), dtype=np.uint8)
     r = pipe(img8, stroke, seed=0)

@@ -285,7 +285,7 @@ def test_default_methods_take_the_committed_ablation_checkpoints(tmp_path):
 def test_checkpoint_of_another_split_is_refused(tmp_path):
     ck = tmp_path / "ck"
     ck.mkdir()
-    (ck / "config.json").write_text(json.dumps({"format": "sard-generator/1", "split_seed": 1, "data": "magnetic_tile",
+    (ck / "config.json").write_text(json.dumps({"format": "sard-generator/1", "generator": {}, "split_seed": 1, "data": "magnetic_tile",
                                                 "defects": ["blowhole"]}))
     (ck / "model.safetensors").write_bytes(b"not used")
     (m,) = seg.parse_methods(f"sard={ck}")

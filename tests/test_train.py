@@ -271,7 +271,7 @@ def test_fit_crops_is_stored_for_synthesis_and_a_run_from_before_it_resumes_at_n
     assert r.returncode == 0, r.stderr
     assert _state(out)[1]["config"]["fit_crops"] == 0.25
     stored = SardPipeline.from_pretrained(out).config                         # what synthesis reads
-    assert stored["fit_crops"] == 0.25 and stored["fit_min_width"] == 6.0
+    assert stored.fit_crops == 0.25 and stored.fit_min_width == 6.0
     meta = json.loads((out / "train_state.json").read_text())
     del meta["config"]["fit_crops"], meta["config"]["fit_min_width"]          # a state written before the fields
     (out / "train_state.json").write_text(json.dumps(meta))

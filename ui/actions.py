@@ -95,7 +95,7 @@ class Studio:
             for s in samples:
                 if not s.is_normal:
                     self.defect_samples.setdefault(s.defect, []).append(s)
-            synth = split_defects(samples, int(self.pipe.config.get("split_seed", 0))).synth
+            synth = split_defects(samples, self.pipe.config.split_seed).synth
             bank = MaskBank.from_samples(synth, f"real masks of {self.data.name}'s training third")
             self.bank = bank if len(bank) else None
         if self.bank is None:     # no data set (or one without masks): the checkpoint's own bank

@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from sard.pipeline import FrameImages, x0_change_per_step
+from sard.results import FrameImages, x0_change_per_step
 from sard.train_samples import overlay
 
 DISPLAY_SIDE = 1024     # larger images are shown scaled; synthesis stays at full resolution

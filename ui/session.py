@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sard.pipeline import FrameImages
+from sard.results import FrameImages
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 from sard.imaging import as_input_type, match_channels, max_value, prepare_image
 from sard.io import SardInputError, is_image_file, read_image
 from sard.masks import perlin_mask, perlin_noise, random_mask, rotate
-from sard.pipeline import SynthesisResult
+from sard.results import SynthesisResult
 
 MAX_TRIES = 20  # Perlin draws before falling back to random_mask (only tiny images need it)
 

@@ -9,7 +9,7 @@ import numpy as np
 from sard.baselines.common import color_jitter, finish, start
 from sard.imaging import mask_bbox, prepare_mask
 from sard.masks import rotate
-from sard.pipeline import SynthesisResult
+from sard.results import SynthesisResult
 
 
 class CutPaste:

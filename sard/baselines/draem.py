@@ -8,7 +8,7 @@ import numpy as np
 
 from sard.baselines.common import DRAEM_OPS, TextureSource, augment, finish, nonempty_perlin, start
 from sard.imaging import prepare_mask
-from sard.pipeline import SynthesisResult
+from sard.results import SynthesisResult
 
 
 class DraemBlend:

@@ -11,7 +11,7 @@ from sard.baselines.common import GLASS_OPS, TextureSource, augment, finish, non
 from sard.imaging import prepare_mask
 from sard.io import SardInputError
 from sard.masks import is_texture, object_foreground
-from sard.pipeline import SynthesisResult
+from sard.results import SynthesisResult
 
 
 class GlassSynthesis:

@@ -107,3 +107,10 @@ def defect_types(samples: list[Sample]) -> list[str]:
 
 def normals(samples: list[Sample], split: str | None = None) -> list[Sample]:
     return [s for s in samples if s.is_normal and (split is None or s.split == split)]
+
+
+def normal_images(samples: list[Sample], split: str, fallback: bool = True) -> list[Path]:
+    """The normal images of `split` ("train": what synthesis starts from; "test": held out); with
+    `fallback`, every normal image where that split has none (a plain folder of parts)."""
+    chosen = normals(samples, split) or (normals(samples) if fallback else [])
+    return [s.image for s in chosen]

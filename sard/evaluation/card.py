@@ -12,7 +12,9 @@ from tqdm import tqdm
 from sard.imaging import mask_bbox
 from sard.io import atomic_save_png, read_image, read_mask
 from sard.masks import grow_mask, random_mask
-from sard.pipeline import SardPipeline, x0_change_per_step
+from sard.pipeline import SardPipeline
+from sard.results import x0_change_per_step
+from sard.store.model_folder import ModelConfig
 from sard.train_samples import overlay
 
 
@@ -306,20 +308,19 @@ def _levels(v: list[float] | None) -> str:
     return " ".join(f"{x:.0f}" for x in v) if v else "-"
 
 
-def card_markdown(figures: dict, config: dict, c2st: dict | None = None, grids: str = "") -> str:
+def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, grids: str = "") -> str:
     """The model card's figure sections from `figures.json` (this module's functions), the checkpoint's
     config.json and, when given, its C2ST entry ({"mean", "std"} of `sard.evaluate realism`).
     `grids`: the folder of the grid PNGs relative to where the text will live."""
-    g = config["generator"]
-    types = config.get("defects") or ["defect"]
-    minutes = config.get("train_seconds")
+    types = config.defects or ["defect"]
+    minutes = config.train_seconds
     lines = ["| | |", "|---|---|",
              f"| defect types | {', '.join(types)} |",
-             f"| colour | {'RGB (synthesizes colour)' if g['image_channels'] == 3 else 'gray (on a colour image it changes luminance and keeps the image' + chr(39) + 's chroma)'} |",
-             f"| training | {config.get('step', '?')} steps on {config.get('data', '?')}, {config.get('res', '?')} px crops"
+             f"| colour | {'RGB (synthesizes colour)' if config.generator.image_channels == 3 else 'gray (on a colour image it changes luminance and keeps the image' + chr(39) + 's chroma)'} |",
+             f"| training | {config.step or '?'} steps on {config.data or '?'}, {config.res} px crops"
              + (f", {minutes / 60:.0f} min of training" if minutes else "")
-             + (f", fine-tuned from `{Path(config['init']).name}` (`--init`)" if config.get("init") else ", from scratch")
-             + f"; RCD {'on' if config.get('rcd') else 'off'}, DMG {'on' if config.get('dmg') else 'off'} |"]
+             + (f", fine-tuned from `{Path(config.init).name}` (`--init`)" if config.init else ", from scratch")
+             + f"; RCD {'on' if config.rcd else 'off'}, DMG {'on' if config.dmg else 'off'} |"]
     bg, sp = figures.get("background"), figures.get("speed")
     if bg:
         lines.append(f"| background: max \\|output - input\\| outside the mask, {bg['syntheses']} syntheses on held-out "

@@ -83,7 +83,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sard.data import list_dataset, split_defects
 from sard.data.readers import Sample
@@ -94,6 +93,9 @@ from sard.io import SardInputError, atomic_write_bytes, read_image, read_mask
 from sard.metrics import (SCORE_BINS, ScoreCounts, average_precision, best_threshold, false_alarm, nanmean,
                           score_bins)
 from sard.nets.segmentation import SEGMENTERS
+from sard.pair_recipe import PairJob
+from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from sard.store.tensors import file_hash
 
 BASELINES = ("cutpaste", "draem", "glass")
 ABLATION = ("ddgan", "w_rcd", "w_dmg", "sard")   # Table IV columns, in the paper's order
@@ -122,7 +124,7 @@ class Method:
     name: str                      # real, a baseline, or any label of a SARD checkpoint
     checkpoint: Path | None
     fingerprint: str               # what the pairs depend on besides the jobs
-    config: dict = field(default_factory=dict)
+    config: ModelConfig | None = None     # a SARD checkpoint's
 
     @property
     def label(self) -> str:
@@ -135,7 +137,6 @@ class Method:
 
 def parse_methods(text: str) -> list[Method]:
     """'real,cutpaste,sard=DIR' -> checked Methods; SardInputError naming a bad one."""
-    from sard.checkpoint import CONFIG_NAME, WEIGHTS_NAME, file_hash, read_config
     out: list[Method] = []
     for item in filter(None, (x.strip() for x in text.split(","))):
         name, eq, path = (s.strip() for s in item.partition("="))
@@ -157,7 +158,7 @@ def parse_methods(text: str) -> list[Method]:
         if not folder.is_dir():
             raise SardInputError(f"--methods: checkpoint folder '{folder}' of method '{name}' does not exist; expected "
                                  f"a folder with {CONFIG_NAME} and {WEIGHTS_NAME} (python -m sard.train --out DIR)")
-        config = read_config(folder / CONFIG_NAME)
+        config = ModelConfig.read(folder)
         if not (folder / WEIGHTS_NAME).is_file():
             raise SardInputError(f"--methods: checkpoint folder '{folder}' of method '{name}' has no {WEIGHTS_NAME}")
         out.append(Method(name, folder, f"{name}-{file_hash(folder / WEIGHTS_NAME)}", config))
@@ -193,20 +194,20 @@ def check_checkpoint_split(m: Method, data: Path, split_seed: int, defects: list
     mismatch, and when an ablation label (ddgan, w_rcd, w_dmg, sard) does not match the rcd / dmg
     flags the checkpoint was trained with; refuse a multi-type checkpoint that does not know our types."""
     cfg = m.config
-    if m.name in ABLATION_FLAGS and "rcd" in cfg and "dmg" in cfg:
-        want, got = ABLATION_FLAGS[m.name], (bool(cfg["rcd"]), bool(cfg["dmg"]))
+    if cfg is None:
+        return
+    if m.name in ABLATION_FLAGS:
+        want, got = ABLATION_FLAGS[m.name], (cfg.rcd, cfg.dmg)
         if want != got:
             warnings.warn(f"method '{m.name}': {m.checkpoint} was trained with rcd={got[0]}, dmg={got[1]}; the label "
                           f"'{LABELS[m.name]}' means rcd={want[0]}, dmg={want[1]}")
-    if cfg.get("split_seed") is None:
-        warnings.warn(f"method '{m.name}': {m.checkpoint} does not record its split seed; assuming {split_seed}")
-    elif int(cfg["split_seed"]) != split_seed:
+    if cfg.split_seed != split_seed:
         raise SardInputError(f"--methods: checkpoint '{m.checkpoint}' of method '{m.name}' was trained with split seed "
-                             f"{cfg['split_seed']}, but --split-seed is {split_seed}: its training defects would be in "
-                             f"the test set; pass --split-seed {cfg['split_seed']} or retrain")
-    if cfg.get("data") and cfg["data"] != data.resolve().name:
-        warnings.warn(f"method '{m.name}': {m.checkpoint} was trained on '{cfg['data']}', evaluated on '{data.name}'")
-    known = cfg.get("defects") or []
+                             f"{cfg.split_seed}, but --split-seed is {split_seed}: its training defects would be in "
+                             f"the test set; pass --split-seed {cfg.split_seed} or retrain")
+    if cfg.data and cfg.data != data.resolve().name:
+        warnings.warn(f"method '{m.name}': {m.checkpoint} was trained on '{cfg.data}', evaluated on '{data.name}'")
+    known = cfg.defects
     if len(known) > 1 and not set(defects) <= set(known):
         raise SardInputError(f"--methods: checkpoint '{m.checkpoint}' of method '{m.name}' knows the types {known}, "
                              f"not {sorted(set(defects) - set(known))}; pass --defects")
@@ -333,24 +334,10 @@ def assert_disjoint(p: Protocol) -> None:
         raise AssertionError(f"{len(bad)} test files reach training, synthesis or the mask bank, e.g. {bad[0]}")
 
 
-@dataclass(frozen=True)
-class Job:
-    defect: str
-    k: int
-    normal: Path
-    mask_seed: int
-    synth_seed: int
-
-
-def make_jobs(normals: list[Path], defects: list[str], n: int, seed: int) -> dict[str, list[Job]]:
+def make_jobs(normals: list[Path], defects: list[str], n: int, seed: int) -> dict[str, list[PairJob]]:
     """Per type the n jobs every synthetic method does; job k depends on (seed, type, k) only, so the
     list for n is a prefix of the list for any larger n."""
-    from sard.pairs import pair_rng, pair_seed
-    jobs = {}
-    for d in defects:
-        jobs[d] = [Job(d, k, normals[int(pair_rng(seed, d, k).integers(len(normals)))], pair_seed(seed, d, k),
-                       int(pair_rng(seed, d, k, stream=3).integers(0, 2 ** 31 - 1))) for k in range(n)]
-    return jobs
+    return {d: [PairJob.of(normals, seed, d, k, synth_stream=3) for k in range(n)] for d in defects}
 
 
 # -- synthetic pairs ------------------------------------------------------------------------------------
@@ -360,13 +347,13 @@ def pair_category(data: Path, split_seed: int, seed: int, method: Method) -> str
     return SAFE.sub("_", f"{data.resolve().name}-split{split_seed}-seed{seed}-{method.fingerprint}")[:64]
 
 
-def ensure_pairs(method: Method, jobs: dict[str, list[Job]], proto: Protocol, work: Path, split_seed: int,
+def ensure_pairs(method: Method, jobs: dict[str, list[PairJob]], proto: Protocol, work: Path, split_seed: int,
                  seed: int, progress: bool = True) -> tuple[list[tuple[str, Path, Path]], dict]:
     """Synthesize the method's missing pairs into <work>/pairs/<method>/; return every pair's
     (type, image path, mask path) and a summary (written, reused, failed with why)."""
-    from sard.evaluation.methods import load_synthesizer
+    from sard.pair_recipe import MaskSource, write_pairs
     from sard.pairs import PairWriter
-    from sard.masks import random_mask
+    from sard.synthesizers import build
     writer = PairWriter(work / "pairs" / method.name, pair_category(proto.data, split_seed, seed, method),
                         digits=PAIR_DIGITS)
     all_jobs = [j for d in proto.defects for j in jobs[d]]
@@ -383,20 +370,14 @@ def ensure_pairs(method: Method, jobs: dict[str, list[Job]], proto: Protocol, wo
     failed: dict[str, str] = {}
     t0 = time.perf_counter()
     if todo:
-        synth = load_synthesizer(method.name, method.checkpoint, sources=proto.textures)
-        for j in tqdm(todo, desc=f"synthesize {method.name}", disable=not progress, mininterval=5):
-            try:
-                image = read_image(j.normal)
-                mask, mask_params = random_mask("bank", image.shape[:2], j.mask_seed, None, bank=proto.bank,
-                                                defect=j.defect)
-                r = synth(image, mask, seed=j.synth_seed, defect=j.defect)
-            except SardInputError as e:
-                failed[f"{j.defect} #{j.k}"] = str(e)
-                continue
-            writer.write(j.defect, j.k, np.asarray(r.image), np.asarray(r.mask),
-                         {"method": method.name, "checkpoint": str(method.checkpoint) if method.checkpoint else None,
-                          "fingerprint": method.fingerprint, "normal": str(j.normal), "mask_seed": j.mask_seed,
-                          "synth_seed": j.synth_seed, "mask": mask_params})
+        def record(pair) -> dict:
+            j = pair.job
+            return {"method": method.name, "checkpoint": str(method.checkpoint) if method.checkpoint else None,
+                    "fingerprint": method.fingerprint, "normal": str(j.normal), "mask_seed": j.mask_seed,
+                    "synth_seed": j.synth_seed, "mask": pair.mask_params}
+        write_pairs(todo, writer, build(method.name, method.checkpoint, sources=proto.textures),
+                    MaskSource("bank", None, proto.bank), record, failed=failed, desc=f"synthesize {method.name}",
+                    progress=progress)
     pairs = [(j.defect, *writer.paths(j.defect, j.k)) for j in all_jobs if writer.done(j.defect, j.k)]
     summary = {"folder": str(writer.base), "pairs": len(pairs), "written": len(todo) - len(failed),
                "reused": len(all_jobs) - len(todo), "failed": failed,
