@@ -32,7 +32,7 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0            # the deterministic third that trains the synthesizer
     lr_g: float = 1.6e-4
-    lr_d: float = 4e-4             # DDGAN-sized D steps are too small for a CPU budget (issue 15 probes)
+    lr_d: float = 4e-4             # DDGAN-sized D steps are too small for a CPU budget (reports: realism_trainer_probes)
     betas: tuple[float, float] = (0.5, 0.9)
     d_steps: int = 2               # discriminator steps per generator step (1: DDGAN); 2 keeps D's gap alive
     ema: float = 0.999

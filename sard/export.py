@@ -23,7 +23,7 @@ from sard.pair_recipe import ExportFailed, ExportPlan, MaskSource, find_normals,
 from sard.pairs import PairWriter, safe_name
 from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
 from sard.synthesizers import METHODS, TEXTURED, build
-from sard.validate import seed as check_seed, writable_folder
+from sard.validate import check_defects, seed as check_seed, writable_folder
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -128,8 +128,8 @@ def main(argv=None) -> int:
         params = synth.params
         if a.defects:
             defects = [d.strip() for d in a.defects.split(",") if d.strip()]
-        elif a.method == "sard" and params.get("defects"):
-            defects = params["defects"]
+        elif synth.defects:
+            defects = synth.defects
         elif bank is not None and bank.defects:
             defects = list(bank.defects)
         else:
@@ -137,13 +137,9 @@ def main(argv=None) -> int:
         for d in defects:
             safe_name(d, "defect")
         if a.masks == "bank" and bank is not None and a.defects:
-            unknown = [d for d in defects if d not in bank.defects]
-            if unknown:
-                raise SardInputError(f"--defects {unknown}: the mask bank of {bank_root} holds {list(bank.defects)}")
-        if a.method == "sard" and params.get("defects") and len(params["defects"]) > 1:
-            unknown = [d for d in defects if d not in params["defects"]]
-            if unknown:
-                raise SardInputError(f"--defects {unknown}: the checkpoint knows {params['defects']}")
+            check_defects(defects, bank.defects, f"the mask bank of {bank_root}")
+        if len(synth.defects) > 1:
+            check_defects(defects, synth.defects, f"checkpoint {params['checkpoint']}")
         writer = PairWriter(out, category, a.layout)
         if a.no_resume and writer.lines:
             raise SardInputError(f"--out {writer.base}: already holds {len(writer.lines)} pairs and --no-resume was given")

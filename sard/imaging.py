@@ -157,3 +157,11 @@ def rescale_mask(m: torch.Tensor, size: tuple[int, int], cover: bool = False) ->
     a = rescale(m.float(), size)
     half = (a >= 0.5).float()
     return (a > 0).float() if cover or not half.any() else half
+
+
+def overlay(gray: np.ndarray, mask: np.ndarray, color=(255, 64, 64), alpha: float = 0.45) -> np.ndarray:
+    """uint8 [h, w] or [h, w, 3] with the mask tinted in: [h, w, 3]. mask: bool, or float weights in
+    [0, 1] (a feathered mask fades its tint)."""
+    rgb = np.repeat(gray[..., None], 3, 2) if gray.ndim == 2 else gray
+    w = alpha * np.asarray(mask, np.float32)[..., None]
+    return np.round(rgb * (1 - w) + np.array(color, np.float32) * w).astype(np.uint8)

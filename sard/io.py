@@ -107,6 +107,32 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None,
     return m
 
 
+def strict_mask(a: np.ndarray, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """bool [H, W] of a mask file used as it is (the studio's upload, `--masks DIR`): one channel (or
+    equal ones), black background and one other value, the image's `shape` when given. SardInputError
+    saying what is wrong."""
+    if a.ndim == 3:
+        if not (a == a[..., :1]).all():
+            raise SardInputError(f"{name}: not a mask (its colour channels differ); expected a single-channel "
+                                 f"PNG, 0 = background and 255 (or 1) = defect")
+        a = a[..., 0]
+    values = np.unique(a)
+    if values[0] != 0 or len(values) > 2:
+        raise SardInputError(f"{name}: not a mask ({len(values)} gray levels from {values[0]} to {values[-1]}); "
+                             f"expected 0 = background and one other value (255 or 1) = defect")
+    if len(values) == 1:
+        raise SardInputError(f"{name}: the mask is empty (all 0); expected a defect region")
+    if shape is not None and a.shape != tuple(shape):
+        raise SardInputError(f"{name}: {a.shape[1]}x{a.shape[0]} does not match the image's {shape[1]}x{shape[0]}; "
+                             f"expected a mask of the image's size")
+    return a > 0
+
+
+def read_mask_file(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask file read strictly (strict_mask), naming the file."""
+    return strict_mask(read_image(path), str(path), shape)
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -34,6 +34,7 @@ class LossConfig:
                                   # nothing (bottle, 1000 steps: C2ST 76.8 % vs 70.7 % on RGB; sard-bottle card)
     chroma: float = 0.0        # > 0, colour images: weight of the unblurred chroma error inside the mask, so
                                # the hue follows the real defect and only luminance texture is left to D
+                               # (bottle, 800-1600 steps: reports/fit_crops.md, "loss.chroma")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,11 +57,6 @@ def d_fake_loss(d: DOutput, lam: float) -> torch.Tensor:
     if d.fg is not None:
         loss = loss + lam * F.softplus(d.fg).mean()
     return loss
-
-
-def discriminator_loss(d_real: DOutput, d_fake: DOutput, lam: float) -> torch.Tensor:
-    """L_D (DMG eq. 3)."""
-    return d_real_loss(d_real, lam) + d_fake_loss(d_fake, lam)
 
 
 def r1_penalty(score: torch.Tensor, x_real: torch.Tensor, gamma: float) -> torch.Tensor:

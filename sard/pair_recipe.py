@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from sard.data import list_dataset, normal_images
 from sard.data.readers import Sample
-from sard.io import IMAGE_EXTENSIONS, SardInputError, is_image_file, read_image, read_mask
+from sard.io import IMAGE_EXTENSIONS, SardInputError, is_image_file, read_image, read_mask_file
 from sard.masks import MASK_KINDS, mask_from_params, object_foreground, random_mask
 from sard.pairs import PairWriter, pair_rng, pair_seed
 from sard.results import SynthesisResult
@@ -75,14 +75,12 @@ class MaskSource:
         shape = image.shape[:2]
         if self.files:
             path = self.files[int(rng.integers(len(self.files)))]
-            m = read_mask(path)
+            m = read_mask_file(path)
             if m.shape != shape:
                 if not self.resize:
                     raise SardInputError(f"--masks {path}: {m.shape[1]}x{m.shape[0]} does not match the normal image's "
                                          f"{shape[1]}x{shape[0]}; pass --resize-masks to resize (nearest)")
                 m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-            if not m.any():
-                raise SardInputError(f"--masks {path}: mask is empty")
             return m.astype(np.uint8) * 255, {"kind": "file", "file": str(path.resolve()), "resized": bool(self.resize)}
         fg = object_foreground(image) if self.on_part else None
         bank_defect = defect if self.bank is not None and defect in getattr(self.bank, "defects", []) else None
@@ -92,7 +90,7 @@ class MaskSource:
 
 def mask_from_record(params: dict, image: np.ndarray, bank=None) -> np.ndarray:
     if params.get("kind") == "file":
-        m = read_mask(params["file"])
+        m = read_mask_file(params["file"])
         if m.shape != image.shape[:2]:
             m = cv2.resize(m.astype(np.uint8), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
         return m.astype(np.uint8) * 255

@@ -72,7 +72,7 @@ class GapMeter:
 
 def judged_view(cfg: TrainConfig, b: Batch, x_prev: torch.Tensor, x0_hat: torch.Tensor | None = None) -> torch.Tensor:
     """What D judges beside x_t. DDGAN's pair: x_{t-1}, which at the noisy steps is mostly noise, so
-    real and fake differ by A_t (x0 - x0_hat) under sigma_t and D learned nothing there (issue 15).
+    real and fake differ by A_t (x0 - x0_hat) under sigma_t and D learned nothing there (reports: realism_judges).
     discriminator.judges = "x0": the clean x0 (real) or G's x0_hat pasted on the real background
     (fake) at every step, as at the last step (A_0 = 1, sigma_0 = 0) already, so each reverse step's
     prediction must look like a real defect given x_t, not like the mean one. x0_hat None: the real side."""
@@ -130,7 +130,7 @@ def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[
         x0_hat, x_fake = fake_pair(G, schedule, b, x_next, i, rng, cfg.generator.nz, cfg.rcd)
         d_fake = judge(D, cfg, schedule, judged_view(cfg, b, x_fake, x0_hat), x_next, b, i, rng)
         losses = generator_loss(d_fake, x0_hat.float(), b.x0, b.mask, lc, lc.background_weight(cfg.rcd), alpha_i)
-        if lc.diversity > 0:   # a second z on the same x_t: seeds must differ (issue 15 (b))
+        if lc.diversity > 0:   # a second z on the same x_t: seeds must differ (DSGAN)
             x0_other = predict_x0(G, b, x_next, i, rng, cfg.generator.nz)
             losses["div"] = diversity_loss(x0_hat.float(), x0_other.float(), b.mask, lc.diversity_cap,
                                             lc.diversity_luma)

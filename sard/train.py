@@ -35,7 +35,7 @@ from sard.store.tensors import load_state_checked
 from sard.store.train_state import TRAIN_STATE_NAME, load_train_state, read_train_meta, save_train_state
 from sard.steps import Batch, GapMeter, ema_decay, ema_update, train_step
 from sard.train_samples import SampleGrid
-from sard.validate import whole_number, writable_folder, write_error
+from sard.validate import check_defects, whole_number, writable_folder, write_error
 
 
 # -- multi-process set-up (one block, nanoGPT style) ----------------------------------------------
@@ -206,10 +206,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     # Data: the synthesizer's third of each defect type, this rank's shard of it.
     samples = list_dataset(cfg.data)
     all_defects = defect_types(samples)
-    defects = cfg.defects or all_defects
-    unknown = sorted(set(defects) - set(all_defects))
-    if unknown:
-        raise SardInputError(f"--defects: {unknown} not in {cfg.data}; it has {all_defects}")
+    defects = check_defects(cfg.defects or all_defects, all_defects, cfg.data)
     split = split_defects(samples, cfg.split_seed)
     channels = infer_channels(split.synth)
     num_classes = len(defects) if len(defects) > 1 else 0

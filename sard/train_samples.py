@@ -11,20 +11,12 @@ from PIL import Image, ImageDraw
 from sard.data.crops import defect_crop, load_example
 from sard.data.readers import Sample
 from sard.data.split import Split
-from sard.imaging import from_unit, to_unit
+from sard.imaging import from_unit, overlay, to_unit
 from sard.io import SardInputError, atomic_save_png, read_image
 from sard.rcd import rcd_sample
 from sard.schedule import Schedule
 
 SEEDS = 3
-
-
-def overlay(gray: np.ndarray, mask: np.ndarray, color=(255, 64, 64), alpha: float = 0.45) -> np.ndarray:
-    """uint8 [h, w] or [h, w, 3] with the mask tinted in: [h, w, 3]. mask: bool, or float weights in
-    [0, 1] (a feathered mask fades its tint)."""
-    rgb = np.repeat(gray[..., None], 3, 2) if gray.ndim == 2 else gray
-    w = alpha * np.asarray(mask, np.float32)[..., None]
-    return np.round(rgb * (1 - w) + np.array(color, np.float32) * w).astype(np.uint8)
 
 
 def _rgb(x: torch.Tensor) -> np.ndarray:

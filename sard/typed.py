@@ -35,6 +35,8 @@ def from_dict(cls, d, source: str, prefix: str = ""):
     """A config dataclass from a (possibly partial) dict; unknown keys and wrong types name the source."""
     if not isinstance(d, dict):
         raise SardInputError(f"{source}: '{prefix.rstrip('.')}' expected an object of {cls.__name__} fields, got {d!r}")
+    retired = getattr(cls, "RETIRED", {})
+    d = {k: v for k, v in d.items() if not (k in retired and v == retired[k])}   # old files: a no-op value
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     bad = sorted(set(d) - known)

@@ -26,6 +26,14 @@ def seed(name: str, value) -> int:
     return whole_number(name, value, 0, SEED_MAX)
 
 
+def check_defects(wanted: list[str], known: list[str], where: str) -> list[str]:
+    """`wanted` (--defects), refused naming those `where` (a data set, a bank, a checkpoint) lacks."""
+    unknown = [d for d in wanted if d not in known]
+    if unknown:
+        raise SardInputError(f"--defects {unknown}: not in {where}; it has {list(known)}")
+    return wanted
+
+
 def write_error(e: OSError, path=None) -> str:
     """What went wrong writing, with the path and what to do about it."""
     where = path or e.filename or "the output folder"

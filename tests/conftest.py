@@ -89,15 +89,15 @@ def tiny_checkpoint(folder: Path, defects=("crack", "blowhole"), channels: int =
     enough to test every contract that does not depend on training."""
     import torch
     from sard.nets.generator import Generator, GeneratorConfig
-    from sard.store.model_folder import MODEL_FORMAT, save_model
+    from sard.schedule import ScheduleConfig
+    from sard.store.model_folder import ModelConfig, save_model
     torch.manual_seed(seed)
     cfg = GeneratorConfig(image_channels=channels, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                           num_classes=len(defects) if len(defects) > 1 else 0)
     g = Generator(cfg)
     for blk in [*g.down, *g.mid, *g.up]:  # non-zero residual branches so the output depends on the input
         torch.nn.init.normal_(blk.conv2.weight, std=0.05)
-    save_model(folder, g.state_dict(), {"format": MODEL_FORMAT, "generator": cfg.to_dict(),
-                                        "schedule": {"num_steps": 4}, "defects": list(defects), "res": 32})
+    save_model(folder, g.state_dict(), ModelConfig(cfg, ScheduleConfig(num_steps=4), list(defects), res=32))
     return folder
 
 

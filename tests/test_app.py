@@ -442,7 +442,7 @@ def test_dilate_erode_and_clear_keep_the_mask_params_honest(studio):
 
 @pytest.mark.parametrize("case", ["levels", "colour", "empty", "size"])
 def test_an_uploaded_mask_is_used_as_it_is_or_refused_saying_why(case):
-    from ui.actions import uploaded_mask
+    from sard.io import strict_mask as uploaded_mask
     m = np.zeros((30, 40), np.uint8)
     m[5:10, 5:20] = 255
     assert np.array_equal(uploaded_mask(m, "m.png", (30, 40)), m > 0)

@@ -4,7 +4,13 @@ import math
 import pytest
 import torch
 
-from sard.losses import LossConfig, chroma_loss, discriminator_loss, diversity_loss, generator_loss, mse_loss, r1_penalty
+from sard.losses import (LossConfig, chroma_loss, d_fake_loss, d_real_loss, diversity_loss, generator_loss, mse_loss,
+                         r1_penalty)
+
+
+def discriminator_loss(d_real, d_fake, lam):
+    """L_D (DMG eq. 3) as the trainer takes it, in its two halves."""
+    return d_real_loss(d_real, lam) + d_fake_loss(d_fake, lam)
 from sard.nets.discriminator import DOutput
 
 sp = lambda v: math.log1p(math.exp(v))  # noqa: E731  softplus

@@ -19,7 +19,7 @@ import numpy as np
 
 from sard.baselines import make_baseline
 from sard.data import list_dataset, split_defects
-from sard.io import SardInputError, png_bytes, read_image, read_mask
+from sard.io import SardInputError, png_bytes, read_image, read_mask, strict_mask
 from sard.masks import MASK_KINDS, MaskBank, feather, feather_weights, grow_mask, random_mask, read_bank
 from sard.pairs import PairWriter, safe_name
 from sard.pipeline import SardPipeline
@@ -47,26 +47,6 @@ def colour_note(channels: int) -> str:
     if channels == 3:
         return "RGB checkpoint: paints colour; on a gray image it synthesizes in colour and returns the result's gray"
     return "gray checkpoint: on a colour image it changes luminance and keeps the image's own colour"
-
-
-def uploaded_mask(a: np.ndarray, name: str, shape: tuple[int, int]) -> np.ndarray:
-    """bool [H, W] of an uploaded mask file, used as it is: one channel (or equal ones), black
-    background and one other value, the image's size. SardInputError saying what is wrong."""
-    if a.ndim == 3:
-        if not (a == a[..., :1]).all():
-            raise SardInputError(f"{name}: not a mask (its colour channels differ); expected a single-channel "
-                                 f"PNG, 0 = background and 255 (or 1) = defect")
-        a = a[..., 0]
-    values = np.unique(a)
-    if values[0] != 0 or len(values) > 2:
-        raise SardInputError(f"{name}: not a mask ({len(values)} gray levels from {values[0]} to {values[-1]}); "
-                             f"expected 0 = background and one other value (255 or 1) = defect")
-    if len(values) == 1:
-        raise SardInputError(f"{name}: the mask is empty (all 0); expected a defect region")
-    if a.shape != tuple(shape):
-        raise SardInputError(f"{name}: {a.shape[1]}x{a.shape[0]} does not match the image's {shape[1]}x{shape[0]}; "
-                             f"expected a mask of the image's size")
-    return a > 0
 
 
 def edited(params: dict | None, edit: str) -> dict:
@@ -181,7 +161,7 @@ class Studio:
             return gr.update(), session
         name = Path(path).name
         with user_errors(path, name):
-            m = uploaded_mask(read_image(path), name, session.image.shape[:2])
+            m = strict_mask(read_image(path), name, session.image.shape[:2])
         session.set_mask(m, {"kind": "uploaded", "file": name})
         return m.astype(np.uint8) * 255, session
 

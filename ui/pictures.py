@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from sard.results import FrameImages, x0_change_per_step
-from sard.train_samples import overlay
+from sard.imaging import overlay
 
 DISPLAY_SIDE = 1024     # larger images are shown scaled; synthesis stays at full resolution
 MASK_RGB = (255, 48, 48)

@@ -9,13 +9,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from sard.imaging import mask_bbox
+from sard.imaging import mask_bbox, overlay
 from sard.io import atomic_save_png, read_image, read_mask
 from sard.masks import grow_mask, random_mask
 from sard.pipeline import SardPipeline
 from sard.results import x0_change_per_step
 from sard.store.model_folder import ModelConfig
-from sard.train_samples import overlay
 
 
 def _gray(a: np.ndarray) -> np.ndarray:

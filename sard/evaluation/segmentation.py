@@ -96,6 +96,7 @@ from sard.nets.segmentation import SEGMENTERS
 from sard.pair_recipe import PairJob
 from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
 from sard.store.tensors import file_hash
+from sard.validate import check_defects
 
 BASELINES = ("cutpaste", "draem", "glass")
 ABLATION = ("ddgan", "w_rcd", "w_dmg", "sard")   # Table IV columns, in the paper's order
@@ -207,10 +208,8 @@ def check_checkpoint_split(m: Method, data: Path, split_seed: int, defects: list
                              f"the test set; pass --split-seed {cfg.split_seed} or retrain")
     if cfg.data and cfg.data != data.resolve().name:
         warnings.warn(f"method '{m.name}': {m.checkpoint} was trained on '{cfg.data}', evaluated on '{data.name}'")
-    known = cfg.defects
-    if len(known) > 1 and not set(defects) <= set(known):
-        raise SardInputError(f"--methods: checkpoint '{m.checkpoint}' of method '{m.name}' knows the types {known}, "
-                             f"not {sorted(set(defects) - set(known))}; pass --defects")
+    if len(cfg.defects) > 1:
+        check_defects(defects, cfg.defects, f"checkpoint '{m.checkpoint}' of method '{m.name}'")
 
 
 def check_backbones(text: str) -> list[str]:
@@ -265,9 +264,7 @@ def build_protocol(data: Path, split_seed: int, defects: list[str] | int | None)
     if isinstance(defects, int):
         defects = all_types[:defects]
     elif named:
-        unknown = sorted(set(defects) - set(all_types))
-        if unknown:
-            raise SardInputError(f"--defects: {unknown} not in {data}; it has {all_types}")
+        check_defects(sorted(set(defects)), all_types, str(data))
     else:
         defects = all_types
     split = split_defects(samples, split_seed)

@@ -8,6 +8,7 @@ channels (C + 1 + C). Fully convolutional: any size that is a multiple of `strid
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,8 @@ class GeneratorConfig:
     style_dim: int = 128               # output of the z mapping MLP
     z_mlp_layers: int = 3
     num_classes: int = 0               # defect types; 0 = unconditional
-    dropout: float = 0.0
+    # Fields once written and since dropped, with the value that made them a no-op: old configs still read.
+    RETIRED: ClassVar[dict] = {"dropout": 0.0}
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
@@ -54,7 +56,7 @@ class Generator(nn.Module):
 
         in_ch = 2 * c.image_channels + 1  # x_t, mask, masked context
         self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
-        block = lambda i, o, r=None: ResBlock(i, o, temb_dim, c.style_dim, r, c.dropout)  # noqa: E731
+        block = lambda i, o, r=None: ResBlock(i, o, temb_dim, c.style_dim, r)  # noqa: E731
 
         self.down = nn.ModuleList()
         skips = [ch]

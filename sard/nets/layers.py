@@ -61,14 +61,13 @@ class ResBlock(nn.Module):
     """
 
     def __init__(self, in_ch: int, out_ch: int, temb_dim: int, style_dim: int,
-                 resample: str | None = None, dropout: float = 0.0):
+                 resample: str | None = None):
         super().__init__()
         self.resample = resample
         self.norm1 = AdaptiveGroupNorm(in_ch, style_dim)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.temb = nn.Linear(temb_dim, out_ch)
         self.norm2 = AdaptiveGroupNorm(out_ch, style_dim)
-        self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)  # the block starts as its skip path
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch or resample else nn.Identity()
@@ -85,5 +84,5 @@ class ResBlock(nn.Module):
         h = self.conv1(self._resample(h))
         h = h + self.temb(F.silu(temb))[:, :, None, None]
         h = F.silu(self.norm2(h, style))
-        h = self.conv2(self.dropout(h))
+        h = self.conv2(h)
         return (self.skip(self._resample(x)) + h) / math.sqrt(2.0)
