@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from sard.data import list_dataset, split_defects
+from sard.data import list_dataset, normal_images, split_defects
 from sard.store.tensors import read_config
 from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
 from sard.nets.discriminator import DiscriminatorConfig
@@ -41,7 +41,7 @@ def cmd_realism(a: argparse.Namespace) -> dict:
     from sard.metrics import mean_spread
     samples = list_dataset(a.data)
     split = split_defects(samples, a.split_seed)
-    normals = [s.image for s in samples if s.is_normal and s.split == "train"]
+    normals = normal_images(samples, "train", fallback=False)
     real, pairs = real_crops(split.held_out, a.res)
     report = {"data": str(a.data), "res": a.res, "context": a.context, "real_crops": len(pairs), "seeds": a.seeds,
               "epochs": a.epochs, "machine": machine(), "methods": {}}
@@ -79,8 +79,7 @@ def cmd_card(a: argparse.Namespace) -> dict:
     samples = list_dataset(a.data)
     split = split_defects(samples, pipe.config.split_seed)
     bank = MaskBank.from_samples(split.synth)
-    held_normals = [s.image for s in samples if s.is_normal and s.split == "test"] or \
-                   [s.image for s in samples if s.is_normal]
+    held_normals = normal_images(samples, "test")
     out = Path(a.out)
     figures = {"checkpoint": str(a.checkpoint), "machine": machine()}
     figures["background"] = background_check(pipe, held_normals, bank, n=a.n)

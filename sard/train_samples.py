@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from sard.data.crops import defect_crop, load_example
-from sard.data.readers import Sample
+from sard.data.readers import Sample, normals
 from sard.data.split import Split
 from sard.imaging import from_unit, overlay, to_unit
 from sard.io import SardInputError, atomic_save_png, read_image
@@ -27,7 +27,7 @@ def _rgb(x: torch.Tensor) -> np.ndarray:
 class SampleGrid:
     def __init__(self, samples: list[Sample], split: Split, defects: list[str], channels: int, res: int, seed: int):
         rng = np.random.default_rng(seed + 12345)
-        pool = [s for s in samples if s.is_normal and s.split == "train"] or [s for s in samples if s.is_normal]
+        pool = normals(samples, "train") or normals(samples)
         self.defects, self.res, self.channels = defects, res, channels
         reals, masks, bgs = [], [], []
         for label, defect in enumerate(defects):

@@ -84,7 +84,7 @@ import cv2
 import numpy as np
 import torch
 
-from sard.data import list_dataset, split_defects
+from sard.data import list_dataset, normal_images, split_defects
 from sard.data.readers import Sample
 from sard.evaluation.seg_report import chart_png, markdown, seed_summary, verdict
 from sard.evaluation.seg_train import SegData, SegTrainConfig, predict, train_segmenter
@@ -288,7 +288,7 @@ def build_protocol(data: Path, split_seed: int, defects: list[str] | int | None)
         val_defects += of_type[len(of_type) - min(len(of_type) - 1, math.ceil(VAL_SHARE * len(of_type))):]
     train_real = [s for s in train_real if s not in val_defects]
     test_defects = [s for s in test_defects if s.defect in defects]
-    normals = [s.image for s in samples if s.is_normal and s.split == "train"]
+    normals = normal_images(samples, "train", fallback=False)
     good = [s for s in samples if s.is_normal and s.split == "test"]
     if not normals and not good:
         raise SardInputError(f"--data {data}: no normal images (train/good, train/ok or good/); the synthesizers "
