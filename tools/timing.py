@@ -1,4 +1,4 @@
-"""python -m ui.timing: the studio's start time and Synthesize-to-last-frame time at 256 and 1024 px.
+"""python -m tools.timing: the studio's start time and Synthesize-to-last-frame time at 256 and 1024 px.
 
 Starts `python app.py` as a user would, waits for its page, drives /synthesize with gradio_client
 (one variation, a 2 % ellipse mask, ROI on), prints the figures and stops the server it started.

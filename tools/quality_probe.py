@@ -1,38 +1,33 @@
-"""Quick look at a checkpoint's synthesis (issue 15): per type, seed diversity / real spread, std
-synthetic / real and the x0 change per reverse step on a few held-out defects, and D's gap per step
-from its log, by thirds of training. The model card's measures (sard.evaluation.card) at a smaller n.
-    python scripts/quality_probe.py DATA CHECKPOINT [CHECKPOINT ...] [--per-type 8] [--refine N] [--grids DIR]
---refine sets the native-scale steps after a scaled synthesis (the checkpoint's refine_steps otherwise);
+"""Quick look at a checkpoint's synthesis: per type, seed diversity / real spread, std synthetic / real
+and the x0 change per reverse step on a few held-out defects, and D's gap per step from its log, by
+thirds of training. The model card's measures (sard.evaluation.card) at a smaller n.
+    python -m tools.quality_probe DATA CHECKPOINT [CHECKPOINT ...] [--per-type 8] [--grids DIR]
+Synthesis runs as the checkpoint's config.json says (its refine_steps included: to measure another
+number of native-scale refine steps, measure a copy of the folder with that value in its config.json).
 --grids writes the card's repaint grids (real | mask | seeds 0, 1) to DIR/<checkpoint name>/.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from sard.data import list_dataset, split_defects  # noqa: E402
-from sard.evaluation.card import game_pulse, repaint_grid, save_grid, synthesis_quality  # noqa: E402
-from sard.pipeline import SardPipeline  # noqa: E402
+from sard.data import list_dataset, split_defects
+from sard.evaluation.card import game_pulse, repaint_grid, save_grid, synthesis_quality
+from sard.pipeline import SardPipeline
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.quality_probe", description=__doc__.split("\n")[0])
     p.add_argument("data", type=Path)
     p.add_argument("checkpoints", nargs="+", type=Path)
     p.add_argument("--per-type", type=int, default=8)
-    p.add_argument("--refine", type=int)
     p.add_argument("--grids", type=Path)
     a = p.parse_args()
     torch.set_num_threads(1)
     samples = list_dataset(a.data)
     for ck in a.checkpoints:
         pipe = SardPipeline.from_pretrained(ck)
-        if a.refine is not None:
-            pipe.config["refine_steps"] = a.refine
         split = split_defects(samples, pipe.config.get("split_seed", 0))
         q = synthesis_quality(pipe, split.held_out, per_type=a.per_type)
         row = {d: {"diversity_ratio": None if v["diversity_ratio"] is None else round(v["diversity_ratio"], 2),

@@ -1,6 +1,6 @@
 """Stack the model-card grids of two runs, one picture per defect type, for the README.
 
-    .venv/bin/python scripts/side_by_side.py CARD_A LABEL_A CARD_B LABEL_B OUT_PREFIX
+    .venv/bin/python -m tools.side_by_side CARD_A LABEL_A CARD_B LABEL_B OUT_PREFIX
 
 CARD_A / CARD_B: folders written by `python -m sard.evaluate card` (grid_<type>.png each, the same
 held-out image and mask in both because the card picks them by index). Writes OUT_PREFIX<type>.png.
@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script from anywhere
-from sard.io import atomic_save_png  # noqa: E402
+from sard.io import atomic_save_png
 
 WIDTH = 1200
 

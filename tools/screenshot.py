@@ -1,4 +1,4 @@
-"""python -m ui.screenshot [DATASET_ROOT]: docs/studio.png from the real studio in Debian's chromium.
+"""python -m tools.screenshot [DATASET_ROOT]: docs/studio.png from the real studio in Debian's chromium.
 
 A bank crack mask on a magnetic tile, three SARD results, the first selected: the page down to the
 step-through, 960 pixels wide, 128 colours.
