@@ -2,7 +2,7 @@
 # The trainer changes of 2026-12-01 side by side at one budget (1000 steps, 64 px, batch 4, one thread):
 # the trainer as it was (base), the blurred reconstruction error (lp2, lp4), plus a second D step (lp2d2,
 # today's defaults) and D judging the clean x0 (x0lp2), into runs/q/<name>, each resuming where it stopped;
-# then the card's measures per run (tools/quality_probe.py) and the C2ST of all (reports/realism_trainer_probes).
+# then the card's measures per run (tools/quality_probe.py) and the C2ST of all (reports/magnetic_tile/realism_trainer_probes.md).
 #   bash tools/trainer_probes.sh [ITERS]
 set -u
 cd "$(dirname "$0")/.."
@@ -27,4 +27,4 @@ for name in base lp2 lp4 lp2d2 x0lp2; do
 done
 .venv/bin/python -m sard.evaluate realism --data "$data" \
   --methods base=runs/q/ck-base,lp2=runs/q/ck-lp2,lp2d2=runs/q/ck-lp2d2,x0lp2=runs/q/ck-x0lp2 \
-  --out reports/realism_trainer_probes.json
+  --out reports/magnetic_tile/realism_trainer_probes.json
