@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import safetensors.torch
@@ -149,13 +150,19 @@ def ship(run: str | Path, dest: str | Path, fp16: bool = True) -> Path:
     return dest
 
 
-if __name__ == "__main__":  # python -m sard.checkpoint RUN_DIR DEST [--fp32]
-    import sys
-    if len(sys.argv) < 3:
+def main(argv=None) -> int:
+    """python -m sard.checkpoint RUN_DIR DEST [--fp32]: ship a training folder (ship above)."""
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if len(args) < 2:
         print("usage: python -m sard.checkpoint RUN_DIR DEST [--fp32]", file=sys.stderr)
-        sys.exit(2)
+        return 2
     try:
-        print(ship(sys.argv[1], sys.argv[2], fp16="--fp32" not in sys.argv[3:]))
+        print(ship(args[0], args[1], fp16="--fp32" not in args[2:]))
     except SardInputError as e:
         print(f"sard.checkpoint: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
