@@ -166,8 +166,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="256,512,1024,2048")
     p.add_argument("--peak-size", type=int, default=4096)
     p.add_argument("--quick", action="store_true", help="small sizes and one repeat (for tests)")
-    p.add_argument("--json", type=Path, default=REPO / "reports" / "bench.json")
-    p.add_argument("--out", type=Path, default=REPO / "reports" / "bench.md")
+    p.add_argument("--json", type=Path, default=REPO / "reports" / "speed" / "bench.json")
+    p.add_argument("--out", type=Path, default=REPO / "reports" / "speed" / "bench.md")
     a = p.parse_args(argv)
     from sard.pipeline import SardPipeline
     t0 = time.perf_counter()

@@ -164,8 +164,11 @@ def _atomic(path: Path, write) -> Path:
 
 def replace_folder(staged: Path, dest: Path) -> Path:
     """Put a fully written folder `staged` (beside `dest`, same file system) in place of `dest`: the
-    old one goes only once the new one is complete."""
-    if dest.exists():
+    old one goes only once the new one is complete. A `dest` that is a symbolic link (an ablation's
+    bank shared with its shipped model) is unlinked, never followed: the folder it names stays."""
+    if dest.is_symlink():
+        dest.unlink()
+    elif dest.exists():
         shutil.rmtree(dest)
     staged.rename(dest)
     return dest

@@ -3,7 +3,9 @@
 # another into runs/ab-<name> (magnetic tile) or runs/ab-<category>-<name> (any other data set); each
 # resumes where it stopped. About 20 min each (magnetic tile and bottle) on this 2-core CPU beside another job.
 # Each finished run is shipped (EMA weights, fp16) to checkpoints/ablations/<category>/<name>, where
-# `python -m sard.evaluate segmentation` finds them by default; commit that folder.
+# `python -m sard.evaluate segmentation` finds them by default; commit that folder. Git keeps one copy of
+# each file: a bank identical to the shipped model's is a relative link to it (e.g. bank -> ../../../sard-bottle/bank),
+# and magnetic_tile/sard, the shipped default itself, links to ../../sard-magnetic-tile.
 #   bash scripts/train_ablations.sh [ITERS] [DATA]
 set -u
 cd "$(dirname "$0")/.."

@@ -106,7 +106,7 @@ def _columns(rows: list[list[Image.Image]], labels: list[str], height: int, gap:
 
 
 def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int = 4, seeds=(0, 1),
-                 height: int = 160, zoom_size: int = 96) -> Image.Image | None:
+                 height: int = 160, zoom_size: int = 96, refine: int = 0) -> Image.Image | None:
     """One row per held-out real defect of the type: the real defect, its mask, and the synthesis inside
     that mask for each seed, zoomed on the mask: what (b) and (c) measure, to be looked at (a seed that
     paints a faint defect, a texture unlike the part's). None when the type has no usable held-out defect."""
@@ -119,7 +119,7 @@ def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int 
         if m.sum() < 10:
             continue
         tiles = [_rgb(image), overlay(_rgb(image), m)]
-        tiles += [_rgb(np.asarray(pipe(image, m, seed=k, defect=defect).image)) for k in seeds]
+        tiles += [_rgb(np.asarray(pipe(image, m, seed=k, defect=defect, refine=refine).image)) for k in seeds]
         rows.append([_fit_h(_zoom(t, m, zoom_size), height) for t in tiles])
     if not rows:
         return None
@@ -221,7 +221,7 @@ def _aligned_difference(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.nda
     return float(np.mean(vals)) if len(vals) >= 10 else None
 
 
-def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, seeds=(0, 1)) -> dict:
+def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, seeds=(0, 1), refine: int = 0) -> dict:
     """Per defect type, on held-out real defect images with their own masks (the real defect is
     repainted, so synthesis and reality share mask and surroundings), in gray levels 0-255:
     - seed_diversity: mean |seed a - seed b| inside the mask;
@@ -245,7 +245,7 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
             if m.sum() < 10:
                 continue
             loaded.append((image, m))
-            res = [pipe(image, m, seed=k, defect=defect) for k in seeds]
+            res = [pipe(image, m, seed=k, defect=defect, refine=refine) for k in seeds]
             a, b = (np.asarray(r.image) for r in res)
             div.append(float(np.abs(_inside(a, m) - _inside(b, m)).mean()))
             std_s.append(float(_inside(a, m).std()))

@@ -26,7 +26,7 @@ Protocol
    (constant scores) and Real only sit in every table; seg_report.py gives the convergence verdict.
 Every run is cached as one gzipped JSON in --results (default <work>/runs/; atomic), named by the hash of all it
 depends on: a run stopped anywhere resumes at the first missing segmenter, so a benchmark may span
-sessions; the committed reports/cache/<category>/ keeps them across fresh checkouts.
+sessions; the committed reports/<category>/cache/ keeps them across fresh checkouts.
 
 Steps: how the default was chosen (Real only, unet, seed 0, lr 2e-3, 4 real 64 px patches a step;
 AP / pooled IoU / false alarms on test/good, means over types; one-off scripts over the library's
@@ -824,7 +824,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--chart", help="bar chart PNG (default: --out with .png)")
     p.add_argument("--reading", type=Path,
                    help="Markdown file with the reading of the figures (where a method wins or loses, and why), "
-                        "put in the report under 'Reading' as written (e.g. reports/<category>-reading.md)")
+                        "put in the report under 'Reading' as written (e.g. reports/<category>/segmentation_reading.md)")
     p.add_argument("--from-cache", action="store_true",
                    help="train nothing: report the runs --results already holds and list the missing ones as "
                         "pending (a partial report while a long run goes on)")

@@ -1,0 +1,52 @@
+"""Quick look at a checkpoint's synthesis: per type, seed diversity / real spread, std synthetic / real
+and the x0 change per reverse step on a few held-out defects, and D's gap per step from its log, by
+thirds of training. The model card's measures (sard.evaluation.card) at a smaller n.
+    python -m tools.quality_probe DATA CHECKPOINT [CHECKPOINT ...] [--per-type 8] [--grids DIR]
+--refine N: N native-scale reverse steps after a mask painted at a fit crop's scale (SardPipeline's refine).
+--grids writes the card's repaint grids (real | mask | seeds 0, 1) to DIR/<checkpoint name>/.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from sard.data import list_dataset, split_defects
+from sard.evaluation.card import game_pulse, repaint_grid, save_grid, synthesis_quality
+from sard.pipeline import SardPipeline
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m tools.quality_probe", description=__doc__.split("\n")[0])
+    p.add_argument("data", type=Path)
+    p.add_argument("checkpoints", nargs="+", type=Path)
+    p.add_argument("--per-type", type=int, default=8)
+    p.add_argument("--grids", type=Path)
+    p.add_argument("--refine", type=int, default=0)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    samples = list_dataset(a.data)
+    for ck in a.checkpoints:
+        pipe = SardPipeline.from_pretrained(ck)
+        split = split_defects(samples, pipe.config.split_seed)
+        q = synthesis_quality(pipe, split.held_out, per_type=a.per_type, refine=a.refine)
+        row = {d: {"diversity_ratio": None if v["diversity_ratio"] is None else round(v["diversity_ratio"], 2),
+                   "relative": None if v["diversity_ratio_relative"] is None else round(v["diversity_ratio_relative"], 2),
+                   "std_ratio": round(v["std_ratio"], 2), "x0_change": [round(x, 1) for x in v["x0_change_per_step"]],
+                   "colour_synth_real": [[round(x) for x in v[k]] for k in ("colour_synth", "colour_real")]}
+               for d, v in q.items()}
+        log = ck / "log.jsonl"
+        gaps = {k: [None if x is None else round(x, 3) for x in v["mean_by_third"]]
+                for k, v in (game_pulse(log) if log.is_file() else {}).items()}
+        print(json.dumps({"checkpoint": str(ck), "refine": a.refine, "quality": row,
+                          "d_gap_by_third": gaps}), flush=True)
+        if a.grids:
+            (a.grids / ck.name).mkdir(parents=True, exist_ok=True)
+            for d in pipe.defects:
+                grid = repaint_grid(pipe, split.held_out, d, refine=a.refine)   # None: no usable held-out defect of the type
+                if grid is not None:
+                    save_grid(grid, a.grids / ck.name / f"repaint_{d}.png")
+
+
+if __name__ == "__main__":
+    main()
