@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -12,9 +13,11 @@ from tqdm import tqdm
 from sard.imaging import mask_bbox, overlay
 from sard.io import atomic_save_png, read_image, read_mask
 from sard.masks import grow_mask, random_mask
-from sard.pipeline import SardPipeline
 from sard.results import x0_change_per_step
 from sard.store.model_folder import ModelConfig
+
+if TYPE_CHECKING:   # the card measures a pipeline it is given; sard.synthesizers builds them
+    from sard.pipeline import SardPipeline
 
 
 def _gray(a: np.ndarray) -> np.ndarray:
