@@ -6,6 +6,8 @@ so a crash never leaves a partial file under the final name.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import io
 import json
 import os
@@ -162,15 +164,42 @@ def _atomic(path: Path, write) -> Path:
     return path
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one system call (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
+
+
 def replace_folder(staged: Path, dest: Path) -> Path:
-    """Put a fully written folder `staged` (beside `dest`, same file system) in place of `dest`: the
-    old one goes only once the new one is complete. A `dest` that is a symbolic link (an ablation's
-    bank shared with its shipped model) is unlinked, never followed: the folder it names stays."""
-    if dest.is_symlink():
-        dest.unlink()
-    elif dest.exists():
-        shutil.rmtree(dest)
-    staged.rename(dest)
+    """Put a fully written folder `staged` (beside `dest`, same file system) in place of `dest` in one
+    step: the two swap names, so a kill at any point leaves the old or the new folder there, never
+    none; then the old one goes. A `dest` that is a symbolic link (an ablation's bank shared with its
+    shipped model) is replaced as a link, never followed: the folder it names stays."""
+    if not (dest.exists() or dest.is_symlink()):
+        staged.rename(dest)
+    elif _exchange(staged, dest):
+        _remove(staged)          # the old folder (or link), now under the staged name
+    else:                        # no atomic swap here: the old one aside first, so it is never lost
+        aside = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+        dest.rename(aside)
+        staged.rename(dest)
+        _remove(aside)
     return dest
 
 

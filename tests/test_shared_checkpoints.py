@@ -5,10 +5,10 @@ import os
 import pytest
 
 from conftest import REPO
-from sard.checkpoint import WEIGHTS_NAME, file_hash
+from sard.store.model_folder import WEIGHTS_NAME, resolve_checkpoint
+from sard.store.tensors import file_hash
 from sard.io import replace_folder
 from sard.masks import read_bank
-from sard.pipeline import resolve_checkpoint
 
 CHECKPOINTS = REPO / "checkpoints"
 LINKS = {"ablations/magnetic_tile/sard": "../../sard-magnetic-tile",
