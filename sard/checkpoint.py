@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from sard.io import SardInputError
+from sard.validate import write_error
 from sard.store.model_folder import ship
 
 
@@ -18,6 +19,9 @@ def main(argv=None) -> int:
     except SardInputError as e:
         print(f"sard.checkpoint: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:     # a read-only or full disk: what was there stays (every write is atomic)
+        print(f"sard.checkpoint: failed: {write_error(e, e.filename or argv[1])}", file=sys.stderr)
+        return 1
     return 0
 
 

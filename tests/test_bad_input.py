@@ -1,5 +1,8 @@
 """Each bad input gets a clear message naming the file and what was expected; commands exit 2;
 training skips bad samples where that is safe and counts them."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,7 @@ from sard.data.crops import load_examples
 from sard.io import SardInputError, read_image, read_mask
 from sard.pipeline import SardPipeline
 from sard.store.model_folder import MODEL_FORMAT, save_model
+
 
 def synth_images(root, defect):
     """The images of `defect` that fall in the synthesizer's third (the ones training reads)."""
@@ -192,3 +196,31 @@ def test_export_refuses_a_defect_type_the_mask_bank_lacks(tiny_data, tmp_path, c
                         "--per-type", "1", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--defects ['crak']" in err and "crack" in err
+
+
+def _cannot_create(folder: Path) -> bool:
+    try:
+        folder.mkdir()
+    except OSError:
+        return True
+    folder.rmdir()
+    return False
+
+
+def test_checkpoint_command_refuses_a_file_as_dest_and_a_mismatched_model_and_says_a_write_failure(tmp_path):
+    from conftest import tiny_checkpoint
+    run = tiny_checkpoint(tmp_path / "run")
+    (tmp_path / "afile").write_text("x")
+    r = run_module("sard.checkpoint", run, tmp_path / "afile")
+    assert r.returncode == 2 and "afile: is a file" in r.stderr and "Traceback" not in r.stderr
+    unwritable = Path("/sys/sard-ship")         # a read-only file system: root may write anywhere else
+    if _cannot_create(unwritable):
+        r = run_module("sard.checkpoint", run, unwritable)
+        assert r.returncode == 1 and "sard-ship: not writable" in r.stderr and "Traceback" not in r.stderr
+    bad = tiny_checkpoint(tmp_path / "bad")
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["generator"]["base_channels"] = 16          # weights written at 8
+    (bad / "config.json").write_text(json.dumps(cfg))
+    r = run_module("sard.checkpoint", bad, tmp_path / "shipped")
+    assert r.returncode == 2 and "weights do not match the config" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "shipped").exists()

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from sard.io import SardInputError, atomic_write_json, replace_folder
-from sard.nets.generator import GeneratorConfig
+from sard.nets.generator import Generator, GeneratorConfig
 from sard.schedule import ScheduleConfig
-from sard.store.tensors import load_tensors, read_config, save_tensors
+from sard.store.tensors import load_state_checked, load_tensors, read_config, save_tensors
 from sard.typed import from_dict
 
 CONFIG_NAME = "config.json"
@@ -84,10 +84,13 @@ def save_model(folder: str | Path, state: dict[str, torch.Tensor], config: Model
 def ship(run: str | Path, dest: str | Path, fp16: bool = True) -> Path:
     """Copy what synthesis needs from a training folder: config.json + the EMA generator (fp16 halves it)."""
     run, dest = Path(run), Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise SardInputError(f"DEST {dest}: is a file; expected a folder for the model (created if missing)")
     config = ModelConfig.read(run)
     if config.init:      # the run's absolute path names this machine; the shipped model names its parent
         config.init = Path(config.init).name
     state = load_tensors(run / WEIGHTS_NAME)
+    load_state_checked(Generator(config.generator), state, run / WEIGHTS_NAME)   # never ship a mismatched pair
     save_model(dest, state, config, dtype=torch.float16 if fp16 else None)
     bank = run / BANK_DIR                  # the real-mask bank (sard.masks.write_bank) travels with the model
     if bank.is_dir():
