@@ -23,7 +23,7 @@ from sard.pair_recipe import ExportFailed, ExportPlan, MaskSource, find_normals,
 from sard.pairs import PairWriter, safe_name
 from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
 from sard.synthesizers import METHODS, TEXTURED, build
-from sard.validate import check_defects, seed as check_seed, writable_folder
+from sard.validate import check_defects, seed as check_seed, whole_number, writable_folder
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -110,6 +110,10 @@ def main(argv=None) -> int:
         if a.method not in METHODS:
             raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{a.method}'")
         check_seed("--seed", a.seed)
+        if not 0 <= a.bank_rotation <= 180:      # NaN too: flags are checked here, not blamed on an image later
+            raise SardInputError(f"--bank-rotation: expected degrees from 0 to 180, got {a.bank_rotation}")
+        if a.category is not None:
+            safe_name(a.category, "--category")
         shard = parse_shard(a.shard)
         out = writable_folder("--out", a.out)
         normals_root = Path(a.normals)
@@ -126,6 +130,8 @@ def main(argv=None) -> int:
         synth = build(a.method, a.checkpoint, steps=a.steps, roi=not a.no_roi, rcd=not a.no_rcd,
                       texture_dir=Path(a.texture_dir) if a.texture_dir else None, sources=sources, device=a.device)
         params = synth.params
+        if a.steps is not None and synth.pipeline is not None:
+            whole_number("--steps", a.steps, 1, synth.pipeline.schedule.num_steps)
         if a.defects:
             defects = [d.strip() for d in a.defects.split(",") if d.strip()]
         elif synth.defects:

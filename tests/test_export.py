@@ -381,3 +381,13 @@ def test_no_resume_refuses_a_folder_with_pairs_and_changes_nothing(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "already holds 2 pairs and --no-resume was given" in r.stderr
     assert {p: p.read_bytes() for p in (out / "c").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--steps", "9"), ("--bank-rotation", "nan"),
+                                        ("--bank-rotation", "-1"), ("--category", "")])
+def test_a_bad_flag_is_blamed_on_the_flag_not_on_an_image(tmp_path, flag, value):
+    normals = normals_dir(tmp_path, n=2)
+    r = export("--normals", normals, "--masks", "ellipse", "--per-type", "1", "--out", tmp_path / "o", flag, value)
+    assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "normal image" not in r.stderr
+    assert not list((tmp_path / "o").rglob("*.png"))
