@@ -163,6 +163,9 @@ def main(argv=None) -> int:
         return 1
     print(f"sard.export: {summary['written']} pairs written, {summary['skipped_existing']} already there, "
           f"{summary['pairs_per_second']:.2f} pairs/s, in {writer.base}", file=sys.stderr)
+    for why, n in summary["made_differently"].items():
+        print(f"sard.export: {n} of the pairs already there were made otherwise: {why}; they are kept as they are "
+              f"(a category holds one recipe: choose another --category or --out for this one)", file=sys.stderr)
     if summary["unreadable"]:
         print(f"sard.export: {len(summary['unreadable'])} unreadable normal images skipped:", file=sys.stderr)
         for p, why in summary["unreadable"].items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -70,6 +70,11 @@ class MaskSource:
         elif spec == "bank" and (bank is None or len(bank) == 0):
             raise SardInputError("--masks bank: needs real masks; pass a data set root as --normals or --bank DIR, "
                                   "or a checkpoint that carries its bank")
+
+    @property
+    def kind(self) -> str:
+        """The mask_params kind its masks record: a generator's name, or "file"."""
+        return "file" if self.files else self.spec
 
     def make(self, image: np.ndarray, defect: str, seed: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         shape = image.shape[:2]
@@ -144,10 +149,11 @@ def read_normal(job: PairJob) -> tuple[Path, np.ndarray]:
 
 def write_pairs(jobs: Iterable[PairJob], writer: PairWriter, synth: Synthesizer, masks: MaskSource,
                 record: Callable[[Pair], dict], open_normal: Callable = read_normal, failed: dict | None = None,
-                desc: str = "", progress: bool = True) -> None:
+                desc: str = "", progress: bool = True, total: int | None = None) -> None:
     """Make and write each job's pair with its manifest line record(pair). failed None: the first bad
     job stops the run; a dict: it collects why ("defect #k": message) and the run goes on."""
-    for job in tqdm(list(jobs), desc=desc, unit="pair", disable=not progress, dynamic_ncols=True, mininterval=1):
+    for job in tqdm(jobs, desc=desc, unit="pair", disable=not progress, dynamic_ncols=True, mininterval=1,
+                    total=total):
         try:
             source, image = open_normal(job)
             pair = make_pair(job, source, image, synth, masks)
@@ -168,10 +174,18 @@ class ExportPlan:
     seed: int
     shard: tuple[int, int] = (0, 1)
 
-    def jobs(self) -> list[tuple[str, int]]:
-        all_jobs = [(d, k) for d in self.defects for k in range(self.per_type)]
+    def _ranges(self) -> Iterator[tuple[str, range]]:
+        """Per type, this shard's k: job g = (type index) * per_type + k goes to shard g % n."""
         i, n = self.shard
-        return [job for g, job in enumerate(all_jobs) if g % n == i]
+        for t, d in enumerate(self.defects):
+            yield d, range((i - t * self.per_type) % n, self.per_type, n)
+
+    def jobs(self) -> Iterator[tuple[str, int]]:
+        """(defect, k) of this shard, made as they are taken: a huge plan costs no memory up front."""
+        return ((d, k) for d, ks in self._ranges() for k in ks)
+
+    def count(self) -> int:
+        return sum(len(ks) for _, ks in self._ranges())
 
 
 def pick_normal(plan: ExportPlan, defect: str, k: int, bad: dict[Path, str]) -> tuple[Path, np.ndarray]:
@@ -189,11 +203,31 @@ def pick_normal(plan: ExportPlan, defect: str, k: int, bad: dict[Path, str]) -> 
     raise SardInputError(f"--normals: none of the {len(plan.normals)} normal images is readable: {reasons}")
 
 
+def made_differently(rec: dict, synth: Synthesizer, masks: MaskSource, seed: int) -> str | None:
+    """How a pair already in the folder was made unlike this run would make it, in words (None: alike)."""
+    then = {"method": rec.get("method"), "checkpoint": rec.get("checkpoint"),
+            "masks": (rec.get("mask_params") or {}).get("kind"), "--seed": rec.get("export_seed")}
+    now = {"method": synth.name, "checkpoint": synth.params.get("checkpoint_hash"), "masks": masks.kind, "--seed": seed}
+    return ", ".join(f"{k} {then[k]} (this run: {now[k]})" for k in now if then[k] != now[k]) or None
+
+
 def run_export(plan: ExportPlan, writer: PairWriter, synth: Synthesizer, masks: MaskSource,
                progress: bool = True) -> dict:
+    """Write the plan's missing pairs; the summary says what was written, kept, skipped and how the pairs
+    already there differ from this run's (they are kept, never remade)."""
     bad: dict[Path, str] = {}
-    todo = [PairJob.of(plan.normals, plan.seed, d, k) for d, k in plan.jobs() if not writer.done(d, k)]
+    kept, unlike = [0], {}
     before, t0 = writer.count(), time.perf_counter()
+
+    def todo() -> Iterator[PairJob]:
+        for d, k in plan.jobs():
+            if not writer.done(d, k):
+                yield PairJob.of(plan.normals, plan.seed, d, k)
+                continue
+            kept[0] += 1
+            why = made_differently(writer.lines[(d, k)], synth, masks, plan.seed)
+            if why:
+                unlike[why] = unlike.get(why, 0) + 1
 
     def record(pair: Pair) -> dict:
         return {"source": str(pair.source.resolve()), "mask_params": pair.mask_params, "seed": pair.job.synth_seed,
@@ -201,14 +235,14 @@ def run_export(plan: ExportPlan, writer: PairWriter, synth: Synthesizer, masks: 
                 "steps": synth.params.get("steps"), "colour": pair.result.colour, "seconds": round(pair.seconds, 4),
                 "export_seed": plan.seed}
     try:
-        write_pairs(todo, writer, synth, masks, record, lambda job: pick_normal(plan, job.defect, job.k, bad),
-                    desc=f"sard.export {synth.name}", progress=progress)
+        write_pairs(todo(), writer, synth, masks, record, lambda job: pick_normal(plan, job.defect, job.k, bad),
+                    desc=f"sard.export {synth.name}", progress=progress, total=max(plan.count() - before, 0) or None)
     except OSError as e:
         raise ExportFailed(f"{write_error(e, e.filename or writer.base)}, then rerun to complete: "
                            f"{writer.count() - before} pairs written in this run, {writer.count()} in {writer.base} "
                            f"in all; no partial file was left") from None
     elapsed, written = time.perf_counter() - t0, writer.count() - before
-    return {"written": written, "skipped_existing": len(plan.jobs()) - len(todo), "seconds": elapsed,
+    return {"written": written, "skipped_existing": kept[0], "made_differently": unlike, "seconds": elapsed,
             "pairs_per_second": written / elapsed if elapsed > 0 and written else 0.0,
             "unreadable": {str(p): why for p, why in bad.items()}}
 

@@ -391,3 +391,26 @@ def test_a_bad_flag_is_blamed_on_the_flag_not_on_an_image(tmp_path, flag, value)
     assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert "normal image" not in r.stderr
     assert not list((tmp_path / "o").rglob("*.png"))
+
+
+def test_an_export_into_a_category_made_otherwise_says_how_its_pairs_differ(tmp_path):
+    normals = normals_dir(tmp_path, n=2)
+    common = ["--normals", normals, "--per-type", "2", "--defects", "d", "--out", tmp_path / "o", "--category", "c"]
+    assert export("--method", "cutpaste", "--masks", "ellipse", *common).returncode == 0
+    r = export("--method", "draem", "--masks", "perlin", *common)
+    assert r.returncode == 0, r.stderr
+    assert "0 pairs written, 2 already there" in r.stderr
+    assert "2 of the pairs already there were made otherwise" in r.stderr
+    assert "method cutpaste (this run: draem)" in r.stderr and "masks ellipse (this run: perlin)" in r.stderr
+    r = export("--method", "cutpaste", "--masks", "ellipse", *common)       # the same recipe: nothing to say
+    assert "made otherwise" not in r.stderr
+
+
+def test_a_huge_export_plan_costs_no_memory_up_front(tmp_path):
+    from sard.pair_recipe import ExportPlan
+    plan = ExportPlan([tmp_path / "n.png"], ["a", "b"], 10 ** 15, 0, (1, 3))
+    assert plan.count() == (2 * 10 ** 15 - 1) // 3 + 1
+    first = list(zip(range(4), plan.jobs()))
+    assert [job for _, job in first] == [("a", 1), ("a", 4), ("a", 7), ("a", 10)]
+    small = ExportPlan([tmp_path / "n.png"], ["a", "b"], 5, 0, (1, 3))
+    assert list(small.jobs()) == [("a", 1), ("a", 4), ("b", 2)] and small.count() == 3
