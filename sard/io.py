@@ -27,6 +27,18 @@ class SardInputError(ValueError):
     """Bad input from the user: a message naming the file or parameter and what was expected."""
 
 
+def utf8_path(path: str | os.PathLike, what: str = "file") -> str:
+    """str(path), refused when its name is not valid UTF-8: a manifest line (strict JSON) could not name it."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("utf-8", "backslashreplace")      # the bytes as \xNN
+        raise SardInputError(f"{shown}: the {what}'s name is not valid UTF-8, so a manifest could not record "
+                             f"it; rename the file") from None
+    return text
+
+
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from sard.data import list_dataset, normal_images
 from sard.data.readers import Sample
-from sard.io import IMAGE_EXTENSIONS, SardInputError, is_image_file, read_image, read_mask_file
+from sard.io import IMAGE_EXTENSIONS, SardInputError, is_image_file, read_image, read_mask_file, utf8_path
 from sard.masks import MASK_KINDS, mask_from_params, object_foreground, random_mask
 from sard.pairs import PairWriter, pair_rng, pair_seed
 from sard.results import SynthesisResult
@@ -80,6 +80,7 @@ class MaskSource:
         shape = image.shape[:2]
         if self.files:
             path = self.files[int(rng.integers(len(self.files)))]
+            utf8_path(path, "mask file")
             m = read_mask_file(path)
             if m.shape != shape:
                 if not self.resize:
@@ -196,6 +197,7 @@ def pick_normal(plan: ExportPlan, defect: str, k: int, bad: dict[Path, str]) -> 
         if p in bad:
             continue
         try:
+            utf8_path(p, "normal image")
             return p, read_image(p)
         except SardInputError as e:
             bad[p] = str(e)

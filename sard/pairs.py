@@ -231,6 +231,12 @@ class PairWriter:
         return rec
 
     def _append(self, rec: dict) -> None:
+        text = json.dumps(rec, sort_keys=True, ensure_ascii=False)
+        try:         # a lone surrogate (a file name that is not UTF-8) would make a line strict readers reject
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SardInputError(f"{self.manifest}: a record holds text that is not valid UTF-8 (a file name?): "
+                                 f"{text.encode('utf-8', 'backslashreplace').decode()[:300]}") from None
         line = (json.dumps(rec, sort_keys=True) + "\n").encode()
         with self._manifest_locked() as fd:
             size = os.fstat(fd).st_size

@@ -414,3 +414,14 @@ def test_a_huge_export_plan_costs_no_memory_up_front(tmp_path):
     assert [job for _, job in first] == [("a", 1), ("a", 4), ("a", 7), ("a", 10)]
     small = ExportPlan([tmp_path / "n.png"], ["a", "b"], 5, 0, (1, 3))
     assert list(small.jobs()) == [("a", 1), ("a", 4), ("b", 2)] and small.count() == 3
+
+
+def test_a_normal_image_whose_name_is_not_utf8_is_skipped_saying_so_and_the_manifest_stays_strict_json(tmp_path):
+    normals = normals_dir(tmp_path, n=2)
+    os.rename(normals / "n01.png", os.path.join(os.fsencode(normals), b"n\xff.png"))
+    r = export("--method", "cutpaste", "--masks", "ellipse", "--normals", normals, "--per-type", "4", "--defects", "d",
+               "--out", tmp_path / "o", "--category", "c")
+    assert r.returncode == 0, r.stderr
+    assert "not valid UTF-8" in r.stderr and "n\\xff.png" in r.stderr
+    raw = (tmp_path / "o" / "c" / "manifest.jsonl").read_bytes()
+    assert b"\\ud" not in raw and len(raw.decode("utf-8", "strict").splitlines()) == 4
