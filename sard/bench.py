@@ -94,10 +94,8 @@ def bench_training(data: Path, repeats: int) -> dict:
     from sard.config import TrainConfig
     from sard.data import list_dataset, split_defects
     from sard.data.crops import CropSampler, load_examples
-    from sard.nets.discriminator import Discriminator
-    from sard.nets.generator import Generator
     from sard.schedule import Schedule
-    from sard.steps import Batch, GapMeter, train_step
+    from sard.steps import Batch, GapMeter, build_models, train_step
     samples = list_dataset(data)
     split = split_defects(samples)
     defects = split.defects()
@@ -106,16 +104,14 @@ def bench_training(data: Path, repeats: int) -> dict:
     for res in (64, 128):
         cfg = TrainConfig(res=res)
         cfg.generator.num_classes = cfg.discriminator.num_classes = len(defects)
-        G, D = Generator(cfg.generator), Discriminator(cfg.discriminator)
-        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        m = build_models(cfg)
         sampler, rng, sched = CropSampler(examples, res, 0), torch.Generator().manual_seed(0), Schedule()
         amp = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
         step = [0]
 
         def one():
             b = Batch(*sampler.batch(4))
-            train_step(G, D, opt_g, opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps))
+            train_step(m.G, m.D, m.opt_g, m.opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps))
             step[0] += 1
         out[f"train_s_per_step_{res}"] = timed(one, repeats)
         print(f"  training at {res} px: {out[f'train_s_per_step_{res}']:.3f} s/step", file=sys.stderr)

@@ -1,5 +1,6 @@
 """One SARD training step, in phases: diffuse a real batch, D's steps (DMG eq. 3 + R1), G's step
-(paper eq. 4-6), the EMA. The trainer (`python -m sard.train`) and the benchmark both run these.
+(paper eq. 4-6), the EMA; and the nets and optimizers they update. The trainer (`python -m sard.train`)
+and the benchmark both run these.
 """
 from __future__ import annotations
 
@@ -12,8 +13,25 @@ from sard.augment import augment_pair
 from sard.config import TrainConfig
 from sard.losses import (LossConfig, d_fake_loss, d_real_loss, diversity_loss, generator_loss, r1_penalty,
                          real_logits)
+from sard.nets.discriminator import Discriminator
+from sard.nets.generator import Generator
 from sard.rcd import paste, rcd_step
 from sard.schedule import Schedule
+
+
+@dataclass
+class Models:
+    G: Generator
+    D: Discriminator
+    opt_g: torch.optim.Adam
+    opt_d: torch.optim.Adam
+
+
+def build_models(cfg: TrainConfig, device: torch.device | str = "cpu") -> Models:
+    """G and D from the config, each with its own Adam (lr_g, lr_d, betas: the config's)."""
+    G, D = Generator(cfg.generator).to(device), Discriminator(cfg.discriminator).to(device)
+    return Models(G, D, torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas),
+                  torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas))
 
 
 @dataclass

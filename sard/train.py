@@ -1,8 +1,8 @@
 """python -m sard.train: train the SARD synthesizer on real defect images with masks.
 
-Reads top to bottom: configuration, multi-process set-up, data, models, resume, the loop
-(the step's phases live in sard.steps), logging, sample grids and checkpoints. Under `torchrun` it trains with
-DDP (gloo on the CPU, nccl on CUDA), each rank on its shard of the data; rank 0 alone writes.
+Reads top to bottom: multi-process set-up, configuration, data, models and optimizers, resume, logging
+and checkpoints, the loop (the step's phases live in sard.steps), then `_train` running them in that order.
+Under `torchrun` it trains with DDP (gloo on the CPU, nccl on CUDA), each rank on its data shard; rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from torch import nn
 from tqdm import tqdm
 
 from sard.config import TrainConfig, config_from_dict, load_config_file
-from sard.data import defect_types, list_dataset, split_defects
+from sard.data import Sample, Split, defect_types, list_dataset, split_defects
 from sard.data.crops import CropSampler, infer_channels, load_examples
 from sard.io import SardInputError, atomic_write_bytes, leftover_temps
 from sard.masks import write_bank
-from sard.nets.discriminator import Discriminator, texture_gain
+from sard.nets.discriminator import texture_gain
 from sard.nets.generator import Generator
 from sard.finetune import generator_config_from, transfer_generator
 from sard.devices import pick_device
@@ -33,7 +33,7 @@ from sard.schedule import Schedule
 from sard.store.model_folder import BANK_DIR, ModelConfig, resolve_checkpoint, save_model
 from sard.store.tensors import load_state_checked
 from sard.store.train_state import TRAIN_STATE_NAME, load_train_state, read_train_meta, save_train_state
-from sard.steps import Batch, GapMeter, ema_decay, ema_update, train_step
+from sard.steps import Batch, GapMeter, Models, build_models, ema_decay, ema_update, train_step
 from sard.train_samples import SampleGrid
 from sard.validate import check_defects, whole_number, writable_folder, write_error
 
@@ -63,27 +63,13 @@ def setup_distributed(device: str | None) -> Dist:
     return Dist(rank, world, dev)
 
 
-# -- checkpoints ----------------------------------------------------------------------------------
-def model_config(cfg: TrainConfig, defects: list[str], step: int, seconds: float) -> ModelConfig:
-    """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
-    return ModelConfig(generator=cfg.generator, schedule=cfg.schedule, defects=list(defects), res=cfg.res,
-                       fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width, rcd=cfg.rcd, dmg=cfg.dmg,
-                       split_seed=cfg.split_seed, data=Path(cfg.data).name, step=step, init=cfg.init or None,
-                       train_seconds=round(seconds, 1))
-
-
-def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{idx}.{k}": v for idx, st in opt.state_dict()["state"].items() for k, v in st.items()}
-
-
-def load_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith(prefix + "."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+def replicate(run: Run) -> tuple[nn.Module, nn.Module]:
+    """G and D as the loop calls them: wrapped in DDP (gradients averaged across ranks) when there are several."""
+    if run.d.world == 1:
+        return run.nets.G, run.nets.D
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    ids = [run.d.device.index] if run.d.device.type == "cuda" else None
+    return DDP(run.nets.G, device_ids=ids), DDP(run.nets.D, device_ids=ids)
 
 
 def gather_rng_states(rng: torch.Generator, sampler: CropSampler, d: Dist) -> list[dict]:
@@ -107,35 +93,139 @@ def check_replicas(d: Dist, *modules: nn.Module) -> None:
         raise RuntimeError(f"DDP replicas differ across ranks: {everyone}")
 
 
-def save_checkpoint(out: Path, cfg: TrainConfig, defects, step, seconds, G, G_ema, D, opt_g, opt_d, rng_states) -> None:
-    tensors = {**{f"G.{k}": v for k, v in G.state_dict().items()},
-               **{f"G_ema.{k}": v for k, v in G_ema.state_dict().items()},
-               **{f"D.{k}": v for k, v in D.state_dict().items()},
-               **optimizer_tensors("opt_g", opt_g), **optimizer_tensors("opt_d", opt_d)}
-    save_train_state(out, tensors, {"step": step, "config": cfg.to_dict(), "defects": defects, "rng": rng_states,
-                                    "train_seconds": round(seconds, 1)})
-    save_model(out, G_ema.state_dict(), model_config(cfg, defects, step, seconds))
+# -- configuration --------------------------------------------------------------------------------
+def resolve_run_config(cfg: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig, bool]:
+    """The run's config, and whether the run starts fresh. A resumed run takes the stored config: only
+    its length and its log, sample and checkpoint cadence may change."""
+    if out.exists() and not out.is_dir():
+        raise SardInputError(f"--out {out}: is a file; expected a folder for checkpoints and logs")
+    meta = read_train_meta(out) if out.is_dir() else None
+    if resume and meta is not None:
+        # runs from before fit crops stay at native scale, those from before the width floor without it
+        stored = {"fit_crops": 0.0, "fit_min_width": 0.0, **meta["config"]}
+        cfg = replace(config_from_dict(stored, str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
+                      minutes=cfg.minutes, sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every,
+                      log_every=cfg.log_every)
+    elif meta is not None:
+        raise SardInputError(f"--out {out}: already holds a training checkpoint; pass --resume to continue it "
+                             f"or choose another folder (nothing was overwritten)")
+    elif not cfg.data:
+        raise SardInputError(f"--resume: {out} holds no training checkpoint ({TRAIN_STATE_NAME}); "
+                             f"pass --data to start a run there")
+    cfg.validate()
+    return cfg, meta is None
 
 
-def carry_bank(out: Path, data: str) -> None:
-    """The model folder carries its real-mask bank (the studio and export work without the data set);
-    written once; a bank over the size limit is said and skipped, the run goes on."""
-    if (out / BANK_DIR).is_dir():
-        return
-    try:
-        write_bank(out, data)
-    except SardInputError as e:
-        print(f"[sard.train] no mask bank in {out}: {e}", file=sys.stderr)
+# -- data -----------------------------------------------------------------------------------------
+@dataclass
+class TrainingData:
+    samples: list[Sample]    # the whole data set (the sample grid takes its normal images from it)
+    split: Split
+    defects: list[str]
+    channels: int
+    sampler: CropSampler     # this rank's crops of the synthesizer's third
 
 
-def restore(out: Path, G, G_ema, D, opt_g, opt_d) -> dict:
-    tensors, meta = load_train_state(out)
-    src = out / meta["file"]
-    for prefix, module in (("G.", G), ("G_ema.", G_ema), ("D.", D)):
+def load_training_data(cfg: TrainConfig, d: Dist, fresh: bool) -> TrainingData:
+    """The synthesizer's third of each defect type, this rank's shard of it. The nets in cfg take the
+    data's channels and number of defect types."""
+    samples = list_dataset(cfg.data)
+    all_defects = defect_types(samples)
+    defects = check_defects(cfg.defects or all_defects, all_defects, cfg.data)
+    split = split_defects(samples, cfg.split_seed)
+    channels = infer_channels(split.synth)
+    num_classes = len(defects) if len(defects) > 1 else 0
+    if cfg.init and fresh:   # fine-tuning keeps the checkpoint's architecture
+        cfg.generator = generator_config_from(Path(cfg.init), channels, num_classes)
+    cfg.generator = replace(cfg.generator, image_channels=channels, num_classes=num_classes)
+    cfg.discriminator = replace(cfg.discriminator, image_channels=channels, dmg=cfg.dmg,
+                                num_classes=cfg.generator.num_classes, num_steps=cfg.schedule.num_steps)
+    examples, report = load_examples(split.synth[d.rank::d.world], defects, channels)
+    if d.main:
+        print(f"[sard.train] {cfg.data}: {report.summary()}", file=sys.stderr)
+    if fresh and cfg.discriminator.highpass_input:
+        # measured once on every rank alike (the whole synthesizer third), then kept in the run's config
+        probe = CropSampler(load_examples(split.synth, defects, channels)[0], cfg.res, seed=cfg.seed)
+        cfg.discriminator = replace(cfg.discriminator, highpass_gain=texture_gain(probe.batch(64)[0]))
+    sampler = CropSampler(examples, cfg.res, seed=cfg.seed * 1000 + d.rank, whole_images=cfg.whole_images,
+                          fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width)
+    return TrainingData(samples, split, defects, channels, sampler)
+
+
+# -- models and optimizers ------------------------------------------------------------------------
+@dataclass
+class Run:
+    """What the loop trains and a checkpoint holds, and where the run starts."""
+    cfg: TrainConfig
+    out: Path
+    d: Dist
+    data: TrainingData
+    schedule: Schedule
+    nets: Models               # G, D and their optimizers
+    G_ema: Generator           # G's EMA shadow: the weights synthesis uses
+    rng: torch.Generator       # the training noise: step indices, x_t, z
+    start: int = 0
+    seconds_before: float = 0.0
+
+
+def build_run(cfg: TrainConfig, out: Path, data: TrainingData, d: Dist, fresh: bool) -> Run:
+    """G, D and their optimizers, G under --init starting from the checkpoint's reusable weights, G's EMA
+    shadow copied from it, the training noise seeded."""
+    schedule = Schedule(cfg.schedule)
+    nets = build_models(cfg, d.device)
+    if cfg.init and fresh:
+        report = transfer_generator(nets.G, Path(cfg.init), data.defects)
+        if d.main:
+            print(f"[sard.train] --init {cfg.init} (step {report['step']}, {report['channels']} channel(s), "
+                  f"types {report['defects']}): {report['loaded']} tensors loaded, adapted: "
+                  f"{report['adapted'] or 'none'}; fresh: {report['fresh'] or 'none'}; D starts fresh", file=sys.stderr)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out / "init.json", json.dumps(report, indent=2).encode())
+    G_ema = copy.deepcopy(nets.G).eval().requires_grad_(False)
+    rng = torch.Generator(device=d.device).manual_seed(cfg.seed * 1000 + d.rank)
+    return Run(cfg, out, d, data, schedule, nets, G_ema, rng)
+
+
+# -- resume ---------------------------------------------------------------------------------------
+def resume_state(run: Run) -> None:
+    """The last checkpoint in run.out: weights, optimizer moments, step, clock and this rank's random states."""
+    tensors, meta = load_train_state(run.out)
+    src = run.out / meta["file"]
+    for prefix, module in (("G.", run.nets.G), ("G_ema.", run.G_ema), ("D.", run.nets.D)):
         load_state_checked(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, src)
-    load_optimizer(opt_g, "opt_g", tensors)
-    load_optimizer(opt_d, "opt_d", tensors)
-    return meta
+    load_optimizer(run.nets.opt_g, "opt_g", tensors)
+    load_optimizer(run.nets.opt_d, "opt_d", tensors)
+    run.start, run.seconds_before = meta["step"], meta.get("train_seconds", 0.0)
+    # a rank the checkpoint did not have (resumed on more processes) keeps its seeded states
+    states = meta["rng"][run.d.rank] if run.d.rank < len(meta["rng"]) else None
+    if states is not None:
+        run.rng.set_state(torch.tensor(states["train"], dtype=torch.uint8))
+        torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+        run.data.sampler.set_state(states["data"])
+    if run.d.main:
+        print(f"[sard.train] resuming {run.out} at step {run.start}", file=sys.stderr)
+
+
+def load_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
+# -- logging, sample grids, checkpoints -----------------------------------------------------------
+def start_logging(run: Run) -> SampleGrid:
+    """Rank 0's folder made ready: temp files of a run killed mid-write removed, the log cut back to the
+    step we continue from; and the fixed sample grid."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    for tmp in [*leftover_temps(run.out), *leftover_temps(run.out / "samples")]:
+        tmp.unlink(missing_ok=True)
+    trim_log(run.out / "log.jsonl", run.start)
+    data, cfg = run.data, run.cfg
+    return SampleGrid(data.samples, data.split, data.defects, data.channels, cfg.res, seed=cfg.seed)
 
 
 def trim_log(log_path: Path, step: int) -> None:
@@ -160,12 +250,95 @@ def trim_log(log_path: Path, step: int) -> None:
     atomic_write_bytes(log_path, b"".join(ln + b"\n" for ln in keep))
 
 
+def model_config(cfg: TrainConfig, defects: list[str], step: int, seconds: float) -> ModelConfig:
+    """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
+    return ModelConfig(generator=cfg.generator, schedule=cfg.schedule, defects=list(defects), res=cfg.res,
+                       fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width, rcd=cfg.rcd, dmg=cfg.dmg,
+                       split_seed=cfg.split_seed, data=Path(cfg.data).name, step=step, init=cfg.init or None,
+                       train_seconds=round(seconds, 1))
+
+
+def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{idx}.{k}": v for idx, st in opt.state_dict()["state"].items() for k, v in st.items()}
+
+
+def save_checkpoint(run: Run, step: int, seconds: float, rng_states: list[dict]) -> None:
+    """The train state (G, G_ema, D, both optimizers, every rank's random states) and the model folder."""
+    cfg, nets = run.cfg, run.nets
+    tensors = {**{f"G.{k}": v for k, v in nets.G.state_dict().items()},
+               **{f"G_ema.{k}": v for k, v in run.G_ema.state_dict().items()},
+               **{f"D.{k}": v for k, v in nets.D.state_dict().items()},
+               **optimizer_tensors("opt_g", nets.opt_g), **optimizer_tensors("opt_d", nets.opt_d)}
+    save_train_state(run.out, tensors, {"step": step, "config": cfg.to_dict(), "defects": run.data.defects,
+                                        "rng": rng_states, "train_seconds": round(seconds, 1)})
+    save_model(run.out, run.G_ema.state_dict(), model_config(cfg, run.data.defects, step, seconds))
+
+
+def carry_bank(out: Path, data: str) -> None:
+    """The model folder carries its real-mask bank (the studio and export work without the data set);
+    written once; a bank over the size limit is said and skipped, the run goes on."""
+    if (out / BANK_DIR).is_dir():
+        return
+    try:
+        write_bank(out, data)
+    except SardInputError as e:
+        print(f"[sard.train] no mask bank in {out}: {e}", file=sys.stderr)
+
+
+# -- the loop -------------------------------------------------------------------------------------
 def _out_of_time(seconds: float, budget: float, d: Dist) -> bool:
     """Every rank stops at the same step: rank 0's clock decides."""
     over = torch.tensor([float(seconds >= budget)], device=d.device)
     if d.world > 1:
         dist.broadcast(over, 0)
     return bool(over.item())
+
+
+def train_loop(run: Run, G_train: nn.Module, D_train: nn.Module, grid: SampleGrid | None, budget: float) -> None:
+    """Steps run.start..cfg.iters, or until the --minutes budget: D's and G's steps (sard.steps), the EMA,
+    then on their cadence a log line, a sample grid and a checkpoint (the last step always has all three)."""
+    cfg, d, dev, nets = run.cfg, run.d, run.d.device, run.nets
+    amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")  # noqa: E731
+    log_file = open(run.out / "log.jsonl", "a") if d.main else None
+    bar = tqdm(range(run.start, cfg.iters), initial=run.start, total=cfg.iters, disable=not d.main,
+               desc="sard.train", unit="step", dynamic_ncols=True)
+    t_last = t_start = time.perf_counter()
+    gaps = GapMeter(run.schedule.num_steps)
+    bank_tried = False          # once per process: a bank too large is said once, not at every checkpoint
+    for step in bar:
+        x0, m, y = run.data.sampler.batch(cfg.batch)
+        b = Batch(x0.to(dev), m.to(dev), y.to(dev))
+        stats = train_step(G_train, D_train, nets.opt_g, nets.opt_d, run.schedule, b, run.rng, cfg, step, amp, gaps)
+        ema_update(run.G_ema, nets.G, ema_decay(cfg, step))
+        done = step + 1
+        seconds = run.seconds_before + time.perf_counter() - t_start
+        last = done == cfg.iters or _out_of_time(seconds, budget, d)
+        if d.main and (done % cfg.log_every == 0 or last):
+            now = time.perf_counter()
+            gap = gaps.fields(cfg.dmg)
+            rec = {"step": done, **{k: round(v, 5) for k, v in stats.items()}, **gap,
+                   "sec_per_step": round((now - t_last) / (done % cfg.log_every or cfg.log_every), 4)}
+            t_last = now
+            log_file.write(json.dumps(rec) + "\n")
+            log_file.flush()
+            bar.set_postfix(d=f"{stats['d_real'] + stats['d_fake']:.3f}", gap0=f"{gap.get('d_gap_img_0', 0):.2f}",
+                            g=f"{stats['g_total']:.3f}", mse=f"{stats['g_mse']:.4f}")
+        if d.main and (done % cfg.sample_every == 0 or last):
+            grid.save(run.out / "samples" / f"step_{done:08d}.png", run.G_ema, run.schedule, dev)
+        if done % cfg.ckpt_every == 0 or last:
+            check_replicas(d, nets.G, nets.D)
+            rng_states = gather_rng_states(run.rng, run.data.sampler, d)
+            if d.main:
+                save_checkpoint(run, done, seconds, rng_states)
+                if not bank_tried:
+                    carry_bank(run.out, cfg.data)
+                    bank_tried = True
+        if last:
+            if d.main and done < cfg.iters:
+                print(f"[sard.train] --minutes {cfg.minutes:g} reached at step {done}; checkpoint saved", file=sys.stderr)
+            break
+    if log_file:
+        log_file.close()
 
 
 # -- the whole run --------------------------------------------------------------------------------
@@ -182,140 +355,23 @@ def train(cfg: TrainConfig, resume: bool = False, device: str | None = None) -> 
 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
-    # Configuration: a resumed run takes the stored config; only its length may change.
-    if out.exists() and not out.is_dir():
-        raise SardInputError(f"--out {out}: is a file; expected a folder for checkpoints and logs")
-    meta = read_train_meta(out) if out.is_dir() else None
-    if resume and meta is not None:
-        # runs from before fit crops stay at native scale, those from before the width floor without it
-        stored = {"fit_crops": 0.0, "fit_min_width": 0.0, **meta["config"]}
-        cfg = replace(config_from_dict(stored, str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
-                      minutes=cfg.minutes, sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every,
-                      log_every=cfg.log_every)
-    elif meta is not None:
-        raise SardInputError(f"--out {out}: already holds a training checkpoint; pass --resume to continue it "
-                             f"or choose another folder (nothing was overwritten)")
-    elif not cfg.data:
-        raise SardInputError(f"--resume: {out} holds no training checkpoint ({TRAIN_STATE_NAME}); "
-                             f"pass --data to start a run there")
-    cfg.validate()
+    cfg, fresh = resolve_run_config(cfg, out, resume)
     if d.main:
         writable_folder("--out", out)
     torch.manual_seed(cfg.seed + d.rank)
-
-    # Data: the synthesizer's third of each defect type, this rank's shard of it.
-    samples = list_dataset(cfg.data)
-    all_defects = defect_types(samples)
-    defects = check_defects(cfg.defects or all_defects, all_defects, cfg.data)
-    split = split_defects(samples, cfg.split_seed)
-    channels = infer_channels(split.synth)
-    num_classes = len(defects) if len(defects) > 1 else 0
-    fresh_run = not (resume and meta is not None)
-    if cfg.init and fresh_run:   # fine-tuning keeps the checkpoint's architecture
-        cfg.generator = generator_config_from(Path(cfg.init), channels, num_classes)
-    cfg.generator = replace(cfg.generator, image_channels=channels, num_classes=num_classes)
-    cfg.discriminator = replace(cfg.discriminator, image_channels=channels, dmg=cfg.dmg,
-                                num_classes=cfg.generator.num_classes, num_steps=cfg.schedule.num_steps)
-    examples, report = load_examples(split.synth[d.rank::d.world], defects, channels)
-    if d.main:
-        print(f"[sard.train] {cfg.data}: {report.summary()}", file=sys.stderr)
-    if fresh_run and cfg.discriminator.highpass_input:
-        # measured once on every rank alike (the whole synthesizer third), then kept in the run's config
-        probe = CropSampler(load_examples(split.synth, defects, channels)[0], cfg.res, seed=cfg.seed)
-        cfg.discriminator = replace(cfg.discriminator, highpass_gain=texture_gain(probe.batch(64)[0]))
-    sampler = CropSampler(examples, cfg.res, seed=cfg.seed * 1000 + d.rank, whole_images=cfg.whole_images,
-                          fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width)
-
-    # Models and optimizers.
-    dev = d.device
-    schedule = Schedule(cfg.schedule)
-    G, D = Generator(cfg.generator).to(dev), Discriminator(cfg.discriminator).to(dev)
-    if cfg.init and fresh_run:
-        report = transfer_generator(G, Path(cfg.init), defects)
-        if d.main:
-            print(f"[sard.train] --init {cfg.init} (step {report['step']}, {report['channels']} channel(s), "
-                  f"types {report['defects']}): {report['loaded']} tensors loaded, adapted: "
-                  f"{report['adapted'] or 'none'}; fresh: {report['fresh'] or 'none'}; D starts fresh", file=sys.stderr)
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out / "init.json", json.dumps(report, indent=2).encode())
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-    rng = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + d.rank)
-    start, seconds_before = 0, 0.0
-    if resume and meta is not None:
-        meta = restore(out, G, G_ema, D, opt_g, opt_d)
-        start, seconds_before = meta["step"], meta.get("train_seconds", 0.0)
-        states = meta["rng"][d.rank] if d.rank < len(meta["rng"]) else None
-        if states is not None:
-            rng.set_state(torch.tensor(states["train"], dtype=torch.uint8))
-            torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
-            sampler.set_state(states["data"])
-        if d.main:
-            print(f"[sard.train] resuming {out} at step {start}", file=sys.stderr)
-    G_train, D_train = G, D
-    if d.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        ids = [dev.index] if dev.type == "cuda" else None
-        G_train, D_train = DDP(G, device_ids=ids), DDP(D, device_ids=ids)
-    amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")  # noqa: E731
-
-    # Logging, sample grids.
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        for tmp in [*leftover_temps(out), *leftover_temps(out / "samples")]:   # of a run killed mid-write
-            tmp.unlink(missing_ok=True)
-        trim_log(out / "log.jsonl", start)
-        grid = SampleGrid(samples, split, defects, channels, cfg.res, seed=cfg.seed)
-
-    # The loop.
+    data = load_training_data(cfg, d, fresh)
+    run = build_run(cfg, out, data, d, fresh)
+    if not fresh:
+        resume_state(run)
+    G_train, D_train = replicate(run)
+    grid = start_logging(run) if d.main else None
     budget = cfg.minutes * 60 if cfg.minutes else float("inf")
-    if seconds_before >= budget:
+    if run.seconds_before >= budget:
         if d.main:
-            print(f"[sard.train] {out}: already trained {seconds_before / 60:.1f} of --minutes {cfg.minutes:g}; "
+            print(f"[sard.train] {out}: already trained {run.seconds_before / 60:.1f} of --minutes {cfg.minutes:g}; "
                   f"nothing to do (raise --minutes to continue)", file=sys.stderr)
         return out
-    log_file = open(out / "log.jsonl", "a") if d.main else None
-    bar = tqdm(range(start, cfg.iters), initial=start, total=cfg.iters, disable=not d.main,
-               desc="sard.train", unit="step", dynamic_ncols=True)
-    t_last = t_start = time.perf_counter()
-    gaps = GapMeter(schedule.num_steps)
-    bank_tried = False          # once per process: a bank too large is said once, not at every checkpoint
-    for step in bar:
-        x0, m, y = sampler.batch(cfg.batch)
-        b = Batch(x0.to(dev), m.to(dev), y.to(dev))
-        stats = train_step(G_train, D_train, opt_g, opt_d, schedule, b, rng, cfg, step, amp, gaps)
-        ema_update(G_ema, G, ema_decay(cfg, step))
-        done = step + 1
-        seconds = seconds_before + time.perf_counter() - t_start
-        last = done == cfg.iters or _out_of_time(seconds, budget, d)
-        if d.main and (done % cfg.log_every == 0 or last):
-            now = time.perf_counter()
-            gap = gaps.fields(cfg.dmg)
-            rec = {"step": done, **{k: round(v, 5) for k, v in stats.items()}, **gap,
-                   "sec_per_step": round((now - t_last) / (done % cfg.log_every or cfg.log_every), 4)}
-            t_last = now
-            log_file.write(json.dumps(rec) + "\n")
-            log_file.flush()
-            bar.set_postfix(d=f"{stats['d_real'] + stats['d_fake']:.3f}", gap0=f"{gap.get('d_gap_img_0', 0):.2f}",
-                            g=f"{stats['g_total']:.3f}",
-                            mse=f"{stats['g_mse']:.4f}")
-        if d.main and (done % cfg.sample_every == 0 or last):
-            grid.save(out / "samples" / f"step_{done:08d}.png", G_ema, schedule, dev)
-        if done % cfg.ckpt_every == 0 or last:
-            check_replicas(d, G, D)
-            rng_states = gather_rng_states(rng, sampler, d)
-            if d.main:
-                save_checkpoint(out, cfg, defects, done, seconds, G, G_ema, D, opt_g, opt_d, rng_states)
-                if not bank_tried:
-                    carry_bank(out, cfg.data)
-                    bank_tried = True
-        if last:
-            if d.main and done < cfg.iters:
-                print(f"[sard.train] --minutes {cfg.minutes:g} reached at step {done}; checkpoint saved", file=sys.stderr)
-            break
-    if log_file:
-        log_file.close()
+    train_loop(run, G_train, D_train, grid, budget)
     return out
 
 
