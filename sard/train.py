@@ -32,7 +32,8 @@ from sard.devices import pick_device
 from sard.schedule import Schedule
 from sard.store.model_folder import BANK_DIR, ModelConfig, resolve_checkpoint, save_model
 from sard.store.tensors import load_state_checked
-from sard.store.train_state import TRAIN_STATE_NAME, load_train_state, read_train_meta, save_train_state
+from sard.store.train_state import (TRAIN_STATE_NAME, load_optimizer, load_train_state, optimizer_tensors,
+                                     read_train_meta, save_train_state)
 from sard.steps import Batch, GapMeter, Models, build_models, ema_decay, ema_update, train_step
 from sard.train_samples import SampleGrid
 from sard.validate import check_defects, whole_number, writable_folder, write_error
@@ -206,16 +207,6 @@ def resume_state(run: Run) -> None:
         print(f"[sard.train] resuming {run.out} at step {run.start}", file=sys.stderr)
 
 
-def load_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith(prefix + "."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
-
-
 # -- logging, sample grids, checkpoints -----------------------------------------------------------
 def start_logging(run: Run) -> SampleGrid:
     """Rank 0's folder made ready: temp files of a run killed mid-write removed, the log cut back to the
@@ -256,10 +247,6 @@ def model_config(cfg: TrainConfig, defects: list[str], step: int, seconds: float
                        fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width, rcd=cfg.rcd, dmg=cfg.dmg,
                        split_seed=cfg.split_seed, data=Path(cfg.data).name, step=step, init=cfg.init or None,
                        train_seconds=round(seconds, 1))
-
-
-def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{idx}.{k}": v for idx, st in opt.state_dict()["state"].items() for k, v in st.items()}
 
 
 def save_checkpoint(run: Run, step: int, seconds: float, rng_states: list[dict]) -> None:
@@ -436,7 +423,8 @@ def main(argv=None) -> int:
         print(f"sard.train: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:   # the disk filled or a folder turned read-only mid-run
-        print(f"sard.train: failed: {write_error(e)}; the last complete checkpoint is kept, continue with --resume",
+        print(f"sard.train: failed: {write_error(e, e.filename or a.out)}; the last complete checkpoint is kept, "
+              f"continue with --resume",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:

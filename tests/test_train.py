@@ -285,3 +285,11 @@ def test_fit_crops_is_stored_for_synthesis_and_a_run_from_before_it_resumes_at_n
     bad = run_module("sard.train", "--data", tiny_data, "--out", tmp_path / "bad", "--iters", "1", *FAST,
                      "--config", tmp_path / "neg.json")
     assert bad.returncode == 2 and "fit_min_width" in bad.stderr and ">= 0" in bad.stderr
+
+
+def test_a_full_disk_ends_training_naming_the_output_folder(tiny_data, tmp_path):
+    out = tmp_path / "full"
+    # fsync 1 is the --out probe (exit 2, named); from the 3rd on, the disk fills mid-run
+    r = run_killed("fsync", 3, "sard.train", "--data", tiny_data, "--out", out, *KILL_RUN, fault="enospc")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{out}: the disk is full" in r.stderr and "--resume" in r.stderr

@@ -53,3 +53,17 @@ def load_train_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict]
     if meta is None:
         return None
     return load_tensors(Path(folder) / meta["file"]), meta
+
+
+def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{idx}.{k}": v for idx, st in opt.state_dict()["state"].items() for k, v in st.items()}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
