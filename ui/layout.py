@@ -10,9 +10,12 @@ from pathlib import Path
 import gradio as gr
 
 from sard.io import read_image
-from ui.actions import BRUSH_RGB, MASK_LABELS, METHODS, NO_RESULTS, Studio, colour_note
+from sard.synthesizers import LABELS, SARD
+from ui.actions import Studio, colour_note
+from ui.mask_editing import BRUSH_RGB, MASK_LABELS
 from ui.messages import user_error, user_errors
 from ui.session import Session
+from ui.synthesis import METHOD_LABELS, NO_RESULTS
 
 CSS = """
 #sard-title h1 {margin-bottom: 0}
@@ -109,7 +112,7 @@ def build_studio(studio: Studio) -> gr.Blocks:
                     upload_btn = gr.UploadButton("Upload mask PNG", file_types=["image"], type="filepath",
                                                  elem_id="upload-mask")
         with gr.Row():
-            method = gr.Radio(list(METHODS), value="SARD", label="Method")
+            method = gr.Radio(list(METHOD_LABELS), value=LABELS[SARD], label="Method")
             defect = gr.Dropdown(studio.defects, value=studio.defects[0], label="Defect type")
             with gr.Column(min_width=160):
                 seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
