@@ -1,0 +1,120 @@
+"""The studio's curation callbacks: real defects of the data set to judge results by, the curated set
+(keep, keep all, remove) and its export in the MVTec layout with a zip to download."""
+from __future__ import annotations
+
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+
+from sard.io import SardInputError, read_image, read_mask
+from sard.pairs import PairWriter, safe_name
+from ui.messages import count, user_error, user_errors
+from ui.pictures import example_crop, screen, tint, to_display_mask
+from ui.session import Session
+
+EXAMPLES = 8           # real defects shown beside the results
+
+
+class Curation:
+    """Part of ui.actions.Studio: the data set's real defects and the session's curated set."""
+    data: Path | None
+    defect_samples: dict[str, list]
+    export_root: Path
+    _examples: dict[str, list]
+
+    # -- real examples ------------------------------------------------------------------------------
+    def examples(self, defect: str | None):
+        """Real defects of this type from the data set, cropped around their masks (the gallery's value)."""
+        if defect not in self._examples:
+            items = []
+            samples = self.defect_samples.get(defect, [])
+            for s in samples[:: max(1, len(samples) // EXAMPLES)][:EXAMPLES]:
+                try:
+                    items.append((example_crop(read_image(s.image), read_mask(s.mask)), Path(s.image).name))
+                except SardInputError:
+                    continue
+            self._examples[defect] = items
+        return self._examples[defect]
+
+    def examples_view(self, defect: str | None):
+        items = self.examples(defect)
+        label = (f"Real {defect} defects from {self.data.name} (compare)" if items else
+                 f"No real {defect} defects in {self.data.name if self.data else 'the data set'}")
+        return gr.update(value=items, label=label)
+
+    # -- the curated set ----------------------------------------------------------------------------
+    def keep(self, index, session: Session):
+        """/keep: add a result to this session's curated set."""
+        if not session.variations:
+            raise user_error("Nothing to keep yet: synthesize first.")
+        index = int(index if index is not None else session.selected)
+        if not 0 <= index < len(session.variations):
+            raise user_error(f"index {index}: expected 0..{len(session.variations) - 1}")
+        session.curated.append(session.variations[index])
+        return self._curated(session), self._count(session), session
+
+    def keep_all(self, session: Session):
+        """/keep_all: add every result of the last run not kept yet."""
+        if not session.variations:
+            raise user_error("Nothing to keep yet: synthesize first.")
+        session.curated += [v for v in session.variations if not any(v is c for c in session.curated)]
+        return self._curated(session), self._count(session), session
+
+    def pick_curated(self, evt: gr.SelectData, session: Session):
+        session.curated_selected = int(evt.index)
+        return session
+
+    def remove(self, session: Session):
+        if session.curated_selected is None or not 0 <= session.curated_selected < len(session.curated):
+            raise user_error("Select a curated result to remove.")
+        session.curated.pop(session.curated_selected)
+        session.curated_selected = None
+        return self._curated(session), self._count(session), session
+
+    def _curated(self, session: Session):
+        thumbs = [screen(v.image, 320) for v in session.curated]
+        return [(tint(t, to_display_mask(v.mask, t.shape[:2]), alpha=0.25),
+                 f"{v.settings['defect']} seed {v.settings['seed']}") for t, v in zip(thumbs, session.curated)]
+
+    @staticmethod
+    def _count(session: Session) -> str:
+        return f"**Curated: {len(session.curated)}**"
+
+    # -- export -------------------------------------------------------------------------------------
+    def export(self, category: str, session: Session):
+        """/export: the curated set into <export root>/<category>/ (MVTec layout + manifest.jsonl), and a zip."""
+        if not session.curated:
+            raise user_error("Nothing curated yet: keep some results first.")
+        with user_errors():
+            category = safe_name((category or "").strip(), "category")
+            writer = PairWriter(self.export_root, category, "mvtec")
+            pairs, new = [], 0
+            for v in session.curated:
+                defect = safe_name(v.settings["defect"], "defect")
+                rec, written = writer.add(defect, v.image, v.mask, {**v.settings, "studio": True})
+                pairs.append(rec)
+                new += written
+        zip_dir = Path(tempfile.mkdtemp(prefix="sard-export-"))
+        zip_path = zip_dir / f"{category}-{time.strftime('%Y%m%d-%H%M%S')}.zip"
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+            for rec in {r["image"]: r for r in pairs}.values():
+                for key in ("image", "mask"):
+                    z.write(writer.base / rec[key], f"{category}/{rec[key]}")
+            z.write(writer.manifest, f"{category}/manifest.jsonl")
+        names = sorted({r["image"] for r in pairs})
+        old = len(pairs) - new
+        status = (f"Exported {count(new, 'pair')} to `{writer.base}` ({', '.join(names[:3])}"
+                  f"{' ...' if len(names) > 3 else ''})"
+                  + (f"; {old} of the curated set {'was' if old == 1 else 'were'} already there, not written again."
+                     if old else "."))
+        return status, str(zip_path)
+
+    @staticmethod
+    def zip_ready(path: str | None):
+        """The zip button comes alive with the first export (until then it says to export first)."""
+        if not path:
+            return gr.update(interactive=False, label="Download zip (export first)")
+        return gr.update(interactive=True, label=f"Download zip ({Path(path).name})")
