@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import numpy as np
 
 from sard.io import SardInputError, png_bytes, read_image
 from sard.pairs import safe_name
-from sard.pipeline import SardPipeline
 from sard.synthesizers import LABELS, METHODS, Synthesizer
 from sard.validate import seed as check_seed, whole_number
 from sard.variations import Progress, variations as make_variations
 from ui.messages import user_error, user_errors
 from ui.pictures import fit_display, heat_map, screen, x0_change_map, x0_changes, zoom
 from ui.session import Session, Variation
+
+if TYPE_CHECKING:      # the studio's SARD synthesizer carries it (sard.synthesizers builds it)
+    from sard.pipeline import SardPipeline
 
 METHOD_LABELS = {LABELS[m]: m for m in METHODS}    # what the method radio shows -> the registry's name
 COMPARE_SIDE = 4096    # the before/after view: full resolution up to this side
