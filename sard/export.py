@@ -19,10 +19,10 @@ from pathlib import Path
 from sard.data import list_dataset, split_defects
 from sard.io import SardInputError
 from sard.masks import BANK_PLACEMENTS, MaskBank, read_bank, write_bank
-from sard.pair_recipe import ExportFailed, ExportPlan, MaskSource, find_normals, run_export
+from sard.pair_recipe import ExportFailed, ExportPlan, MaskSource, check_room, find_normals, run_export
 from sard.pairs import PairWriter, safe_name
 from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
-from sard.synthesizers import METHODS, TEXTURED, build
+from sard.synthesizers import METHODS, TEXTURED, Synthesizer, build
 from sard.validate import check_defects, seed as check_seed, whole_number, writable_folder
 
 
@@ -99,68 +99,71 @@ def write_bank_main(argv: list[str]) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--write-bank" in argv:
-        return write_bank_main(argv)
-    try:
-        a = parse_args(argv)
-        if a.per_type < 1:
-            raise SardInputError(f"--per-type: expected a positive number of pairs per defect type, got {a.per_type}")
-        if a.method not in METHODS:
-            raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{a.method}'")
-        check_seed("--seed", a.seed)
-        if not 0 <= a.bank_rotation <= 180:      # NaN too: flags are checked here, not blamed on an image later
-            raise SardInputError(f"--bank-rotation: expected degrees from 0 to 180, got {a.bank_rotation}")
-        if a.category is not None:
-            safe_name(a.category, "--category")
-        shard = parse_shard(a.shard)
-        out = writable_folder("--out", a.out)
-        normals_root = Path(a.normals)
-        normals, samples = find_normals(normals_root)
-        bank_root = Path(a.bank) if a.bank else (normals_root if samples else None)
-        bank = None
-        if bank_root is not None:
-            bank_samples = samples if bank_root == normals_root and samples else list_dataset(bank_root)
-            bank = MaskBank.from_samples(split_defects(bank_samples).synth)
-        elif a.masks == "bank" and a.method == "sard":   # no data set: the checkpoint's own bank
-            bank = read_bank(resolve_checkpoint(a.checkpoint or DEFAULT_CHECKPOINT))
-        category = a.category or normals_root.resolve().name
-        sources = normals if a.method in TEXTURED else None
-        synth = build(a.method, a.checkpoint, steps=a.steps, roi=not a.no_roi, rcd=not a.no_rcd,
-                      texture_dir=Path(a.texture_dir) if a.texture_dir else None, sources=sources, device=a.device)
-        params = synth.params
-        if a.steps is not None and synth.pipeline is not None:
-            whole_number("--steps", a.steps, 1, synth.pipeline.schedule.num_steps)
-        if a.defects:
-            defects = [d.strip() for d in a.defects.split(",") if d.strip()]
-        elif synth.defects:
-            defects = synth.defects
-        elif bank is not None and bank.defects:
-            defects = list(bank.defects)
-        else:
-            defects = ["synthetic"]
-        for d in defects:
-            safe_name(d, "defect")
-        if a.masks == "bank" and bank is not None and a.defects:
-            check_defects(defects, bank.defects, f"the mask bank of {bank_root}")
-        if len(synth.defects) > 1:
-            check_defects(defects, synth.defects, f"checkpoint {params['checkpoint']}")
-        writer = PairWriter(out, category, a.layout)
-        if a.no_resume and writer.lines:
-            raise SardInputError(f"--out {writer.base}: already holds {len(writer.lines)} pairs and --no-resume was given")
-        masks = MaskSource(a.masks, parse_area(a.area), bank, a.on_part, a.resize_masks,
-                           {"placement": a.bank_placement, "rotation": a.bank_rotation})
-        if a.copy_normals or a.link_normals:
-            writer.link_normals(normals, copy=not a.link_normals)
-        plan = ExportPlan(normals, defects, a.per_type, a.seed, shard)
-        summary = run_export(plan, writer, synth, masks)
-    except SardInputError as e:
-        print(f"sard.export: error: {e}", file=sys.stderr)
-        return 2
-    except ExportFailed as e:
-        print(f"sard.export: failed: {e}", file=sys.stderr)
-        return 1
+def check_flags(a: argparse.Namespace) -> None:
+    """Flags are checked before any work, so a bad one is named, never blamed on an image later."""
+    if a.per_type < 1:
+        raise SardInputError(f"--per-type: expected a positive number of pairs per defect type, got {a.per_type}")
+    if a.method not in METHODS:
+        raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{a.method}'")
+    check_seed("--seed", a.seed)
+    if not 0 <= a.bank_rotation <= 180:      # NaN too
+        raise SardInputError(f"--bank-rotation: expected degrees from 0 to 180, got {a.bank_rotation}")
+    if a.category is not None:
+        safe_name(a.category, "--category")
+
+
+def load_bank(a: argparse.Namespace, normals_root: Path, samples: list) -> tuple[MaskBank | None, Path | None]:
+    """The real masks: a data set's synthesizer third (--bank, else --normals if a data set), else the
+    checkpoint's own bank."""
+    bank_root = Path(a.bank) if a.bank else (normals_root if samples else None)
+    if bank_root is not None:
+        bank_samples = samples if bank_root == normals_root and samples else list_dataset(bank_root)
+        return MaskBank.from_samples(split_defects(bank_samples).synth), bank_root
+    if a.masks == "bank" and a.method == "sard":
+        return read_bank(resolve_checkpoint(a.checkpoint or DEFAULT_CHECKPOINT)), None
+    return None, None
+
+
+def choose_defects(a: argparse.Namespace, synth: Synthesizer, bank: MaskBank | None, bank_root: Path | None) -> list[str]:
+    """--defects, else the checkpoint's types, else the bank's, checked against both."""
+    if a.defects:
+        defects = [d.strip() for d in a.defects.split(",") if d.strip()]
+    else:
+        defects = synth.defects or (list(bank.defects) if bank is not None and bank.defects else ["synthetic"])
+    for d in defects:
+        safe_name(d, "defect")
+    if a.masks == "bank" and bank is not None and a.defects:
+        check_defects(defects, bank.defects, f"the mask bank of {bank_root}")
+    if len(synth.defects) > 1:
+        check_defects(defects, synth.defects, f"checkpoint {synth.params['checkpoint']}")
+    return defects
+
+
+def export(a: argparse.Namespace) -> tuple[PairWriter, dict]:
+    check_flags(a)
+    shard = parse_shard(a.shard)
+    out = writable_folder("--out", a.out)
+    normals_root = Path(a.normals)
+    normals, samples = find_normals(normals_root)
+    bank, bank_root = load_bank(a, normals_root, samples)
+    synth = build(a.method, a.checkpoint, steps=a.steps, roi=not a.no_roi, rcd=not a.no_rcd,
+                  texture_dir=Path(a.texture_dir) if a.texture_dir else None,
+                  sources=normals if a.method in TEXTURED else None, device=a.device)
+    if a.steps is not None and synth.pipeline is not None:
+        whole_number("--steps", a.steps, 1, synth.pipeline.schedule.num_steps)
+    plan = ExportPlan(normals, choose_defects(a, synth, bank, bank_root), a.per_type, a.seed, shard)
+    check_room(plan, out)
+    writer = PairWriter(out, a.category or normals_root.resolve().name, a.layout)
+    if a.no_resume and writer.lines:
+        raise SardInputError(f"--out {writer.base}: already holds {len(writer.lines)} pairs and --no-resume was given")
+    masks = MaskSource(a.masks, parse_area(a.area), bank, a.on_part, a.resize_masks,
+                       {"placement": a.bank_placement, "rotation": a.bank_rotation})
+    if a.copy_normals or a.link_normals:
+        writer.link_normals(normals, copy=not a.link_normals)
+    return writer, run_export(plan, writer, synth, masks)
+
+
+def report(writer: PairWriter, summary: dict) -> None:
     print(f"sard.export: {summary['written']} pairs written, {summary['skipped_existing']} already there, "
           f"{summary['pairs_per_second']:.2f} pairs/s, in {writer.base}", file=sys.stderr)
     for why, n in summary["made_differently"].items():
@@ -170,6 +173,21 @@ def main(argv=None) -> int:
         print(f"sard.export: {len(summary['unreadable'])} unreadable normal images skipped:", file=sys.stderr)
         for p, why in summary["unreadable"].items():
             print(f"  {why}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--write-bank" in argv:
+        return write_bank_main(argv)
+    try:
+        writer, summary = export(parse_args(argv))
+    except SardInputError as e:
+        print(f"sard.export: error: {e}", file=sys.stderr)
+        return 2
+    except ExportFailed as e:
+        print(f"sard.export: failed: {e}", file=sys.stderr)
+        return 1
+    report(writer, summary)
     return 0
 
 

@@ -7,6 +7,7 @@ which synthesis seed (sard.pairs.pair_rng), so a manifest line rebuilds it bit f
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from sard.data import list_dataset, normal_images
@@ -187,6 +189,22 @@ class ExportPlan:
 
     def count(self) -> int:
         return sum(len(ks) for _, ks in self._ranges())
+
+
+def check_room(plan: ExportPlan, out: Path) -> None:
+    """Refuse a plan the disk cannot hold even at a generous PNG compression (a quarter of the raw
+    pixels a pair), naming --per-type and the largest value that fits."""
+    try:
+        with Image.open(plan.normals[0]) as img:          # the header only: size and channels
+            w, h, bands, wide = img.width, img.height, len(img.getbands()), img.mode.startswith("I;16")
+    except (OSError, ValueError):      # unreadable: pick_normal skips it and says so
+        return
+    least, free = w * h * bands * (2 if wide else 1) // 4 + w * h // 8, shutil.disk_usage(out).free
+    if plan.count() * least > free:
+        fits = free // least * plan.shard[1] // len(plan.defects)
+        raise SardInputError(f"--per-type {plan.per_type}: {plan.count()} pairs of at least {least / 1e6:.2f} MB need "
+                             f"{plan.count() * least / 1e9:.1f} GB, {out} has {free / 1e9:.1f} GB free; "
+                             f"at most {fits} a type fit")
 
 
 def pick_normal(plan: ExportPlan, defect: str, k: int, bad: dict[Path, str]) -> tuple[Path, np.ndarray]:

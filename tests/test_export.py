@@ -425,3 +425,13 @@ def test_a_normal_image_whose_name_is_not_utf8_is_skipped_saying_so_and_the_mani
     assert "not valid UTF-8" in r.stderr and "n\\xff.png" in r.stderr
     raw = (tmp_path / "o" / "c" / "manifest.jsonl").read_bytes()
     assert b"\\ud" not in raw and len(raw.decode("utf-8", "strict").splitlines()) == 4
+
+
+def test_a_per_type_the_disk_cannot_hold_is_refused_at_once_naming_the_largest_that_fits(tmp_path):
+    normals = normals_dir(tmp_path, n=2)
+    r = export("--method", "cutpaste", "--masks", "ellipse", "--normals", normals, "--per-type", str(10 ** 15),
+               "--defects", "a,b", "--out", tmp_path / "o", timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--per-type 1000000000000000" in r.stderr and "a type fit" in r.stderr
+    fits = int(r.stderr.split("at most ")[1].split()[0])
+    assert 0 < fits < 10 ** 15 and not list((tmp_path / "o").rglob("*.png"))
