@@ -272,8 +272,8 @@ def markdown(report: dict) -> str:
                      f"test/good {_cell(real['false_alarm_rate'])} %.")
     L += [f"- Steps: {st['iters']}. Real only is converged when its loss is flat over the last tenths; the image-level "
           f"false alarms were meant to fall well under {100 * MAX_FALSE_ALARMS:.0f} % too, and the verdict warns where "
-          "they do not. How the steps were chosen, and every setting tried against the false alarms: the docstring "
-          "of `sard/evaluation/segmentation.py`.", ""]
+          "they do not. How the steps were chosen, and every setting tried against the false alarms: "
+          "`reports/segmentation_protocol.md`.", ""]
     L += ["## Settings", "",
           f"- Data: `{report['data']}`, types {', '.join(report['defects'])}; real training {sp['train_real']}, "
           f"validation {sp['val_defects']} defect + {sp['val_good']} good, test {sp['test_defects']} defect + "
