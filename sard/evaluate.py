@@ -1,4 +1,4 @@
-"""python -m sard.evaluate <realism | card | segmentation>: measure synthesizers the way the card and the paper do.
+"""python -m sard.evaluate <realism | card | segmentation | dprobe>: measure synthesizers the way the card and the paper do.
 
   realism       classifier two-sample test on held-out real defect crops vs synthesized ones
   card          a checkpoint's model-card figures: exact background, speed, grids, loss curve
@@ -9,36 +9,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from sard.baselines import BASELINES
 from sard.data import list_dataset, normal_images, split_defects
-from sard.store.tensors import read_config
+from sard.evaluation import segmentation
+from sard.evaluation.common import machine, parse_methods
+from sard.evaluation.seg_settings import add_parser as segmentation_parser
 from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
 from sard.nets.discriminator import DiscriminatorConfig
+from sard.store.tensors import read_config
+
+Report = tuple[dict, Path | None]      # a subcommand's report and the JSON file it goes to (None: stdout)
 
 
-def parse_methods(text: str) -> dict[str, Path | None]:
-    """'sard=DIR,ddgan=DIR,cutpaste' -> {name: checkpoint or None}."""
-    out: dict[str, Path | None] = {}
-    for item in filter(None, (x.strip() for x in text.split(","))):
-        name, _, path = item.partition("=")
-        out[name] = Path(path) if path else None
-    return out
+# -- realism ------------------------------------------------------------------------------------------
+
+def realism_parser(sub) -> None:
+    r = sub.add_parser("realism", help="classifier two-sample test (50 %% = indistinguishable)")
+    r.add_argument("--data", required=True, type=Path)
+    r.add_argument("--methods", default="cutpaste,draem,glass",
+                   help="comma list: baseline names and name=CHECKPOINT_DIR for SARD checkpoints")
+    r.add_argument("--res", type=int, default=64, help="crop size around each defect")
+    r.add_argument("--context", type=int, default=128, help="normal window the synthesizer sees")
+    r.add_argument("--seeds", type=int, default=3)
+    r.add_argument("--epochs", type=int, default=30)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--split-seed", type=int, default=0)
+    r.add_argument("--out", type=Path, help="JSON report")
 
 
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
-def cmd_realism(a: argparse.Namespace) -> dict:
-    from sard.synthesizers import build
+def realism(a: argparse.Namespace, command: str) -> Report:
     from sard.evaluation.realism import c2st_accuracy, fake_crops, real_crops
     from sard.metrics import mean_spread
+    from sard.synthesizers import build
+    methods = parse_methods(a.methods, bare=tuple(BASELINES), default="sard")
     samples = list_dataset(a.data)
     split = split_defects(samples, a.split_seed)
     normals = normal_images(samples, "train", fallback=False)
@@ -46,15 +55,16 @@ def cmd_realism(a: argparse.Namespace) -> dict:
     report = {"data": str(a.data), "res": a.res, "context": a.context, "real_crops": len(pairs), "seeds": a.seeds,
               "epochs": a.epochs, "machine": machine(), "methods": {}}
     t0 = time.perf_counter()
-    for name, ck in parse_methods(a.methods).items():
-        synth = build(name, ck, sources=normals[:50])
-        fake = fake_crops(synth, pairs, normals, a.res, a.context, seed=a.seed, desc=name)
+    for m in methods:
+        synth = build(m.name, m.checkpoint, sources=normals[:50])
+        fake = fake_crops(synth, pairs, normals, a.res, a.context, seed=a.seed, desc=m.name)
         accs = [c2st_accuracy(real, fake, seed=s, epochs=a.epochs) for s in range(a.seeds)]
-        m, s = mean_spread(accs)
-        report["methods"][name] = {"checkpoint": str(ck) if ck else None, "accuracy": accs, "mean": m, "std": s}
-        print(f"  {name:10s} C2ST accuracy {100 * m:.1f} % +- {100 * s:.1f}", file=sys.stderr)
+        mean, std = mean_spread(accs)
+        report["methods"][m.name] = {"checkpoint": str(m.checkpoint) if m.checkpoint else None, "accuracy": accs,
+                                     "mean": mean, "std": std}
+        print(f"  {m.name:10s} C2ST accuracy {100 * mean:.1f} % +- {100 * std:.1f}", file=sys.stderr)
     report["seconds"] = time.perf_counter() - t0
-    return report
+    return report, a.out
 
 
 def realism_markdown(rep: dict) -> str:
@@ -69,7 +79,31 @@ def realism_markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_card(a: argparse.Namespace) -> dict:
+# -- card ---------------------------------------------------------------------------------------------
+
+def card_parser(sub) -> None:
+    c = sub.add_parser("card", help="model-card figures and pictures for a checkpoint")
+    c.add_argument("--checkpoint", required=True, type=Path)
+    c.add_argument("--data", required=True, type=Path)
+    c.add_argument("--log", type=Path, help="the run's log.jsonl for the loss curve")
+    c.add_argument("--n", type=int, default=100, help="syntheses for the background check")
+    c.add_argument("--quality-per-type", type=int, default=20,
+                   help="held-out defects per type repainted twice for diversity, texture and step figures")
+    c.add_argument("--out", required=True, type=Path, help="folder for figures.json, card.md and PNGs")
+    c.add_argument("--realism", type=Path, help="a `realism` JSON report whose C2ST of this checkpoint goes in card.md "
+                                                "(the method named like the checkpoint folder, or its only SARD method)")
+    c.add_argument("--realism-method", help="which method of the --realism report is this checkpoint")
+
+
+def card(a: argparse.Namespace, command: str) -> Report:
+    c2st = card_c2st(a)
+    figures = card_figures(a)
+    figures["command"] = command
+    write_card_text(a, figures, c2st)
+    return figures, a.out / "figures.json"
+
+
+def card_figures(a: argparse.Namespace) -> dict:
     from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, repaint_grid, save_grid,
                                       speed_256, synthesis_quality)
     from sard.masks import MaskBank, random_mask
@@ -106,7 +140,7 @@ def card_c2st(a: argparse.Namespace) -> dict | None:
     if not a.realism:
         return None
     methods = read_config(a.realism).get("methods", {})
-    sard_like = [k for k in methods if k not in ("cutpaste", "draem", "glass")]
+    sard_like = [k for k in methods if k not in BASELINES]
     name = a.realism_method or (a.checkpoint.name if a.checkpoint.name in methods else None)
     name = name or (sard_like[0] if len(sard_like) == 1 else None)
     if name not in methods:
@@ -123,7 +157,23 @@ def write_card_text(a: argparse.Namespace, figures: dict, c2st: dict | None) -> 
     atomic_write_bytes(a.out / "card.md", text.encode())
 
 
-def cmd_dprobe(a: argparse.Namespace) -> dict:
+# -- dprobe -------------------------------------------------------------------------------------------
+
+def dprobe_parser(sub) -> None:
+    q = sub.add_parser("dprobe", help="the discriminator alone against a known fake, per reverse step")
+    q.add_argument("--data", required=True, type=Path)
+    q.add_argument("--fake", default="zero", choices=("zero", "mean", "blur"),
+                   help="the masked region zeroed, filled with the background mean, or blurred")
+    q.add_argument("--steps", type=int, default=300)
+    q.add_argument("--lr", type=float, default=4e-4)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--judges", default=DiscriminatorConfig.judges, choices=DiscriminatorConfig.CHOICES["judges"],
+                   help="what D judges beside x_t: DDGAN's x_{t-1}, or the clean x0 (discriminator.judges)")
+    q.add_argument("--compare", action="store_true", help="also the DDGAN-literal discriminator")
+    q.add_argument("--out", type=Path, help="JSON report")
+
+
+def dprobe(a: argparse.Namespace, command: str) -> Report:
     from dataclasses import asdict
 
     from sard.evaluation.d_probe import probe
@@ -139,78 +189,46 @@ def cmd_dprobe(a: argparse.Namespace) -> dict:
             fg = f"{r.gap_fg:7.2f}" if r.gap_fg is not None else "      -"
             print(f"    step i={r.step}: gap D_img {r.gap_img:7.2f}  D_fg {fg}  real ranked above fake "
                   f"{100 * r.accuracy:5.1f} %  (best possible {100 * r.bayes_bound:5.1f} %)", file=sys.stderr)
-    return report
+    return report, a.out
+
+
+# -- segmentation -------------------------------------------------------------------------------------
+
+def segmentation_run(a: argparse.Namespace, command: str) -> Report:
+    return segmentation.run(a)
+
+
+# -- the command --------------------------------------------------------------------------------------
+
+SUBCOMMANDS = {"realism": (realism_parser, realism), "card": (card_parser, card),
+               "dprobe": (dprobe_parser, dprobe), "segmentation": (segmentation_parser, segmentation_run)}
+
+
+def write_report(cmd: str, report: dict, dest: Path | None) -> None:
+    """The JSON report to `dest` (realism: its Markdown table beside it), or to stdout without one."""
+    if not dest:
+        print(json.dumps(report, indent=2))
+        return
+    atomic_write_json(dest, report)
+    if cmd == "realism":
+        atomic_write_bytes(Path(dest).with_suffix(".md"), realism_markdown(report).encode())
+    print(f"sard.evaluate: wrote {dest}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m sard.evaluate", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("realism", help="classifier two-sample test (50 %% = indistinguishable)")
-    r.add_argument("--data", required=True, type=Path)
-    r.add_argument("--methods", default="cutpaste,draem,glass",
-                   help="comma list: baseline names and name=CHECKPOINT_DIR for SARD checkpoints")
-    r.add_argument("--res", type=int, default=64, help="crop size around each defect")
-    r.add_argument("--context", type=int, default=128, help="normal window the synthesizer sees")
-    r.add_argument("--seeds", type=int, default=3)
-    r.add_argument("--epochs", type=int, default=30)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--split-seed", type=int, default=0)
-    r.add_argument("--out", type=Path, help="JSON report")
-    c = sub.add_parser("card", help="model-card figures and pictures for a checkpoint")
-    c.add_argument("--checkpoint", required=True, type=Path)
-    c.add_argument("--data", required=True, type=Path)
-    c.add_argument("--log", type=Path, help="the run's log.jsonl for the loss curve")
-    c.add_argument("--n", type=int, default=100, help="syntheses for the background check")
-    c.add_argument("--quality-per-type", type=int, default=20,
-                   help="held-out defects per type repainted twice for diversity, texture and step figures")
-    c.add_argument("--out", required=True, type=Path, help="folder for figures.json, card.md and PNGs")
-    c.add_argument("--realism", type=Path, help="a `realism` JSON report whose C2ST of this checkpoint goes in card.md "
-                                                "(the method named like the checkpoint folder, or its only SARD method)")
-    c.add_argument("--realism-method", help="which method of the --realism report is this checkpoint")
-    q = sub.add_parser("dprobe", help="the discriminator alone against a known fake, per reverse step")
-    q.add_argument("--data", required=True, type=Path)
-    q.add_argument("--fake", default="zero", choices=("zero", "mean", "blur"),
-                   help="the masked region zeroed, filled with the background mean, or blurred")
-    q.add_argument("--steps", type=int, default=300)
-    q.add_argument("--lr", type=float, default=4e-4)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--judges", default=DiscriminatorConfig.judges, choices=DiscriminatorConfig.CHOICES["judges"],
-                   help="what D judges beside x_t: DDGAN's x_{t-1}, or the clean x0 (discriminator.judges)")
-    q.add_argument("--compare", action="store_true", help="also the DDGAN-literal discriminator")
-    q.add_argument("--out", type=Path, help="JSON report")
-    try:
-        from sard.evaluation import segmentation as seg
-        seg.add_parser(sub)
-    except ImportError:
-        seg = None
+    for add_parser, _ in SUBCOMMANDS.values():
+        add_parser(sub)
     a = p.parse_args(argv)
+    command = "python -m sard.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         t0 = time.perf_counter()
-        if a.cmd == "realism":
-            report = cmd_realism(a)
-            dest = a.out
-        elif a.cmd == "card":
-            c2st = card_c2st(a)
-            report = cmd_card(a)
-            dest = a.out / "figures.json"
-            report["command"] = "python -m sard.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
-            write_card_text(a, report, c2st)
-        elif a.cmd == "dprobe":
-            report = cmd_dprobe(a)
-            dest = a.out
-        else:
-            report = seg.run(a)
-            dest = getattr(a, "json", None)
+        report, dest = SUBCOMMANDS[a.cmd][1](a, command)
         report["wall_seconds"] = time.perf_counter() - t0
-        report["command"] = "python -m sard.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
-        if dest:
-            atomic_write_json(dest, report)
-            if a.cmd == "realism":
-                atomic_write_bytes(Path(dest).with_suffix(".md"), realism_markdown(report).encode())
-            print(f"sard.evaluate: wrote {dest}", file=sys.stderr)
-        else:
-            print(json.dumps(report, indent=2))
+        report["command"] = command
+        write_report(a.cmd, report, dest)
     except SardInputError as e:
         print(f"sard.evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import torch
 from conftest import DATA_ROOT, MAGNETIC_TILE, requires_data, run_module
 
 from sard.data import list_dataset, split_defects
-from sard.evaluation import segmentation as seg
+from sard.evaluation import common, seg_pairs, seg_protocol, seg_scoring, seg_settings
 from sard.evaluation.seg_train import SegData, SegTrainConfig, batches
 from sard.evaluation.segmentation import read_run
 from sard.io import SardInputError
@@ -24,7 +24,7 @@ BOTTLE = DATA_ROOT / "bottle"
 
 @requires_data
 def test_split_keeps_test_images_out_of_training_and_bank():
-    proto = seg.build_protocol(MAGNETIC_TILE, split_seed=0, defects=None)
+    proto = seg_protocol.build_protocol(MAGNETIC_TILE, split_seed=0, defects=None)
     test_images = {p.resolve() for p in [s.image for s in proto.test_defects + proto.test_good]}
     test_masks = {s.mask.resolve() for s in proto.test_defects}
     bank = {Path(m).resolve() for d in proto.bank.defects for m in proto.bank.sources(d)}
@@ -43,30 +43,30 @@ def test_split_keeps_test_images_out_of_training_and_bank():
     # the bank is the segmenters' real training masks and nothing else
     assert bank == {s.mask.resolve() for s in proto.train_real}
     # every synthesis job takes its background from train/good, never from the test set
-    jobs = seg.make_jobs(proto.normals, proto.defects, 20, seed=0)
+    jobs = seg_protocol.make_jobs(proto.normals, proto.defects, 20, seed=0)
     assert not {j.normal.resolve() for js in jobs.values() for j in js} & test_images
     # the four empty 'uneven' masks are left out of both sides, and said so
     assert sum("empty mask" in s for s in proto.skipped) == 4
     # a test image slipped into the training set is caught
     with pytest.raises(AssertionError):
-        seg.assert_disjoint(replace(proto, train_real=proto.train_real + proto.test_defects[:1]))
+        seg_protocol.assert_disjoint(replace(proto, train_real=proto.train_real + proto.test_defects[:1]))
     with pytest.raises(AssertionError):
-        seg.assert_disjoint(replace(proto, normals=proto.normals + [proto.test_good[0].image]))
+        seg_protocol.assert_disjoint(replace(proto, normals=proto.normals + [proto.test_good[0].image]))
     with pytest.raises(AssertionError):
-        seg.assert_disjoint(replace(proto, train_real=proto.train_real + proto.val_defects[:1]))
+        seg_protocol.assert_disjoint(replace(proto, train_real=proto.train_real + proto.val_defects[:1]))
     with pytest.raises(AssertionError):
-        seg.assert_disjoint(replace(proto, val_good=proto.val_good + proto.test_good[:1]))
+        seg_protocol.assert_disjoint(replace(proto, val_good=proto.val_good + proto.test_good[:1]))
 
 
 @requires_data
 def test_jobs_are_shared_and_extend_as_a_prefix():
-    proto = seg.build_protocol(MAGNETIC_TILE, split_seed=0, defects=["crack", "fray"])
-    small = seg.make_jobs(proto.normals, proto.defects, 5, seed=0)
-    large = seg.make_jobs(proto.normals, proto.defects, 12, seed=0)
+    proto = seg_protocol.build_protocol(MAGNETIC_TILE, split_seed=0, defects=["crack", "fray"])
+    small = seg_protocol.make_jobs(proto.normals, proto.defects, 5, seed=0)
+    large = seg_protocol.make_jobs(proto.normals, proto.defects, 12, seed=0)
     for d in proto.defects:
         assert large[d][:5] == small[d]
         assert len({j.mask_seed for j in large[d]}) == 12
-    assert seg.make_jobs(proto.normals, proto.defects, 5, seed=1) != small
+    assert seg_protocol.make_jobs(proto.normals, proto.defects, 5, seed=1) != small
 
 
 def _values_ok(results: dict) -> None:
@@ -74,10 +74,10 @@ def _values_ok(results: dict) -> None:
         for arm, per in arms.items():
             for name, m in per.items():
                 for d, row in m["types"].items():
-                    for k in seg.TYPE_KEYS:
+                    for k in seg_scoring.TYPE_KEYS:
                         for v in row[k]["values"]:
                             assert v is None or math.isnan(v) or 0 <= v <= 1, (backbone, arm, name, d, k, v)
-                for k in seg.TYPE_KEYS + ("false_alarm_rate", "threshold"):
+                for k in seg_scoring.TYPE_KEYS + ("false_alarm_rate", "threshold"):
                     for v in m[k]["values"]:
                         assert math.isnan(v) or 0 <= v <= 1, (backbone, arm, name, k, v)
 
@@ -94,11 +94,11 @@ def _quick(data, tmp_path, methods, *extra):
 def _report_ok(md: str, report: dict, png: bytes, methods: set[str]) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["quick"] and report["settings"]["seeds"] == 1
-    assert set(report["methods"]) == methods | set(seg.REFERENCES)
+    assert set(report["methods"]) == methods | set(seg_scoring.REFERENCES)
     res = report["results"]
     assert list(res) == ["unet"] and set(res["unet"]) == {"0.5", "0"}
     for arm, per in res["unet"].items():
-        assert set(per) == methods | set(seg.REFERENCES)          # reference rows in every table
+        assert set(per) == methods | set(seg_scoring.REFERENCES)          # reference rows in every table
         assert set(per["real"]["types"]) == set(report["defects"])
     _values_ok(res)
     # "All defect" scores the prevalence as AP and never beats a threshold: every good image alarms
@@ -172,9 +172,9 @@ def test_quick_run_on_rgb_bottle_at_native_scale(tmp_path):
     assert "Beside the paper" in md and "83.52" in md and "pretrained" in md
 
 
-def _test_set(scores: list[np.ndarray], masks: list[np.ndarray], types: list[str]) -> seg.TestSet:
+def _test_set(scores: list[np.ndarray], masks: list[np.ndarray], types: list[str]) -> seg_scoring.TestSet:
     # the "image" carries its own score map; the fake segmenter reads it back
-    return seg.TestSet([torch.from_numpy(s) for s in scores], types, masks)
+    return seg_scoring.TestSet([torch.from_numpy(s) for s in scores], types, masks)
 
 
 def test_threshold_comes_from_the_validation_split_only():
@@ -185,17 +185,17 @@ def test_threshold_comes_from_the_validation_split_only():
     # test: defects 0.3, background 0.1 and one good image at 0.35: a threshold picked here would differ
     test = _test_set([np.where(gt, 0.3, 0.1), np.full((8, 8), 0.35)], [gt, np.zeros_like(gt)], ["crack", "good"])
     score = lambda image, size: image.numpy()  # noqa: E731
-    ev = seg.evaluate(score, val, test, ["crack"])
+    ev = seg_scoring.evaluate(score, val, test, ["crack"])
     assert ev["threshold_bin"] == int(0.2 * SCORE_BINS) + 1               # the lowest best-F1 bin on validation
-    m = seg.run_metrics(ev)
+    m = seg_scoring.run_metrics(ev)
     # at that threshold the test defects (0.3) and the 0.35 good image are all "defect"
     assert m["types"]["crack"]["IoU"] == pytest.approx(4 / (64 + 64 - 60))
     assert m["types"]["crack"]["IoU_paper"] == pytest.approx(4 / 4)
     assert m["false_alarm_rate"] == 1.0
     # changing the test set never moves the threshold
     test2 = _test_set([np.where(gt, 0.9, 0.0), np.zeros((8, 8))], [gt, np.zeros_like(gt)], ["crack", "good"])
-    assert seg.evaluate(score, val, test2, ["crack"])["threshold_bin"] == ev["threshold_bin"]
-    assert seg.run_metrics(seg.evaluate(score, val, test2, ["crack"]))["types"]["crack"]["AP"] == 1.0
+    assert seg_scoring.evaluate(score, val, test2, ["crack"])["threshold_bin"] == ev["threshold_bin"]
+    assert seg_scoring.run_metrics(seg_scoring.evaluate(score, val, test2, ["crack"]))["types"]["crack"]["AP"] == 1.0
 
 
 def _pool(value: int, n: int = 5) -> SegData:
@@ -252,11 +252,11 @@ def test_missing_reading_file_exits_2(tmp_path):
 
 
 def test_method_parsing():
-    assert [m.name for m in seg.parse_methods("real, cutpaste,draem")] == ["real", "cutpaste", "draem"]
+    assert [m.name for m in common.parse_methods("real, cutpaste,draem")] == ["real", "cutpaste", "draem"]
     for bad, word in (("cutpaste=somewhere", "cutpaste"), ("real,real", "twice"), ("Bad Name", "Bad Name"),
                       ("", "empty"), ("ddgan", "ddgan")):
         with pytest.raises(SardInputError, match=word):
-            seg.parse_methods(bad)
+            common.parse_methods(bad)
 
 
 def test_default_methods_take_the_committed_ablation_checkpoints(tmp_path):
@@ -264,21 +264,21 @@ def test_default_methods_take_the_committed_ablation_checkpoints(tmp_path):
     data.mkdir(parents=True)
     for v in ("sard", "w_rcd"):
         (tmp_path / "ab" / "bottle" / v).mkdir(parents=True)
-    text, missing = seg.default_methods(data, root=tmp_path / "ab")
+    text, missing = seg_pairs.default_methods(data, root=tmp_path / "ab")
     assert text == f"real,cutpaste,draem,glass,w_rcd={tmp_path / 'ab' / 'bottle' / 'w_rcd'}," \
                    f"sard={tmp_path / 'ab' / 'bottle' / 'sard'}"        # in the paper's order
     assert missing == ["ddgan", "w_dmg"]
-    assert seg.default_methods(tmp_path / "data" / "other", root=tmp_path / "ab") == (
-        "real,cutpaste,draem,glass", list(seg.ABLATION))
+    assert seg_pairs.default_methods(tmp_path / "data" / "other", root=tmp_path / "ab") == (
+        "real,cutpaste,draem,glass", list(seg_pairs.ABLATION))
     # without --methods a category with no committed variants runs the rest, and says which are left out
     import argparse
-    parser = seg.add_parser(argparse.ArgumentParser().add_subparsers())
+    parser = seg_settings.add_parser(argparse.ArgumentParser().add_subparsers())
     a = parser.parse_args(["--data", str(tmp_path / "data" / "no_such_category"), "--out", str(tmp_path / "r.md")])
     with pytest.warns(UserWarning, match="no same-budget checkpoint of ddgan, w_rcd, w_dmg, sard"):
-        s = seg.resolve_settings(a)
-    assert s.methods == "real,cutpaste,draem,glass" and s.left_out == list(seg.ABLATION)
+        s = seg_settings.resolve_settings(a)
+    assert s.methods == "real,cutpaste,draem,glass" and s.left_out == list(seg_pairs.ABLATION)
     a = parser.parse_args(["--data", str(tmp_path), "--methods", "real", "--out", str(tmp_path / "r.md")])
-    assert seg.resolve_settings(a).left_out == []
+    assert seg_settings.resolve_settings(a).left_out == []
 
 
 @requires_data
@@ -288,10 +288,10 @@ def test_checkpoint_of_another_split_is_refused(tmp_path):
     (ck / "config.json").write_text(json.dumps({"format": "sard-generator/1", "generator": {}, "split_seed": 1, "data": "magnetic_tile",
                                                 "defects": ["blowhole"]}))
     (ck / "model.safetensors").write_bytes(b"not used")
-    (m,) = seg.parse_methods(f"sard={ck}")
+    (m,) = common.parse_methods(f"sard={ck}")
     with pytest.raises(SardInputError, match="split seed 1"):
-        seg.check_checkpoint_split(m, MAGNETIC_TILE, 0, ["blowhole"])
-    seg.check_checkpoint_split(m, MAGNETIC_TILE, 1, ["blowhole"])
+        seg_pairs.check_checkpoint_split(m, MAGNETIC_TILE, 0, ["blowhole"])
+    seg_pairs.check_checkpoint_split(m, MAGNETIC_TILE, 1, ["blowhole"])
 
 
 def _fig(mean: float, std: float = 0.0, fa: float = 0.1) -> dict:

@@ -181,7 +181,7 @@ def save_grid(img: Image.Image, path: Path) -> Path:
     return atomic_save_png(path, np.asarray(img))
 
 
-# -- synthesis quality: is the game alive in what G paints? (issue figures b, c, e) ------------------
+# -- synthesis quality: is the game alive in what G paints? ----------------------------------------------
 
 def _inside(a: np.ndarray, m: np.ndarray) -> np.ndarray:
     """float gray levels of the mask's pixels (colour averaged over channels)."""

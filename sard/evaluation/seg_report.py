@@ -1,7 +1,7 @@
 """The segmentation benchmark's report: seed summaries, the convergence verdict, the Markdown tables
 and the AP chart, all from the report dict `sard.evaluation.segmentation.build_report` makes.
 
-Convergence (issue 11): the benchmark can rank synthesizers only if its Real only segmenter has
+Convergence: the benchmark can rank synthesizers only if its Real only segmenter has
 learnt something a constant cannot give: per backbone, Real only must beat "All defect" on mean AP
 and on mean pooled IoU by more than the seed spread (the larger std of the two). Otherwise the report
 says "not converged: no ranking" and ranks nothing. Both figures charge false-alarm pixels on the
@@ -110,8 +110,8 @@ def verdict(report: dict) -> dict:
 
 def where_sard_loses(report: dict) -> dict:
     """Per backbone, one line per arm that holds SARD: the methods above it on mean AP beyond the seed
-    spread, and per type where Real only or the best method beats it beyond the spread (issue 11:
-    "where SARD loses, the report says so"; the why is the --reading text)."""
+    spread, and per type where Real only or the best method beats it beyond the spread, so a loss is
+    stated, never left to the reader to find; the why is the --reading text."""
     out = {}
     labels = {n: m["label"] for n, m in report["methods"].items()}
     for b, arms in report["results"].items():
@@ -210,9 +210,16 @@ def _paper_table(report: dict) -> list[str]:
 
 
 def markdown(report: dict) -> str:
-    st, sp = report["settings"], report["split"]
-    data_name = Path(report["data"]).name
-    L = [f"# Segmentation benchmark on {data_name}" + (" (--quick)" if report["quick"] else ""), ""]
+    L = []
+    for section in (_head, _losses_and_reading, _protocol, _tables, _beside_paper, _convergence_steps, _settings,
+                    _failures):
+        L += section(report)
+    return "\n".join(L)
+
+
+def _head(report: dict) -> list[str]:
+    """Title, verdict per backbone, and what the run lacks (pending runs, variants left out)."""
+    L = [f"# Segmentation benchmark on {Path(report['data']).name}" + (" (--quick)" if report["quick"] else ""), ""]
     L += [f"**Verdict ({b}): {v['text']}**" for b, v in report["verdict"].items()] + [""]
     if report.get("pending"):
         labels = {n: m["label"] for n, m in report["methods"].items()}
@@ -224,12 +231,23 @@ def markdown(report: dict) -> str:
         lo = report["left_out"]
         L += [f"**Not in this run**: {', '.join(lo['methods'])}: no same-budget checkpoint in `{lo['folder']}` "
               f"(train and ship them with `{lo['train']}`; then the default run includes them).", ""]
+    return L
+
+
+def _losses_and_reading(report: dict) -> list[str]:
+    L = []
     losses = {b: ls for b, ls in where_sard_loses(report).items() if ls}
     if losses:
         L += ["## Where SARD loses", ""] + [f"- {b}, {line}" for b, ls in losses.items() for line in ls] + [""]
     if report.get("reading"):
         L += ["## Reading", "", f"(Written by whoever ran the benchmark, from `{report['reading']['file']}`; "
               "every figure elsewhere in this report is computed.)", "", report["reading"]["text"].strip(), ""]
+    return L
+
+
+def _protocol(report: dict) -> list[str]:
+    st, sp = report["settings"], report["split"]
+    L = []
     if report["quick"]:
         L += ["**Quick run**: a CI-sized version (few types, pairs and steps, one seed); its figures check the "
               "pipeline, they are not results.", ""]
@@ -244,7 +262,13 @@ def markdown(report: dict) -> str:
           f"10 px. Cells in %, mean ± std over {st['seeds']} seed(s); **bold** = best trained method, {DAGGER} = within "
           "its seed spread. Reference rows: All defect and All background (constant scores: their AP is the defect "
           "prevalence) and Real only (the real pairs alone, in the same real batches every method gets).", ""]
-    main = f"{st['main_fraction']:g}"
+    return L
+
+
+def _tables(report: dict) -> list[str]:
+    """Per backbone: the AP and IoU / F1 tables of each arm, then the paper's columns."""
+    L = []
+    main = f"{report['settings']['main_fraction']:g}"
     for b, arms in report["results"].items():
         for arm, per in arms.items():
             title = "synthetic-only arm (real share 0: trained on synthetic pairs alone)" if float(arm) == 0 else \
@@ -256,15 +280,24 @@ def markdown(report: dict) -> str:
               "IoU and Acc (= recall) of the defect class on each type's defect images alone, at the same threshold "
               f"(real share {main}): they charge nothing for false alarms on good images.", ""]
         L += _iou_table(report, arms[main], ("IoU_paper", "Acc_paper"), ("IoU", "Acc")) + [""]
-    if data_name == "bottle":
-        L += ["## Beside the paper (bottle rows of Tables I-II)", "",
-              "The paper's mIoU / Acc (defect images only) beside ours (mean over types, same definition, real share "
-              f"{main}). **Caveat**: the paper's segmenters were pretrained and fully trained, on 500 pairs per type "
-              "on GPUs; ours are trained from scratch on a CPU budget, so compare methods within a column, not the "
-              "columns.", ""] + _paper_table(report) + [""]
-    L += ["## Convergence and steps", ""]
+    return L
+
+
+def _beside_paper(report: dict) -> list[str]:
+    if Path(report["data"]).name != "bottle":
+        return []
+    return ["## Beside the paper (bottle rows of Tables I-II)", "",
+            "The paper's mIoU / Acc (defect images only) beside ours (mean over types, same definition, real share "
+            f"{report['settings']['main_fraction']:g}). **Caveat**: the paper's segmenters were pretrained and fully "
+            "trained, on 500 pairs per type on GPUs; ours are trained from scratch on a CPU budget, so compare methods "
+            "within a column, not the columns.", ""] + _paper_table(report) + [""]
+
+
+def _convergence_steps(report: dict) -> list[str]:
+    st = report["settings"]
+    L = ["## Convergence and steps", ""]
     for b, arms in report["results"].items():
-        real = arms[main].get("real")
+        real = arms[f"{st['main_fraction']:g}"].get("real")
         if real:
             t = real["loss_tenths"]
             L.append(f"- {b}: Real only training loss per tenth of the steps {', '.join(f'{x:.3f}' for x in t)} "
@@ -272,35 +305,43 @@ def markdown(report: dict) -> str:
                      f"test/good {_cell(real['false_alarm_rate'])} %.")
     L += [f"- Steps: {st['iters']}. Real only is converged when its loss is flat over the last tenths; the image-level "
           f"false alarms were meant to fall well under {100 * MAX_FALSE_ALARMS:.0f} % too, and the verdict warns where "
-          "they do not. How the steps were chosen, and every setting tried against the false alarms: the docstring "
-          "of `sard/evaluation/segmentation.py`.", ""]
-    L += ["## Settings", "",
-          f"- Data: `{report['data']}`, types {', '.join(report['defects'])}; real training {sp['train_real']}, "
-          f"validation {sp['val_defects']} defect + {sp['val_good']} good, test {sp['test_defects']} defect + "
-          f"{sp['test_good']} good images; mask bank {sp['bank_masks']} masks; backgrounds from {sp['normals']} "
-          f"normal training images.",
-          f"- Left out ({len(sp['skipped'])}): " + ("; ".join(sp["skipped"][:8]) or "nothing")
-          + (f"; and {len(sp['skipped']) - 8} more (see the JSON)" if len(sp["skipped"]) > 8 else "") + ".",
-          "- Per type (train real / validation / test): "
-          + ", ".join(f"{d} {v['train_real']}/{v['val']}/{v['test']}" for d, v in sp["per_type"].items()) + ".",
-          f"- Input: {st['input']}. Validation: {st['validation']}.",
-          f"- Pairs per type: {st['pairs_per_type']} (the paper: 500); split seed {st['split_seed']}, pair seed "
-          f"{st['pair_seed']}.",
-          f"- Segmenters: {', '.join(st['backbones'])}, trained from scratch; {st['iters']} steps, batch {st['batch']} "
-          f"(real share {', '.join(f'{f:g}' for f in st['real_fractions'])}; Real only and the synthetic-only arm "
-          f"{round(st['main_fraction'] * st['batch'])} patches a step, so each is compared patch for patch), "
-          f"{st['optimizer']}, lr {st['lr']:g}, "
-          f"{st['schedule']}; loss: {st['loss']}.",
-          "- Methods: " + "; ".join(f"{m['label']} (`{n}`" + (f", checkpoint `{m['checkpoint']}`)" if m["checkpoint"]
-                                                               else ")")
-                                    for n, m in report["methods"].items() if not m["reference"]) + ".",
-          f"- Machine: {report['machine']}. Wall time {report['wall_seconds']:.0f} s "
-          f"({report['runs_trained']} runs trained, {report['runs_cached']} from the cache in `{st['work']}`).",
-          f"- Command: `{report['command']}`", f"- Explicit: `{report['command_explicit']}`", ""]
+          "they do not. How the steps were chosen, and every setting tried against the false alarms: "
+          "`reports/segmentation_protocol.md`.", ""]
+    return L
+
+
+def _settings(report: dict) -> list[str]:
+    st, sp = report["settings"], report["split"]
+    return ["## Settings", "",
+            f"- Data: `{report['data']}`, types {', '.join(report['defects'])}; real training {sp['train_real']}, "
+            f"validation {sp['val_defects']} defect + {sp['val_good']} good, test {sp['test_defects']} defect + "
+            f"{sp['test_good']} good images; mask bank {sp['bank_masks']} masks; backgrounds from {sp['normals']} "
+            f"normal training images.",
+            f"- Left out ({len(sp['skipped'])}): " + ("; ".join(sp["skipped"][:8]) or "nothing")
+            + (f"; and {len(sp['skipped']) - 8} more (see the JSON)" if len(sp["skipped"]) > 8 else "") + ".",
+            "- Per type (train real / validation / test): "
+            + ", ".join(f"{d} {v['train_real']}/{v['val']}/{v['test']}" for d, v in sp["per_type"].items()) + ".",
+            f"- Input: {st['input']}. Validation: {st['validation']}.",
+            f"- Pairs per type: {st['pairs_per_type']} (the paper: 500); split seed {st['split_seed']}, pair seed "
+            f"{st['pair_seed']}.",
+            f"- Segmenters: {', '.join(st['backbones'])}, trained from scratch; {st['iters']} steps, batch {st['batch']} "
+            f"(real share {', '.join(f'{f:g}' for f in st['real_fractions'])}; Real only and the synthetic-only arm "
+            f"{round(st['main_fraction'] * st['batch'])} patches a step, so each is compared patch for patch), "
+            f"{st['optimizer']}, lr {st['lr']:g}, "
+            f"{st['schedule']}; loss: {st['loss']}.",
+            "- Methods: " + "; ".join(f"{m['label']} (`{n}`" + (f", checkpoint `{m['checkpoint']}`)" if m["checkpoint"]
+                                                                 else ")")
+                                      for n, m in report["methods"].items() if not m["reference"]) + ".",
+            f"- Machine: {report['machine']}. Wall time {report['wall_seconds']:.0f} s "
+            f"({report['runs_trained']} runs trained, {report['runs_cached']} from the cache in `{st['work']}`).",
+            f"- Command: `{report['command']}`", f"- Explicit: `{report['command_explicit']}`", ""]
+
+
+def _failures(report: dict) -> list[str]:
     failed = {n: v["failed"] for n, v in report["synthesis"].items() if v.get("failed")}
-    if failed:
-        L += ["Synthesis failures (pairs left out): " + "; ".join(f"{n}: {len(f)}" for n, f in failed.items()), ""]
-    return "\n".join(L)
+    if not failed:
+        return []
+    return ["Synthesis failures (pairs left out): " + "; ".join(f"{n}: {len(f)}" for n, f in failed.items()), ""]
 
 
 # -- chart ---------------------------------------------------------------------------------------------
