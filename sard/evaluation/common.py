@@ -12,7 +12,7 @@ import torch
 
 from sard.baselines import BASELINES
 from sard.io import SardInputError
-from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, resolve_checkpoint
 from sard.store.tensors import file_hash
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -59,9 +59,11 @@ def parse_methods(text: str, bare: tuple[str, ...] = ("real", *BASELINES), defau
 
 
 def _checkpoint_method(name: str, folder: Path) -> Method:
-    if not folder.is_dir():
+    try:
+        folder = resolve_checkpoint(folder)            # a folder, or a shipped model by name
+    except SardInputError:
         raise SardInputError(f"--methods: checkpoint folder '{folder}' of method '{name}' does not exist; expected "
-                             f"a folder with {CONFIG_NAME} and {WEIGHTS_NAME} (python -m sard.train --out DIR)")
+                             f"a folder with {CONFIG_NAME} and {WEIGHTS_NAME} (python -m sard.train --out DIR)") from None
     config = ModelConfig.read(folder)
     if not (folder / WEIGHTS_NAME).is_file():
         raise SardInputError(f"--methods: checkpoint folder '{folder}' of method '{name}' has no {WEIGHTS_NAME}")
