@@ -66,8 +66,15 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
                              f"{'/'.join(x[1:] for x in IMAGE_EXTENSIONS)} file") from None
 
 
-def to_array(img: Image.Image) -> np.ndarray:
-    """PIL image -> uint8 or uint16 array, [H, W] for gray, [H, W, 3] for colour (alpha dropped)."""
+def has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info)
+
+
+def to_array(img: Image.Image, alpha: bool = False) -> np.ndarray:
+    """PIL image -> uint8 or uint16 array, [H, W] for gray, [H, W, 3] for colour; an alpha channel is
+    dropped, or with alpha=True kept as the last channel ([H, W, 2] gray, [H, W, 4] colour)."""
+    if alpha and has_alpha(img):
+        return np.array(img.convert("LA" if img.mode in ("LA", "La") else "RGBA"))
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.array(img)
         return np.clip(a, 0, 65535).astype(np.uint16)
@@ -78,10 +85,11 @@ def to_array(img: Image.Image) -> np.ndarray:
     return np.array(img.convert("RGB"))  # P, RGBA, CMYK, YCbCr: colour, alpha dropped
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image as uint8/uint16 [H, W] or [H, W, 3]; SardInputError if unreadable or too big."""
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, alpha: bool = False) -> np.ndarray:
+    """Read an image as uint8/uint16 [H, W] or [H, W, 3] (alpha=True: with its alpha channel, if any, as
+    the last one); SardInputError if unreadable or too big."""
     path = Path(path)
-    return to_array(_open_checked(path, max_pixels))
+    return to_array(_open_checked(path, max_pixels), alpha)
 
 
 _warned_nonbinary: set[str] = set()

@@ -334,6 +334,41 @@ def test_synthesize_returns_the_inputs_size_and_a_display_copy(server, tmp_path)
     assert not np.array_equal(outs[5], outs[0])
 
 
+def exported_base(status: str) -> Path:
+    """The category folder an export's status names ("Exported N pairs to `<folder>` ...")."""
+    return Path(re.search(r"to `([^`]+)`", status).group(1))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_an_upload_with_alpha_keeps_it_in_the_results_and_the_export(server, tmp_path, mode):
+    """Issue 32 item 1: an RGBA (or gray + alpha) upload comes back with its alpha channel, unchanged,
+    in /synthesize's full-resolution results (what Download result gives), for SARD and a baseline,
+    and in the exported pair."""
+    from gradio_client import handle_file
+    c = client(server[0])
+    gray = texture((120, 160), 8)
+    alpha = np.tile(np.linspace(40, 255, 160).astype(np.uint8), (120, 1))
+    source = np.dstack([*([gray] * (3 if mode == "RGBA" else 1)), alpha])
+    Image.fromarray(source).save(tmp_path / "part.png")
+    assert Image.open(tmp_path / "part.png").mode == mode
+    img = handle_file(str(tmp_path / "part.png"))
+    m = c.predict(img, "Ellipse", 2.0, 4.0, 1, "crack", api_name="/random_mask")
+    mask = np.array(Image.open(path_of(m))) > 0
+    for method in ("SARD", "CutPaste"):
+        full = list(c.submit(img, handle_file(path_of(m)), method, "crack", 0, 1, True,
+                             api_name="/synthesize"))[-1][2]
+        out = Image.open(path_of(full[0]["image"]))
+        assert out.mode == mode, method
+        out = np.array(out)
+        assert np.array_equal(out[..., -1], alpha), method
+        assert np.array_equal(out[~mask], source[~mask]) and not np.array_equal(out[mask], source[mask]), method
+    c.predict(0, api_name="/keep")
+    base = exported_base(c.predict(f"alpha_{mode}", api_name="/export")[0])
+    rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[-1])
+    exported = Image.open(base / rec["image"])
+    assert exported.mode == mode and np.array_equal(np.array(exported), out)
+
+
 def readme_client_script() -> str:
     text = (REPO / "README.md").read_text()
     return re.search(r"```python\n(.*?)```", text[text.index("## The studio"):], re.S).group(1)

@@ -81,7 +81,7 @@ class Studio(MaskEditing, Synthesis, Curation):
         (the data set may lie outside what it serves); its pixels remember the real file."""
         path = self.normals[evt.index]
         with user_errors():
-            a = read_image(path)
+            a = read_image(path, alpha=True)
         self.picked[pixels_digest(a)] = path.resolve()
         out = Path(tempfile.mkdtemp(prefix="sard-pick-")) / f"{path.stem}.png"
         out.write_bytes(png_bytes(a))
@@ -100,14 +100,17 @@ class Studio(MaskEditing, Synthesis, Curation):
             return (gr.update(value=None), None, None, "Load a normal part image to begin.", session,
                     *self.cleared_run(session))
         with user_errors(path):
-            a = read_image(path)
+            a = read_image(path, alpha=True)
         disp, scale = fit_display(display_rgb(a))
         session.new_image(self.source_of(path, a), a, scale)
         h, w = a.shape[:2]
         colour = {"rgb": " (SARD paints colour)", "luminance": " (gray model: SARD changes luminance, keeps its colour)",
                   "gray": " (RGB model: SARD synthesizes in colour, the result is its gray)" if self.pipe.channels == 3
                   else ""}[self.pipe.colour_mode(a)]
+        channels = 1 if a.ndim == 2 else a.shape[2]
+        alpha = " with alpha (kept in the results)" if channels in (2, 4) else ""
         note = f"{Path(session.source).name}: {w}x{h}, {'16' if a.dtype == np.uint16 else '8'}-bit, " \
-               f"{'colour' if a.ndim == 3 else 'gray'}{colour}" + (f"; shown at {scale:.0%}" if scale < 1 else "")
+               f"{'colour' if channels >= 3 else 'gray'}{alpha}{colour}" + \
+            (f"; shown at {scale:.0%}" if scale < 1 else "")
         return ({"background": disp, "layers": [], "composite": None}, disp, None, note, session,
                 *self.cleared_run(session))

@@ -15,10 +15,12 @@ MASK_RGB = (255, 48, 48)
 
 
 def display_rgb(a: np.ndarray) -> np.ndarray:
-    """Any image array -> uint8 RGB for the screen (16-bit scaled down)."""
+    """Any image array -> uint8 RGB for the screen (16-bit scaled down, an alpha channel not shown)."""
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
-    return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a[..., :3]
+    if a.ndim == 3:
+        a = a[..., 0] if a.shape[2] <= 2 else a[..., :3]     # gray (and alpha), colour (and alpha)
+    return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
 
 
 def fit_display(a: np.ndarray, side: int = DISPLAY_SIDE) -> tuple[np.ndarray, float]:

@@ -22,7 +22,7 @@ class Variation:
 @dataclass
 class Session:
     source: str = ""                  # absolute path of the normal image's file (manifest "source")
-    image: np.ndarray | None = None   # the normal image at full resolution (uint8/uint16)
+    image: np.ndarray | None = None   # the normal image at full resolution (uint8/uint16, its alpha last)
     scale: float = 1.0                # display size / full size
     base: np.ndarray | None = None    # full-resolution mask the server put in the editor (random, uploaded, grown)
     base_params: dict | None = None   # how `base` was made

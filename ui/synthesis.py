@@ -90,7 +90,7 @@ class Synthesis:
             n = whole_number("variations", variations, 1, 16)
             seed = check_seed("seed", seed)
             fpx = whole_number("feather", feather_px or 0, 0, 256)
-            image = read_image(image_path)
+            image = read_image(image_path, alpha=True)     # an alpha channel comes back in the results
             m = np.asarray(mask)
             m = (m.any(axis=2) if m.ndim == 3 else m) > 0
             if m.shape != image.shape[:2]:
