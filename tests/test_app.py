@@ -369,6 +369,61 @@ def test_an_upload_with_alpha_keeps_it_in_the_results_and_the_export(server, tmp
     assert exported.mode == mode and np.array_equal(np.array(exported), out)
 
 
+def test_no_file_is_served_while_it_is_written_again(server, tmp_path, capfd):
+    """Issue 32 item 7: pictures the studio returns again (the same random mask, the same run twice,
+    the curated set returned whole at each keep) come back as files written once: none is ever
+    rewritten while a reader keeps fetching them all, every fetch is complete, and the server log
+    holds no h11 "Too little data for declared Content-Length" or ClientDisconnect."""
+    import httpx
+    from gradio_client import handle_file
+    url = server[0]
+    c = client(url)
+    img = handle_file(tile(tmp_path, size=(600, 800)))
+    seen: dict[str, tuple[int, bytes]] = {}     # path -> (mtime_ns, bytes) when first returned
+    errors, stop = [], threading.Event()
+
+    def note(x):
+        if isinstance(x, dict) and "path" in x:
+            p = Path(x["path"])
+            seen.setdefault(str(p), (p.stat().st_mtime_ns, p.read_bytes()))
+        for v in (x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()):
+            note(v)
+
+    def reader():
+        with httpx.Client(timeout=30) as h:
+            while not stop.is_set():
+                for path, (_, data) in list(seen.items()):
+                    try:
+                        got = h.get(f"{url}gradio_api/file={path}").content
+                        if got != data:
+                            errors.append(f"{Path(path).name}: {len(got)} of {len(data)} bytes")
+                    except httpx.HTTPError as e:
+                        errors.append(f"{Path(path).name}: {e!r}")
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for _ in range(3):
+            m = c.predict(img, "Ellipse", 1.0, 3.0, 5, "crack", api_name="/random_mask")
+            note(m)
+        for _ in range(2):
+            for update in c.submit(img, handle_file(path_of(m)), "CutPaste", "crack", 0, 2, True,
+                                   api_name="/synthesize"):
+                note(update)
+        for k in (0, 1):
+            note(c.predict(k, api_name="/keep"))
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert len(seen) >= 5
+    rewritten = [Path(p).name for p, (mtime, data) in seen.items()
+                 if Path(p).stat().st_mtime_ns != mtime or Path(p).read_bytes() != data]
+    assert not rewritten, f"written again after they were served: {rewritten}"
+    assert not errors, errors[:5]
+    err = capfd.readouterr().err
+    assert "Too little data" not in err and "ClientDisconnect" not in err
+
+
 def readme_client_script() -> str:
     text = (REPO / "README.md").read_text()
     return re.search(r"```python\n(.*?)```", text[text.index("## The studio"):], re.S).group(1)

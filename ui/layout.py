@@ -13,6 +13,7 @@ import gradio as gr
 from sard.io import read_image
 from sard.synthesizers import LABELS, SARD
 from ui.actions import Studio, colour_note
+from ui.files import Served
 from ui.mask_editing import BRUSH_RGB, MASK_LABELS
 from ui.messages import user_error, user_errors
 from ui.session import Session
@@ -62,7 +63,10 @@ def title(studio: Studio) -> str:
 
 
 def build_studio(studio: Studio) -> gr.Blocks:
-    """The page top to bottom, then its wiring; `c` names every component the wiring uses."""
+    """The page top to bottom, then its wiring; `c` names every component the wiring uses. The
+    panels and the wiring see the studio through ui.files.Served: every picture a callback returns
+    reaches Gradio as a PNG file written once."""
+    studio = Served(studio, studio.files)
     with gr.Blocks(title="SARD Studio", analytics_enabled=False) as demo:
         c = SimpleNamespace(session=gr.State(Session()))
         gr.Markdown(title(studio), elem_id="sard-title")

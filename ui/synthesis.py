@@ -2,7 +2,6 @@
 full size beside the input, and the step-through of SARD's reverse process."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,7 @@ from sard.pairs import safe_name
 from sard.synthesizers import LABELS, METHODS, Synthesizer
 from sard.validate import seed as check_seed, whole_number
 from sard.variations import Progress, variations as make_variations
+from ui.files import Published
 from ui.messages import user_error, user_errors
 from ui.pictures import fit_display, heat_map, screen, x0_change_map, x0_changes, zoom
 from ui.session import Session, Variation
@@ -31,6 +31,7 @@ class Synthesis:
     pipe: SardPipeline
     synthesizers: dict[str, Synthesizer]
     defects: list[str]
+    files: Published
 
     def cleared_run(self, session: Session) -> tuple:
         """RUN outputs before a run: results, full-resolution results, status, compare, result download,
@@ -57,7 +58,6 @@ class Synthesis:
             session.new_image(self.source_of(image_path, image), image, fit_display(image)[1])
             session.mask, session.mask_params = m, mask_params
         session.variations, session.selected = [], 0
-        run_dir = Path(tempfile.mkdtemp(prefix="sard-results-"))
         made = make_variations(self.synthesizers[method], image, m, defect=defect, seed=seed, count=n, rcd=rcd,
                                feather_px=fpx, source=session.source, mask_params=mask_params)
         with user_errors():
@@ -66,10 +66,10 @@ class Synthesis:
                     progress(item.fraction, desc=f"variation {item.variation}/{item.variations}")
                     continue
                 s, result = item.settings["seed"], item.result
-                file = run_dir / f"{Path(session.source).stem}_{method}_{safe_name(defect, 'defect')}_seed{s}.png"
-                file.write_bytes(png_bytes(item.image))
+                name = f"{Path(session.source).stem}_{method}_{safe_name(defect, 'defect')}_seed{s}.png"
+                file = self.files.bytes(png_bytes(item.image), name)     # written once, under its own name
                 session.variations.append(Variation(item.image, np.asarray(result.mask), result.frames, result.roi,
-                                                    item.settings, str(file)))
+                                                    item.settings, file))
                 yield (self._results(session), f"{len(session.variations)}/{n} done "
                        f"({item.settings['seconds']:.2f} s for this one)",
                        [(v.file, f"#{i} seed {v.settings['seed']}") for i, v in enumerate(session.variations)],
