@@ -201,7 +201,7 @@ def test_an_uploaded_mask_is_used_as_it_is(page, server, tmp_path):
     text = toast.first.inner_text()
     assert "494x360 does not match the image's 494x361" in text and "/tmp" not in text and "gradio" not in text
 
-    page.click("#keep")                                    # nothing to keep yet: an error badge on the outputs
+    page.click("#export")                                  # nothing curated yet: an error badge on the outputs
     page.wait_for_function(f"{BADGES}.length > 0")
     page.get_by_label("CutPaste").check()
     page.locator("#variations input[type=number], input[aria-label='number input for Variations']").first.fill("1")
@@ -301,3 +301,62 @@ def test_cancel_stops_a_run_and_a_random_seed_is_drawn(page):
     time.sleep(4)                                                  # nothing more arrives
     assert page.locator("#results button.thumbnail-item").count() == shown < 8
     assert "Cancelled" in page.locator("#synth-status").inner_text()
+
+
+def run_cutpaste(page, variations: int) -> np.ndarray:
+    """TILE loaded, a random ellipse mask, `variations` CutPaste results (fast) shown."""
+    source = load(page, TILE)
+    choose(page, "Random mask generator", "Ellipse")
+    page.click("#random-mask")
+    wait_for_layer(page, lambda m: m.any())
+    page.get_by_label("CutPaste").check()
+    box = page.locator("input[aria-label='number input for Variations']")
+    box.fill(str(variations))
+    box.press("Enter")
+    page.click("#synthesize")
+    page.wait_for_function(f"document.querySelector('#synth-status').innerText.includes('{variations}/{variations} "
+                           f"done')", timeout=120_000)
+    return source
+
+
+def curated_count(page) -> int:
+    return int(page.locator("#curated-count").inner_text().split(":")[1])
+
+
+def test_remove_with_nothing_selected_says_so_and_the_curated_set_stays_clickable(page):
+    """Issue 32 item 2: Remove with no curated result selected is a message; no "Error" badge covers
+    the curated gallery, so the result can be selected there and removed."""
+    run_cutpaste(page, 1)
+    page.click("#keep")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 1')")
+    page.click("#remove")
+    page.locator(".toast-body").filter(has_text="Select a curated result to remove").first.wait_for()
+    page.wait_for_timeout(500)
+    assert page.evaluate(f"{BADGES}.filter(e => e.closest('#curated')).length") == 0
+    page.locator("#curated button.thumbnail-item").first.click(timeout=5000)   # not swallowed by a badge
+    page.wait_for_timeout(300)
+    page.click("#remove")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 0')")
+    assert page.evaluate(f"{BADGES}.length") == 0
+
+
+def test_keeping_a_result_twice_keeps_it_once(page, server):
+    """Issue 32 item 3: Keep selected twice on one result counts it once (and says so); Keep all then
+    adds only the others; the export writes as many pairs as the count says."""
+    root = server[1]
+    run_cutpaste(page, 2)
+    page.click("#keep")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 1')")
+    page.click("#keep")                                    # the same result again: counted twice, or said so
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 2') || "
+                           "[...document.querySelectorAll('.toast-body')].some(t => t.innerText.includes("
+                           "'already in the curated set'))")
+    page.wait_for_timeout(500)
+    assert curated_count(page) == 1
+    page.click("#keep-all")
+    page.wait_for_function("!document.querySelector('#curated-count').innerText.includes('Curated: 1')")
+    assert curated_count(page) == 2 and page.locator("#curated button.thumbnail-item").count() == 2
+    page.locator("#category input, #category textarea").first.fill("kept_once")
+    page.click("#export")
+    page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 2 pairs')")
+    assert "already there" not in page.locator("#export-status").inner_text()

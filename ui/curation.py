@@ -46,20 +46,45 @@ class Curation:
         return gr.update(value=items, label=label)
 
     # -- the curated set ----------------------------------------------------------------------------
-    def keep(self, index, session: Session):
-        """/keep: add a result to this session's curated set."""
+    # In the browser each button first runs its check with no outputs: a refusal comes as a message
+    # only, never as an "Error" badge over the curated gallery, which would swallow the clicks needed
+    # to select one. API clients call keep / keep_all / remove, which check the same.
+    def check_keep(self, index, session: Session) -> None:
+        self._keep_index(index, session)
+
+    def check_keep_all(self, session: Session) -> None:
+        if not session.variations:
+            raise user_error("Nothing to keep yet: synthesize first.")
+
+    def check_remove(self, session: Session) -> None:
+        self._remove_index(session)
+
+    def _keep_index(self, index, session: Session) -> int:
         if not session.variations:
             raise user_error("Nothing to keep yet: synthesize first.")
         index = int(index if index is not None else session.selected)
         if not 0 <= index < len(session.variations):
             raise user_error(f"index {index}: expected 0..{len(session.variations) - 1}")
-        session.curated.append(session.variations[index])
+        return index
+
+    def _remove_index(self, session: Session) -> int:
+        if session.curated_selected is None or not 0 <= session.curated_selected < len(session.curated):
+            raise user_error("Select a curated result to remove (click it in the curated set), then press Remove.")
+        return session.curated_selected
+
+    def keep(self, index, session: Session):
+        """/keep: add a result to this session's curated set (once: keeping it again changes nothing)."""
+        index = self._keep_index(index, session)
+        v = session.variations[index]
+        if any(v is c for c in session.curated):
+            gr.Info(f"#{index} (seed {v.settings['seed']}) is already in the curated set; it is kept once.")
+        else:
+            session.curated.append(v)
         return self._curated(session), self._count(session), session
 
     def keep_all(self, session: Session):
         """/keep_all: add every result of the last run not kept yet."""
-        if not session.variations:
-            raise user_error("Nothing to keep yet: synthesize first.")
+        self.check_keep_all(session)
         session.curated += [v for v in session.variations if not any(v is c for c in session.curated)]
         return self._curated(session), self._count(session), session
 
@@ -68,9 +93,8 @@ class Curation:
         return session
 
     def remove(self, session: Session):
-        if session.curated_selected is None or not 0 <= session.curated_selected < len(session.curated):
-            raise user_error("Select a curated result to remove.")
-        session.curated.pop(session.curated_selected)
+        """/remove: the curated result selected in the browser leaves the curated set."""
+        session.curated.pop(self._remove_index(session))
         session.curated_selected = None
         return self._curated(session), self._count(session), session
 

@@ -280,13 +280,17 @@ def wire_synthesis(studio: Studio, demo: gr.Blocks, c: SimpleNamespace, first) -
 def wire_curation(studio: Studio, c: SimpleNamespace, first) -> None:
     """Curation and export."""
     session = c.session
+    check = dict(outputs=None, api_visibility="private", show_progress="hidden")   # a refusal: a message, no badge
     first(c.keep_btn.click) \
-        .then(studio.keep, [c.selected, session], [c.curated, c.count, session], api_name="keep")
+        .success(studio.check_keep, [c.selected, session], **check) \
+        .success(studio.keep, [c.selected, session], [c.curated, c.count, session], api_name="keep")
     first(c.keep_all_btn.click) \
-        .then(studio.keep_all, [session], [c.curated, c.count, session], api_name="keep_all")
+        .success(studio.check_keep_all, [session], **check) \
+        .success(studio.keep_all, [session], [c.curated, c.count, session], api_name="keep_all")
     c.curated.select(studio.pick_curated, [session], [session], api_visibility="private")
     first(c.remove_btn.click) \
-        .then(studio.remove, [session], [c.curated, c.count, session], api_name="remove")
+        .success(studio.check_remove, [session], **check) \
+        .success(studio.remove, [session], [c.curated, c.count, session], api_name="remove")
     first(c.export_btn.click) \
         .then(studio.export, [c.category, session], [c.export_status, c.download], api_name="export") \
         .then(studio.zip_ready, c.download, c.download, api_visibility="private", show_progress="hidden")
