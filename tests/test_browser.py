@@ -360,3 +360,33 @@ def test_keeping_a_result_twice_keeps_it_once(page, server):
     page.click("#export")
     page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 2 pairs')")
     assert "already there" not in page.locator("#export-status").inner_text()
+
+
+def test_curated_thumbnails_show_the_mask_region_whole(page, tmp_path):
+    """Issue 32 item 4: with the mask at the bottom of the part, each curated thumbnail lies whole
+    inside the curated gallery's visible area (not cropped to the top of the image) and shows the
+    tinted mask region."""
+    source = load(page, TILE)
+    mask = np.zeros(source.shape, np.uint8)
+    mask[315:350, 190:270] = 255                           # near the bottom edge
+    Image.fromarray(mask).save(tmp_path / "bottom.png")
+    upload(page, tmp_path / "bottom.png")
+    wait_for_layer(page, lambda m: m.any())
+    page.get_by_label("CutPaste").check()
+    box = page.locator("input[aria-label='number input for Variations']")
+    box.fill("2")
+    box.press("Enter")
+    page.click("#synthesize")
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('2/2 done')", timeout=120_000)
+    page.click("#keep-all")
+    page.wait_for_function("document.querySelectorAll('#curated button.thumbnail-item img').length == 2 && "
+                           "[...document.querySelectorAll('#curated button.thumbnail-item img')].every(i => i.complete)")
+    page.wait_for_timeout(500)
+    view = page.locator("#curated .grid-wrap").bounding_box()
+    page.screenshot(path=str(ARTIFACTS / "curated.png"), full_page=True)
+    for k in range(2):
+        b = page.locator("#curated button.thumbnail-item img").nth(k).bounding_box()
+        assert b["y"] >= view["y"] - 1 and b["y"] + b["height"] <= view["y"] + view["height"] + 1, (k, b, view)
+        shot = np.array(Image.open(io.BytesIO(page.screenshot(clip=b))).convert("RGB")).astype(int)
+        tinted = shot[..., 0] - shot[..., 1:].max(axis=2) > 30
+        assert tinted.mean() > 0.02, f"thumbnail {k}: the mask region is not in view"

@@ -12,10 +12,11 @@ import gradio as gr
 from sard.io import SardInputError, read_image, read_mask
 from sard.pairs import PairWriter, safe_name
 from ui.messages import count, user_error, user_errors
-from ui.pictures import example_crop, screen, tint, to_display_mask
+from ui.pictures import example_crop
 from ui.session import Session
 
 EXAMPLES = 8           # real defects shown beside the results
+CURATED_SIDE = 160     # a curated thumbnail's side (px), the curated gallery's cell (ui.layout CSS)
 
 
 class Curation:
@@ -98,10 +99,11 @@ class Curation:
         session.curated_selected = None
         return self._curated(session), self._count(session), session
 
-    def _curated(self, session: Session):
-        thumbs = [screen(v.image, 320) for v in session.curated]
-        return [(tint(t, to_display_mask(v.mask, t.shape[:2]), alpha=0.25),
-                 f"{v.settings['defect']} seed {v.settings['seed']}") for t, v in zip(thumbs, session.curated)]
+    @staticmethod
+    def _curated(session: Session):
+        """The curated gallery: each result around its mask (tinted in), so the defect is in view."""
+        return [(example_crop(v.image, v.mask, CURATED_SIDE, tinted=0.3), f"{v.settings['defect']} seed "
+                 f"{v.settings['seed']}") for v in session.curated]
 
     @staticmethod
     def _count(session: Session) -> str:

@@ -22,7 +22,8 @@ from ui.synthesis import METHOD_LABELS, NO_RESULTS
 CSS = """
 #sard-title h1 {margin-bottom: 0}
 #curated-count {font-size: 1.1em}
-"""
+#curated .grid-container {grid-template-columns: repeat(auto-fill, 160px) !important}
+"""   # curated cells of a thumbnail's size (ui.curation.CURATED_SIDE), not a share of the width: whole in view
 
 HELP = """**How it works.** Load a normal part image (or pick one below), paint the defect region with the
 brush, press **Random mask** or upload a mask PNG; strokes add to the mask, the eraser removes from
@@ -198,7 +199,7 @@ def results_panel(studio: Studio, c: SimpleNamespace) -> None:
 def curation_panel(studio: Studio, c: SimpleNamespace) -> None:
     """The curated set, its export category, Export and the zip."""
     c.count = gr.Markdown("**Curated: 0**", elem_id="curated-count")
-    c.curated = gr.Gallery(label="Curated set (select one to remove)", columns=6, height=200, format="png",
+    c.curated = gr.Gallery(label="Curated set (select one to remove)", columns=6, height=220, format="png",
                            object_fit="contain", allow_preview=False, elem_id="curated")
     with gr.Row():
         c.remove_btn = gr.Button("Remove selected from curated", elem_id="remove")
