@@ -390,3 +390,44 @@ def test_curated_thumbnails_show_the_mask_region_whole(page, tmp_path):
         shot = np.array(Image.open(io.BytesIO(page.screenshot(clip=b))).convert("RGB")).astype(int)
         tinted = shot[..., 0] - shot[..., 1:].max(axis=2) > 30
         assert tinted.mean() > 0.02, f"thumbnail {k}: the mask region is not in view"
+
+
+STATUS_LOG = """() => { window.statusLog = []; const el = document.querySelector('#synth-status');
+  const text = () => (el.querySelector('[data-testid=markdown]') || el).innerText.trim();
+  new MutationObserver(() => window.statusLog.push([performance.now(), text()]))
+    .observe(el, {subtree: true, childList: true, characterData: true});
+  window.clicked = performance.now(); document.querySelector('#synthesize').click(); }"""
+
+
+def test_the_status_counts_the_wait_from_synthesize_and_is_never_blank(page, tmp_path):
+    """Issue 32 item 5: on a 6-megapixel part the status line (its text, not Gradio's timer) says how
+    long it has been since Synthesize was pressed, as the browser measures it, not only the compute
+    time of a variation; the last run's "1/1 done" goes at the click, and the line is never blank
+    while the first variation runs."""
+    import re
+    from conftest import texture
+    Image.fromarray(texture((2000, 3000), 4)).save(tmp_path / "large part.png")
+    load(page, tmp_path / "large part.png")
+    choose(page, "Random mask generator", "Ellipse")
+    page.click("#random-mask")
+    wait_for_layer(page, lambda m: m.any())
+    page.get_by_label("CutPaste").check()
+    box = page.locator("input[aria-label='number input for Variations']")
+    box.fill("1")
+    box.press("Enter")
+    page.click("#synthesize")
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('1/1 done')", timeout=120_000)
+    box.fill("2")
+    box.press("Enter")
+    page.evaluate(STATUS_LOG)
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('1/2 done')", timeout=120_000)
+    clicked = page.evaluate("window.clicked")
+    log = [((t - clicked) / 1000, text) for t, text in page.evaluate("window.statusLog")]
+    gone = next(t for t, text in log if "1/1 done" not in text)
+    assert gone < 0.4, f"the last run's status stayed {gone:.2f} s: {log[:3]}"
+    running = [(t, text) for t, text in log if "1/2 done" not in text]
+    assert all(text for _, text in running), f"blank while the first variation ran: {running}"
+    shown, text = next((t, text) for t, text in log if "1/2 done" in text)
+    wait = re.search(r"(\d+\.\d+) s since Synthesize", text)
+    assert wait, text
+    assert 0.5 * shown <= float(wait.group(1)) <= shown + 0.1, (text, f"shown {shown:.2f} s after the click")

@@ -5,6 +5,7 @@ else is private UI plumbing. Images and masks travel as PNG (Gradio's default WE
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +18,7 @@ from ui.files import Served
 from ui.mask_editing import BRUSH_RGB, MASK_LABELS
 from ui.messages import user_error, user_errors
 from ui.session import Session
-from ui.synthesis import METHOD_LABELS, NO_RESULTS
+from ui.synthesis import METHOD_LABELS, NO_RESULTS, STARTING
 
 CSS = """
 #sard-title h1 {margin-bottom: 0}
@@ -259,6 +260,9 @@ def wire_synthesis(studio: Studio, demo: gr.Blocks, c: SimpleNamespace, first) -
     """Synthesis, comparing and stepping through it."""
     session = c.session
     c.seed_btn.click(studio.new_seed, None, c.seed, api_visibility="private", show_progress="hidden")
+    # In the browser at once, before any round trip: the last run's "N/N done" goes with the click.
+    c.synth_btn.click(None, None, c.status, js=f"() => {json.dumps(STARTING)}", api_visibility="private",
+                      show_progress="hidden")
     running = first(c.synth_btn.click, studio.begin_run, [c.editor, c.feather_px, session],
                     [c.mask_full, c.mask_overlay, session, *c.run]) \
         .then(studio.synthesize, [c.image_in, c.mask_full, c.method, c.defect, c.seed, c.variations, c.rcd,

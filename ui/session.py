@@ -32,6 +32,7 @@ class Session:
     selected: int = 0
     curated: list[Variation] = field(default_factory=list)
     curated_selected: int | None = None
+    pressed: float | None = None      # time.monotonic() when Synthesize was pressed (the status counts from it)
 
     def new_image(self, source: str, image: np.ndarray, scale: float) -> "Session":
         """Start on another image; the curated set stays."""

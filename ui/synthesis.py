@@ -2,6 +2,7 @@
 full size beside the input, and the step-through of SARD's reverse process."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:      # the studio's SARD synthesizer carries it (sard.synthesi
 METHOD_LABELS = {LABELS[m]: m for m in METHODS}    # what the method radio shows -> the registry's name
 COMPARE_SIDE = 4096    # the before/after view: full resolution up to this side
 NO_RESULTS = "No results yet."
+STARTING = "Synthesizing: starting ..."          # shown by the browser at the click
+STARTED = "Synthesizing: started; the bar on the results follows the first variation."
 
 
 class Synthesis:
@@ -33,18 +36,21 @@ class Synthesis:
     defects: list[str]
     files: Published
 
-    def cleared_run(self, session: Session) -> tuple:
+    def cleared_run(self, session: Session, status: str = "") -> tuple:
         """RUN outputs before a run: results, full-resolution results, status, compare, result download,
         real examples left as they are, and the step-through views empty."""
         session.variations, session.selected = [], 0
-        return ([], [], "", None, gr.update(value=None, interactive=False, label="Download result"),
+        return ([], [], status, None, gr.update(value=None, interactive=False, label="Download result"),
                 *self.step_view(0, None, session))
 
     def begin_run(self, value, feather_px: float, session: Session):
-        """Synthesize pressed: the editor's current layer becomes the mask (a stroke's change event may
-        still be queued) and the last run's results and status go. Outputs: mask, overlay, session, *RUN."""
+        """Synthesize pressed: the wait starts (the status counts from here), the editor's current layer
+        becomes the mask (a stroke's change event may still be queued) and the last run's results go;
+        the status says the run started, never blank until the first variation is done. Outputs:
+        mask, overlay, session, *RUN."""
+        session.pressed = time.monotonic()
         mask, over, session = self.mask_from_editor(value, feather_px, session)
-        return (mask, over, session, *self.cleared_run(session))
+        return (mask, over, session, *self.cleared_run(session, STARTED))
 
     def synthesize(self, image_path, mask, method: str, defect: str | None, seed: float, variations: float,
                    rcd: bool, feather_px: float, session: Session, progress=gr.Progress()):
@@ -58,6 +64,7 @@ class Synthesis:
             session.new_image(self.source_of(image_path, image), image, fit_display(image)[1])
             session.mask, session.mask_params = m, mask_params
         session.variations, session.selected = [], 0
+        pressed, session.pressed = session.pressed or time.monotonic(), None   # the API: from this call
         made = make_variations(self.synthesizers[method], image, m, defect=defect, seed=seed, count=n, rcd=rcd,
                                feather_px=fpx, source=session.source, mask_params=mask_params)
         with user_errors():
@@ -70,8 +77,9 @@ class Synthesis:
                 file = self.files.bytes(png_bytes(item.image), name)     # written once, under its own name
                 session.variations.append(Variation(item.image, np.asarray(result.mask), result.frames, result.roi,
                                                     item.settings, file))
-                yield (self._results(session), f"{len(session.variations)}/{n} done "
-                       f"({item.settings['seconds']:.2f} s for this one)",
+                yield (self._results(session), f"{len(session.variations)}/{n} done, "
+                       f"{time.monotonic() - pressed:.1f} s since Synthesize "
+                       f"({item.settings['seconds']:.2f} s computing this one)",
                        [(v.file, f"#{i} seed {v.settings['seed']}") for i, v in enumerate(session.variations)],
                        session)
 
