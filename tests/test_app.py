@@ -607,6 +607,25 @@ def test_the_studio_says_what_the_checkpoint_does_to_colour(studio, tmp_path):
     assert notes[(1, "gray.png")] == "gray.png: 50x40, 8-bit, gray"
 
 
+def test_bank_masks_keep_to_the_area_range_as_every_generator(tmp_path):
+    """Issue 32 item 6: a real mask from the bank is scaled into the area range the studio offers (its
+    natural size ran from 0.07 to 54 % of the image): the tiny data set's masks (about 1.5 % of
+    their tiles) asked for 5-10 %, the shipped checkpoint's bank (when present) for 0.5-3 %."""
+    from ui.actions import Studio
+    from ui.session import Session
+    studios = [(Studio(tiny_checkpoint(tmp_path / "ck"), tmp_path / "exports", make_tiny_data(tmp_path / "data")),
+                (5.0, 10.0))]
+    if (DEFAULT_CK / "bank").is_dir():
+        studios.append((Studio(DEFAULT_CK, tmp_path / "exports"), (0.5, 3.0)))
+    img = tile(tmp_path, size=(300, 400))
+    for studio, (lo, hi) in studios:
+        for seed in range(12):
+            m, session = studio.random_mask(img, "Real-mask bank", lo, hi, seed, "crack", Session())
+            area = 100 * (m > 0).mean()
+            assert lo <= area <= hi, f"{studio.checkpoint.name} seed {seed}: {area:.2f} % of the image"
+            assert session.mask_params["kind"] == "bank" and session.mask_params["area"] == [lo / 100, hi / 100]
+
+
 def test_real_examples_and_the_bank_come_from_the_data_set_or_the_checkpoint(studio, tmp_path):
     from sard.masks import write_bank
     from ui.actions import Studio
