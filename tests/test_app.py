@@ -71,6 +71,11 @@ def path_of(x) -> str:
     return x["path"] if isinstance(x, dict) else x
 
 
+def exported_base(status: str) -> Path:
+    """The category folder an export's status names ("Exported N pairs to `<folder>` ...")."""
+    return Path(re.search(r"to `([^`]+)`", status).group(1))
+
+
 def browser_event(url: str, elem_id: str, event: str, event_data: dict) -> list:
     """Fire a UI-only event (no API name: gradio_client cannot call it) as the browser does, over
     the queue's HTTP protocol; returns the outputs."""
@@ -94,14 +99,17 @@ def browser_event(url: str, elem_id: str, event: str, event_data: dict) -> list:
     raise AssertionError(f"{elem_id}.{event}: no result")
 
 
-def curate_and_export(c, img: str, root: Path, category: str) -> dict:
-    """Random mask, one SARD result, keep it, export: the pair's manifest line."""
+def curate_and_export(c, img: str, root: Path, category: str, with_zip: bool = False):
+    """Random mask, one SARD result, keep it, export into root: the pair's manifest line (and the zip)."""
     from gradio_client import handle_file
     m = c.predict(handle_file(img), "Ellipse", 2.0, 4.0, 1, "crack", api_name="/random_mask")
     list(c.submit(handle_file(img), handle_file(path_of(m)), "SARD", "crack", 0, 1, True, api_name="/synthesize"))
     c.predict(0, api_name="/keep")
-    assert "Exported 1 pair " in c.predict(category, api_name="/export")[0]
-    return json.loads((root / category / "manifest.jsonl").read_text().splitlines()[0])
+    status, zip_file = c.predict(category, api_name="/export")
+    base = exported_base(status)
+    assert "Exported 1 pair " in status and base.is_relative_to(root.resolve()) and base.name == category
+    rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[-1])     # the line this export added
+    return (rec, base, path_of(zip_file)) if with_zip else rec
 
 
 def test_api_names_are_stable(server):
@@ -130,7 +138,8 @@ def test_random_mask_synthesize_keep_export(server, tmp_path):
     assert "Curated: 1" in count
     status, zip_file = c.predict("api_test", api_name="/export")
     assert "Exported 1 pair " in status
-    base = root / "api_test"
+    base = exported_base(status)
+    assert base.parent.parent == root.resolve() and base.parent.name.startswith("session-")
     rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[0])
     assert rec["method"] == "sard" and rec["defect"] == "crack" and rec["seed"] == 4
     assert rec["mask_params"]["kind"] == "ellipse" and rec["mask_params"]["seed"] == 7
@@ -158,8 +167,34 @@ def test_two_sessions_never_see_each_others_curated_sets(server, tmp_path):
         b.predict(0, api_name="/keep")          # b has no results of its own
     with pytest.raises(Exception, match="Nothing curated"):
         b.predict("b_set", api_name="/export")
-    assert not (root / "b_set").exists()
+    assert not list(root.glob("*/b_set"))
     assert "Exported 1 pair " in a.predict("a_set", api_name="/export")[0]
+
+
+def test_sessions_export_apart_and_the_file_route_serves_no_export(server, tmp_path):
+    """Issue 32 item 9: two sessions exporting into one category write to folders of their own
+    (<export root>/session-.../<category>/); each zip holds exactly its own pair and manifest line; the
+    file route serves nothing under the export root by path (another session's manifest was 200),
+    only the zip each session was handed."""
+    import httpx
+    url, root = server
+    a, b = client(url), client(url)
+    rec_a, base_a, zip_a = curate_and_export(a, tile(tmp_path, "a.png"), root, "shared", with_zip=True)
+    rec_b, base_b, zip_b = curate_and_export(b, tile(tmp_path, "b.png", (200, 240)), root, "shared", with_zip=True)
+    assert rec_a["image_sha256"] != rec_b["image_sha256"]
+    for base, rec, zip_path in ((base_a, rec_a, zip_a), (base_b, rec_b, zip_b)):
+        with zipfile.ZipFile(zip_path) as z:
+            assert [json.loads(x) for x in z.read("shared/manifest.jsonl").decode().splitlines()] == [rec]
+            assert sorted(z.namelist()) == sorted(f"shared/{x}" for x in (rec["image"], rec["mask"], "manifest.jsonl"))
+            assert z.read(f"shared/{rec['image']}") == (base / rec["image"]).read_bytes()
+    for path in (base_a / "manifest.jsonl", base_b / "manifest.jsonl", base_b / rec_b["image"], Path(rec_a["source"])):
+        assert path.is_file()
+        assert httpx.get(f"{url}gradio_api/file={path}").status_code == 403, path
+    assert base_a != base_b
+    for base, rec in ((base_a, rec_a), (base_b, rec_b)):
+        assert [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines()] == [rec]
+    for zip_path in (zip_a, zip_b):
+        assert httpx.get(f"{url}gradio_api/file={zip_path}").content == Path(zip_path).read_bytes()
 
 
 @pytest.mark.parametrize("category", ["../evil", "a/b", "..", "x" * 80, "bad name"])
@@ -250,13 +285,24 @@ def test_a_bad_seed_is_refused_with_one_line_in_the_server_log(server, tmp_path,
     assert "studio: refused: seed" in err and "Traceback" not in err
 
 
-def test_manifest_source_is_the_absolute_path_of_the_upload(server, tmp_path):
-    url, root = server
-    img = tile(tmp_path, "my tile.png")
-    rec = curate_and_export(client(url), img, root, "upload_source")
+def test_manifest_source_is_a_copy_of_the_upload_kept_with_the_export(tmp_path):
+    """Issue 32 item 8: an upload's manifest `source` names a copy kept in the session's export folder
+    (sources/, named as uploaded), not Gradio's upload cache: the file outlives the server, bytes as
+    uploaded (a JPEG stays that JPEG)."""
+    from gradio.utils import get_upload_folder
+    demo, url = start(tmp_path, tiny_checkpoint(tmp_path / "ck"), data=False)
+    root = tmp_path / "exports"
+    try:
+        img = tmp_path / "my tile.jpg"
+        Image.fromarray(texture((96, 128), 6)).save(img, quality=90)
+        rec, base, _ = curate_and_export(client(url), str(img), root, "upload_source", with_zip=True)
+    finally:
+        demo.close()
     source = Path(rec["source"])
-    assert source.is_absolute() and source == source.resolve() and source.name == "my tile.png"
-    assert np.array_equal(np.array(Image.open(source)), np.array(Image.open(img)))   # the file read, while served
+    assert source.is_absolute() and source == source.resolve() and source.name == "my tile.jpg"
+    assert not source.is_relative_to(Path(get_upload_folder()).resolve()), source
+    assert source.parent == base.parent / "sources" and base.parent.parent == root.resolve()
+    assert source.read_bytes() == img.read_bytes()       # after the server stopped
 
 
 def test_a_gallery_pick_records_the_data_set_file_with_its_own_name(tmp_path):
@@ -332,11 +378,6 @@ def test_synthesize_returns_the_inputs_size_and_a_display_copy(server, tmp_path)
         assert np.array(Image.open(path_of(shown[0]["image"]))).shape == (768, 1024, 3)
     assert np.array_equal(outs[5], feather(outs[0], source, feather_weights(mask, 5)))
     assert not np.array_equal(outs[5], outs[0])
-
-
-def exported_base(status: str) -> Path:
-    """The category folder an export's status names ("Exported N pairs to `<folder>` ...")."""
-    return Path(re.search(r"to `([^`]+)`", status).group(1))
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
@@ -461,7 +502,7 @@ def test_readme_client_script_passes_against_start_sh_without_data(tmp_path):
     lines = r.stdout.splitlines()
     assert [x for x in lines if "done" in x][-1].startswith("3/3 done") and "Exported 3 pairs" in lines[-1]
     assert np.array(Image.open(next(x for x in lines if x.endswith(".png") and Path(x).is_file()))).shape == part.shape
-    base = tmp_path / "exports" / "my_set"
+    base, = (tmp_path / "exports").glob("session-*/my_set")
     records = [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines()]
     assert [rec["seed"] for rec in records] == [0, 1, 2]
     bank = REPO / "checkpoints" / "sard-magnetic-tile" / "bank"

@@ -132,6 +132,12 @@ def upload(page, mask: Path):
     chooser.value.set_files(str(mask))
 
 
+def exported(root: Path, category: str) -> Path:
+    """The category folder of the one session (browser page) that exported it: <root>/session-.../<category>."""
+    base, = root.glob(f"session-*/{category}")
+    return base
+
+
 def choose(page, label: str, option: str):
     page.get_by_label(label).click()
     page.get_by_role("option", name=option).click()
@@ -213,9 +219,10 @@ def test_an_uploaded_mask_is_used_as_it_is(page, server, tmp_path):
     page.locator("#category input, #category textarea").first.fill("uploaded_mask")
     page.click("#export")
     page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 1 pair ')")
-    rec = json.loads((root / "uploaded_mask" / "manifest.jsonl").read_text().splitlines()[0])
+    base = exported(root, "uploaded_mask")
+    rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[0])
     assert rec["mask_params"] == {"kind": "uploaded", "file": "my mask.png"}
-    assert np.array_equal(np.array(Image.open(root / "uploaded_mask" / rec["mask"])), mask)
+    assert np.array_equal(np.array(Image.open(base / rec["mask"])), mask)
 
 
 def test_paint_synthesize_step_keep_export_download(page, server, tmp_path):
@@ -266,7 +273,7 @@ def test_paint_synthesize_step_keep_export_download(page, server, tmp_path):
     dl.value.save_as(zip_path)
     page.screenshot(path=str(ARTIFACTS / "3_exported.png"), full_page=True)
 
-    base = root / "browser_set"
+    base = exported(root, "browser_set")
     manifest = [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) == 2 and [r["seed"] for r in manifest] == [1, 2]
     for rec in manifest:
@@ -360,6 +367,7 @@ def test_keeping_a_result_twice_keeps_it_once(page, server):
     page.click("#export")
     page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 2 pairs')")
     assert "already there" not in page.locator("#export-status").inner_text()
+    assert len((exported(root, "kept_once") / "manifest.jsonl").read_text().splitlines()) == 2
 
 
 def test_curated_thumbnails_show_the_mask_region_whole(page, tmp_path):

@@ -2,15 +2,19 @@
 (keep, keep all, remove) and its export in the MVTec layout with a zip to download."""
 from __future__ import annotations
 
-import tempfile
+import hashlib
+import json
+import os
+import secrets
 import time
 import zipfile
 from pathlib import Path
 
 import gradio as gr
 
-from sard.io import SardInputError, read_image, read_mask
+from sard.io import SardInputError, atomic_write_bytes, read_image, read_mask
 from sard.pairs import PairWriter, safe_name
+from ui.files import Published
 from ui.messages import count, user_error, user_errors
 from ui.pictures import example_crop
 from ui.session import Session
@@ -24,6 +28,7 @@ class Curation:
     data: Path | None
     defect_samples: dict[str, list]
     export_root: Path
+    files: Published
     _examples: dict[str, list]
 
     # -- real examples ------------------------------------------------------------------------------
@@ -110,28 +115,51 @@ class Curation:
         return f"**Curated: {len(session.curated)}**"
 
     # -- export -------------------------------------------------------------------------------------
+    def session_folder(self, session: Session) -> Path:
+        """This session's export folder, <export root>/session-<date>-<time>-<token>, named at its first
+        export: two sessions never write, zip or read each other's pairs."""
+        if not session.export_dir:
+            token = f"session-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+            session.export_dir = str((self.export_root / token).resolve())
+        return Path(session.export_dir)
+
+    def kept_source(self, folder: Path, source: str) -> str:
+        """The manifest's source: a data set file as it is; an upload (in Gradio's upload folder, gone
+        with the server) copied to <session folder>/sources/<its name> (another file of that name
+        gets its SHA-256's first 8 digits appended)."""
+        path = Path(source)
+        if not self.files.holds(path):
+            return source
+        if not path.is_file():
+            raise SardInputError(f"{path.name}: the upload is no longer on the server; load the image again")
+        data = path.read_bytes()
+        kept = folder / "sources" / path.name
+        if kept.is_file() and kept.read_bytes() != data:
+            kept = kept.with_name(f"{path.stem}-{hashlib.sha256(data).hexdigest()[:8]}{path.suffix}")
+        if not kept.is_file():
+            atomic_write_bytes(kept, data)
+        return str(kept)
+
     def export(self, category: str, session: Session):
-        """/export: the curated set into <export root>/<category>/ (MVTec layout + manifest.jsonl), and a zip."""
+        """/export: the curated set into <session folder>/<category>/ (MVTec layout + manifest.jsonl),
+        and a zip of exactly these pairs and their manifest lines."""
         if not session.curated:
             raise user_error("Nothing curated yet: keep some results first.")
         with user_errors():
             category = safe_name((category or "").strip(), "category")
-            writer = PairWriter(self.export_root, category, "mvtec")
-            pairs, new = [], 0
+            folder = self.session_folder(session)
+            writer = PairWriter(folder, category, "mvtec")
+            pairs, new = {}, 0
             for v in session.curated:
                 defect = safe_name(v.settings["defect"], "defect")
-                rec, written = writer.add(defect, v.image, v.mask, {**v.settings, "studio": True})
-                pairs.append(rec)
+                record = {**v.settings, "source": self.kept_source(folder, v.settings["source"]), "studio": True}
+                rec, written = writer.add(defect, v.image, v.mask, record)
+                pairs[rec["image"]] = rec
                 new += written
-        zip_dir = Path(tempfile.mkdtemp(prefix="sard-export-"))
-        zip_path = zip_dir / f"{category}-{time.strftime('%Y%m%d-%H%M%S')}.zip"
-        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
-            for rec in {r["image"]: r for r in pairs}.values():
-                for key in ("image", "mask"):
-                    z.write(writer.base / rec[key], f"{category}/{rec[key]}")
-            z.write(writer.manifest, f"{category}/manifest.jsonl")
-        names = sorted({r["image"] for r in pairs})
-        old = len(pairs) - new
+        zip_path = self.files.new_file(f"{category}-{time.strftime('%Y%m%d-%H%M%S')}.zip")
+        write_zip(zip_path, writer, list(pairs.values()), category)
+        names = sorted(pairs)
+        old = len(session.curated) - new
         status = (f"Exported {count(new, 'pair')} to `{writer.base}` ({', '.join(names[:3])}"
                   f"{' ...' if len(names) > 3 else ''})"
                   + (f"; {old} of the curated set {'was' if old == 1 else 'were'} already there, not written again."
@@ -144,3 +172,17 @@ class Curation:
         if not path:
             return gr.update(interactive=False, label="Download zip (export first)")
         return gr.update(interactive=True, label=f"Download zip ({Path(path).name})")
+
+
+def write_zip(path: Path, writer: PairWriter, pairs: list[dict], category: str) -> None:
+    """<category>/ with these pairs' files and a manifest.jsonl of exactly their lines (as the
+    category's manifest holds them), written under a temporary name and renamed into place."""
+    images = {rec["image"] for rec in pairs}
+    lines = [ln for ln in writer.manifest.read_text().splitlines() if ln.strip() and json.loads(ln)["image"] in images]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for rec in pairs:
+            for key in ("image", "mask"):
+                z.write(writer.base / rec[key], f"{category}/{rec[key]}")
+        z.writestr(f"{category}/manifest.jsonl", "".join(ln + "\n" for ln in lines))
+    os.replace(tmp, path)

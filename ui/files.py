@@ -40,6 +40,10 @@ class Published:
             atomic_write_bytes(path, data)
         return str(path)
 
+    def holds(self, path: str | os.PathLike) -> bool:
+        """Whether `path` lies in this folder: Gradio's cache, where its uploads go too."""
+        return Path(path).resolve().is_relative_to(self.folder.resolve())
+
     def png(self, a: np.ndarray, name: str = "image.png") -> str:
         return self.bytes(png_bytes(a), name)
 

@@ -32,6 +32,7 @@ class Session:
     selected: int = 0
     curated: list[Variation] = field(default_factory=list)
     curated_selected: int | None = None
+    export_dir: str = ""              # <export root>/session-...: this session's exports (ui.curation)
     pressed: float | None = None      # time.monotonic() when Synthesize was pressed (the status counts from it)
 
     def new_image(self, source: str, image: np.ndarray, scale: float) -> "Session":
