@@ -356,6 +356,30 @@ def test_unreadable_and_oversized_uploads_are_named_by_their_own_name(tmp_path, 
     assert "studio: refused: notes.txt: unreadable" in err and "Traceback" not in err
 
 
+def memory_kb(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-memory reset")
+def test_a_100_megapixel_mask_is_refused_from_its_header_before_it_is_decoded(server, tmp_path):
+    """Issue 32 item 10: a 100-megapixel mask (a 1-bit PNG: a small file) through /synthesize is
+    refused naming it and the limit, and the server (this process) never holds its pixels: the peak
+    memory during the call stays under 40 MB above where it started (decoded, 100 MB and more)."""
+    from gradio_client import handle_file
+    c = client(server[0])
+    huge = tmp_path / "huge mask.png"
+    Image.new("1", (10000, 10000)).save(huge)
+    good = handle_file(tile(tmp_path))
+    c.view_api(print_info=False)
+    Path("/proc/self/clear_refs").write_text("5")         # the peak (VmHWM) starts again from here
+    before = memory_kb("VmRSS")
+    with pytest.raises(Exception) as e:
+        c.predict(good, handle_file(str(huge)), "SARD", "crack", 0, 1, True, api_name="/synthesize")
+    grew_mb = (memory_kb("VmHWM") - before) / 1024
+    assert grew_mb < 40, f"the server's memory peaked {grew_mb:.0f} MB above where it was: {e.value}"
+    assert str(e.value).startswith("huge mask.png: 10000x10000 = 100.0 megapixels; expected at most 50 megapixels")
+
+
 def test_synthesize_returns_the_inputs_size_and_a_display_copy(server, tmp_path):
     """A 1200 x 900 16-bit input: full-resolution results of its size and type (feathered exactly as
     feather() says), display copies at most 1024 pixels a side."""

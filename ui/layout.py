@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from sard.io import read_image
+from sard.io import image_size, read_image
 from sard.synthesizers import LABELS, SARD
 from ui.actions import Studio, colour_note
 from ui.files import Served
@@ -39,11 +39,16 @@ BRUSH_SIZE = 6
 
 def named_refusals(component):
     """A file an image input cannot read is refused naming the upload and what is expected, where
-    Gradio says "Could not preprocess ..." with the server's temp path. (Wrapped on the instance: a
-    subclass would make Gradio write a .pyi file beside this module.)"""
+    Gradio says "Could not preprocess ..." with the server's temp path; one larger than sard.io's
+    limit is refused from its header, before Gradio decodes it (a 100-megapixel mask). (Wrapped on
+    the instance: a subclass would make Gradio write a .pyi file beside this module.)"""
     preprocess = component.preprocess
 
     def checked(payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            name = payload.orig_name or Path(payload.path).name
+            with user_errors(payload.path, name):
+                image_size(payload.path)
         try:
             return preprocess(payload)
         except gr.Error:
