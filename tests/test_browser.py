@@ -310,19 +310,28 @@ def test_cancel_stops_a_run_and_a_random_seed_is_drawn(page):
     assert "Cancelled" in page.locator("#synth-status").inner_text()
 
 
-def run_cutpaste(page, variations: int) -> np.ndarray:
-    """TILE loaded, a random ellipse mask, `variations` CutPaste results (fast) shown."""
-    source = load(page, TILE)
-    choose(page, "Random mask generator", "Ellipse")
-    page.click("#random-mask")
-    wait_for_layer(page, lambda m: m.any())
-    page.get_by_label("CutPaste").check()
+def set_variations(page, n: int):
     box = page.locator("input[aria-label='number input for Variations']")
-    box.fill(str(variations))
+    box.fill(str(n))
     box.press("Enter")
+
+
+def synthesize_cutpaste(page, variations: int):
+    """`variations` CutPaste results (fast) of the image and mask loaded, shown."""
+    page.get_by_label("CutPaste").check()
+    set_variations(page, variations)
     page.click("#synthesize")
     page.wait_for_function(f"document.querySelector('#synth-status').innerText.includes('{variations}/{variations} "
                            f"done')", timeout=120_000)
+
+
+def run_cutpaste(page, variations: int, image: Path = TILE) -> np.ndarray:
+    """The image loaded, a random ellipse mask, `variations` CutPaste results shown."""
+    source = load(page, image)
+    choose(page, "Random mask generator", "Ellipse")
+    page.click("#random-mask")
+    wait_for_layer(page, lambda m: m.any())
+    synthesize_cutpaste(page, variations)
     return source
 
 
@@ -380,12 +389,7 @@ def test_curated_thumbnails_show_the_mask_region_whole(page, tmp_path):
     Image.fromarray(mask).save(tmp_path / "bottom.png")
     upload(page, tmp_path / "bottom.png")
     wait_for_layer(page, lambda m: m.any())
-    page.get_by_label("CutPaste").check()
-    box = page.locator("input[aria-label='number input for Variations']")
-    box.fill("2")
-    box.press("Enter")
-    page.click("#synthesize")
-    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('2/2 done')", timeout=120_000)
+    synthesize_cutpaste(page, 2)
     page.click("#keep-all")
     page.wait_for_function("document.querySelectorAll('#curated button.thumbnail-item img').length == 2 && "
                            "[...document.querySelectorAll('#curated button.thumbnail-item img')].every(i => i.complete)")
@@ -415,18 +419,8 @@ def test_the_status_counts_the_wait_from_synthesize_and_is_never_blank(page, tmp
     import re
     from conftest import texture
     Image.fromarray(texture((2000, 3000), 4)).save(tmp_path / "large part.png")
-    load(page, tmp_path / "large part.png")
-    choose(page, "Random mask generator", "Ellipse")
-    page.click("#random-mask")
-    wait_for_layer(page, lambda m: m.any())
-    page.get_by_label("CutPaste").check()
-    box = page.locator("input[aria-label='number input for Variations']")
-    box.fill("1")
-    box.press("Enter")
-    page.click("#synthesize")
-    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('1/1 done')", timeout=120_000)
-    box.fill("2")
-    box.press("Enter")
+    run_cutpaste(page, 1, tmp_path / "large part.png")
+    set_variations(page, 2)
     page.evaluate(STATUS_LOG)
     page.wait_for_function("document.querySelector('#synth-status').innerText.includes('1/2 done')", timeout=120_000)
     clicked = page.evaluate("window.clicked")
