@@ -24,7 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model folder (config.json + model.safetensors) or a shipped model's name")
     p.add_argument("--data", help="data set root: gallery of its normal images, real defects beside the results, its "
                                      "real-mask bank (default: the checkpoint's own bank)")
-    p.add_argument("--export-root", default="exports", help="where curated sets are exported (default ./exports)")
+    p.add_argument("--export-root", default="exports", help="where curated sets are exported, a folder per session (default ./exports)")
     p.add_argument("--queue-size", type=int, default=8, help="jobs waiting for the model before new ones are refused")
     p.add_argument("--max-upload-mb", type=int, default=64, help="largest accepted upload")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
@@ -68,8 +68,9 @@ def launch(args: argparse.Namespace, block: bool = True):
     demo = build_studio(studio)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
     demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=not block, quiet=not block,
-                ssr_mode=False, share=False, css=CSS, allowed_paths=[str(Path(args.export_root).resolve())],
-                max_file_size=f"{args.max_upload_mb}mb", show_error=True)
+                ssr_mode=False, share=False, css=CSS, max_file_size=f"{args.max_upload_mb}mb", show_error=True)
+    # No allowed_paths: the export root is never served by path (one session could fetch another's
+    # pairs); the browser gets only the files the studio hands it (ui.files, unguessable names).
     return demo
 
 

@@ -69,15 +69,18 @@ def colour_mode(image_channels: int, image: np.ndarray) -> str:
 
 
 def prepare_image(image) -> tuple[np.ndarray, np.ndarray | None]:
-    """(pixels uint8/uint16 [H, W] or [H, W, 3], alpha [H, W] or None) from a PIL image or an array."""
+    """(pixels uint8/uint16 [H, W] or [H, W, 3], alpha [H, W] or None) from a PIL image or an array
+    (an array's alpha is its last channel of 2 or 4)."""
     if isinstance(image, Image.Image):
         alpha = np.array(image.getchannel("A")) if image.mode in ("RGBA", "LA") else None
         return to_array(image), alpha
     a = np.asarray(image)
-    if a.dtype not in (np.uint8, np.uint16) or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
-        raise SardInputError(f"image: expected uint8 or uint16 [H, W], [H, W, 3] or [H, W, 4], got {a.dtype} {a.shape}")
-    alpha = a[..., 3] if a.ndim == 3 and a.shape[2] == 4 else None
-    return (a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else (a[..., :3] if alpha is not None else a)), alpha
+    if a.dtype not in (np.uint8, np.uint16) or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+        raise SardInputError(f"image: expected uint8 or uint16 [H, W], [H, W, 3], [H, W, 4] (RGBA) or [H, W, 2] "
+                             f"(gray and alpha), got {a.dtype} {a.shape}")
+    if a.ndim == 3 and a.shape[2] in (2, 4):    # the last channel is alpha
+        return (a[..., 0] if a.shape[2] == 2 else a[..., :3]), a[..., -1]
+    return (a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a), None
 
 
 def prepare_mask(mask, shape: tuple[int, ...]) -> np.ndarray:

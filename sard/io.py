@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import tempfile
 import warnings
 from pathlib import Path
@@ -43,20 +44,39 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """A PNG's (width, height) from its first 24 bytes (signature, IHDR); None for another format."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    return None
+
+
+def _check_size(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise SardInputError(f"{path}: {w}x{h} = {w * h / 1e6:.1f} megapixels; expected at most "
+                             f"{max_pixels / 1e6:.0f} megapixels (crop or downscale it)")
+
+
+def _open_checked(path: Path, max_pixels: int, decode: bool = True) -> Image.Image:
+    """The image opened: its size read from the header (a PNG's from its first bytes, before Pillow)
+    and checked before any pixel is decoded; then decoded unless decode=False."""
     if not path.is_file():
         raise SardInputError(f"{path}: no such image file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        size = _png_size(path)
+        if size is not None:
+            _check_size(path, size, max_pixels)
+        with warnings.catch_warnings():     # Pillow's own limit warns above 89 megapixels: max_pixels rules
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-            w, h = img.size
-            if w * h > max_pixels:
-                raise SardInputError(f"{path}: {w}x{h} = {w * h / 1e6:.1f} megapixels; expected at most "
-                                     f"{max_pixels / 1e6:.0f} megapixels (crop or downscale it)")
+        _check_size(path, img.size, max_pixels)
+        if decode:
             img.load()
-            return img
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return img
+    except Image.DecompressionBombError as e:    # Pillow refuses to open beyond twice its limit
         raise SardInputError(f"{path}: refused as a decompression bomb (limit {max_pixels / 1e6:.0f} "
                              f"megapixels): {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -66,8 +86,15 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
                              f"{'/'.join(x[1:] for x in IMAGE_EXTENSIONS)} file") from None
 
 
-def to_array(img: Image.Image) -> np.ndarray:
-    """PIL image -> uint8 or uint16 array, [H, W] for gray, [H, W, 3] for colour (alpha dropped)."""
+def has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info)
+
+
+def to_array(img: Image.Image, alpha: bool = False) -> np.ndarray:
+    """PIL image -> uint8 or uint16 array, [H, W] for gray, [H, W, 3] for colour; an alpha channel is
+    dropped, or with alpha=True kept as the last channel ([H, W, 2] gray, [H, W, 4] colour)."""
+    if alpha and has_alpha(img):
+        return np.array(img.convert("LA" if img.mode in ("LA", "La") else "RGBA"))
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.array(img)
         return np.clip(a, 0, 65535).astype(np.uint16)
@@ -78,10 +105,21 @@ def to_array(img: Image.Image) -> np.ndarray:
     return np.array(img.convert("RGB"))  # P, RGBA, CMYK, YCbCr: colour, alpha dropped
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image as uint8/uint16 [H, W] or [H, W, 3]; SardInputError if unreadable or too big."""
+def image_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the file's header, no pixel decoded; SardInputError, as read_image says it,
+    when the file is no image or larger than max_pixels (a server checks an upload before anything
+    decodes it)."""
+    img = _open_checked(Path(path), max_pixels, decode=False)
+    size = img.size
+    img.close()
+    return size
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, alpha: bool = False) -> np.ndarray:
+    """Read an image as uint8/uint16 [H, W] or [H, W, 3] (alpha=True: with its alpha channel, if any, as
+    the last one); SardInputError if unreadable or too big."""
     path = Path(path)
-    return to_array(_open_checked(path, max_pixels))
+    return to_array(_open_checked(path, max_pixels), alpha)
 
 
 _warned_nonbinary: set[str] = set()

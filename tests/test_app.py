@@ -71,6 +71,11 @@ def path_of(x) -> str:
     return x["path"] if isinstance(x, dict) else x
 
 
+def exported_base(status: str) -> Path:
+    """The category folder an export's status names ("Exported N pairs to `<folder>` ...")."""
+    return Path(re.search(r"to `([^`]+)`", status).group(1))
+
+
 def browser_event(url: str, elem_id: str, event: str, event_data: dict) -> list:
     """Fire a UI-only event (no API name: gradio_client cannot call it) as the browser does, over
     the queue's HTTP protocol; returns the outputs."""
@@ -94,14 +99,17 @@ def browser_event(url: str, elem_id: str, event: str, event_data: dict) -> list:
     raise AssertionError(f"{elem_id}.{event}: no result")
 
 
-def curate_and_export(c, img: str, root: Path, category: str) -> dict:
-    """Random mask, one SARD result, keep it, export: the pair's manifest line."""
+def curate_and_export(c, img: str, root: Path, category: str, with_zip: bool = False):
+    """Random mask, one SARD result, keep it, export into root: the pair's manifest line (and the zip)."""
     from gradio_client import handle_file
     m = c.predict(handle_file(img), "Ellipse", 2.0, 4.0, 1, "crack", api_name="/random_mask")
     list(c.submit(handle_file(img), handle_file(path_of(m)), "SARD", "crack", 0, 1, True, api_name="/synthesize"))
     c.predict(0, api_name="/keep")
-    assert "Exported 1 pair " in c.predict(category, api_name="/export")[0]
-    return json.loads((root / category / "manifest.jsonl").read_text().splitlines()[0])
+    status, zip_file = c.predict(category, api_name="/export")
+    base = exported_base(status)
+    assert "Exported 1 pair " in status and base.is_relative_to(root.resolve()) and base.name == category
+    rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[-1])     # the line this export added
+    return (rec, base, path_of(zip_file)) if with_zip else rec
 
 
 def test_api_names_are_stable(server):
@@ -130,7 +138,8 @@ def test_random_mask_synthesize_keep_export(server, tmp_path):
     assert "Curated: 1" in count
     status, zip_file = c.predict("api_test", api_name="/export")
     assert "Exported 1 pair " in status
-    base = root / "api_test"
+    base = exported_base(status)
+    assert base.parent.parent == root.resolve() and base.parent.name.startswith("session-")
     rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[0])
     assert rec["method"] == "sard" and rec["defect"] == "crack" and rec["seed"] == 4
     assert rec["mask_params"]["kind"] == "ellipse" and rec["mask_params"]["seed"] == 7
@@ -158,8 +167,34 @@ def test_two_sessions_never_see_each_others_curated_sets(server, tmp_path):
         b.predict(0, api_name="/keep")          # b has no results of its own
     with pytest.raises(Exception, match="Nothing curated"):
         b.predict("b_set", api_name="/export")
-    assert not (root / "b_set").exists()
+    assert not list(root.glob("*/b_set"))
     assert "Exported 1 pair " in a.predict("a_set", api_name="/export")[0]
+
+
+def test_sessions_export_apart_and_the_file_route_serves_no_export(server, tmp_path):
+    """Issue 32 item 9: two sessions exporting into one category write to folders of their own
+    (<export root>/session-.../<category>/); each zip holds exactly its own pair and manifest line; the
+    file route serves nothing under the export root by path (another session's manifest was 200),
+    only the zip each session was handed."""
+    import httpx
+    url, root = server
+    a, b = client(url), client(url)
+    rec_a, base_a, zip_a = curate_and_export(a, tile(tmp_path, "a.png"), root, "shared", with_zip=True)
+    rec_b, base_b, zip_b = curate_and_export(b, tile(tmp_path, "b.png", (200, 240)), root, "shared", with_zip=True)
+    assert rec_a["image_sha256"] != rec_b["image_sha256"]
+    for base, rec, zip_path in ((base_a, rec_a, zip_a), (base_b, rec_b, zip_b)):
+        with zipfile.ZipFile(zip_path) as z:
+            assert [json.loads(x) for x in z.read("shared/manifest.jsonl").decode().splitlines()] == [rec]
+            assert sorted(z.namelist()) == sorted(f"shared/{x}" for x in (rec["image"], rec["mask"], "manifest.jsonl"))
+            assert z.read(f"shared/{rec['image']}") == (base / rec["image"]).read_bytes()
+    for path in (base_a / "manifest.jsonl", base_b / "manifest.jsonl", base_b / rec_b["image"], Path(rec_a["source"])):
+        assert path.is_file()
+        assert httpx.get(f"{url}gradio_api/file={path}").status_code == 403, path
+    assert base_a != base_b
+    for base, rec in ((base_a, rec_a), (base_b, rec_b)):
+        assert [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines()] == [rec]
+    for zip_path in (zip_a, zip_b):
+        assert httpx.get(f"{url}gradio_api/file={zip_path}").content == Path(zip_path).read_bytes()
 
 
 @pytest.mark.parametrize("category", ["../evil", "a/b", "..", "x" * 80, "bad name"])
@@ -250,13 +285,24 @@ def test_a_bad_seed_is_refused_with_one_line_in_the_server_log(server, tmp_path,
     assert "studio: refused: seed" in err and "Traceback" not in err
 
 
-def test_manifest_source_is_the_absolute_path_of_the_upload(server, tmp_path):
-    url, root = server
-    img = tile(tmp_path, "my tile.png")
-    rec = curate_and_export(client(url), img, root, "upload_source")
+def test_manifest_source_is_a_copy_of_the_upload_kept_with_the_export(tmp_path):
+    """Issue 32 item 8: an upload's manifest `source` names a copy kept in the session's export folder
+    (sources/, named as uploaded), not Gradio's upload cache: the file outlives the server, bytes as
+    uploaded (a JPEG stays that JPEG)."""
+    from gradio.utils import get_upload_folder
+    demo, url = start(tmp_path, tiny_checkpoint(tmp_path / "ck"), data=False)
+    root = tmp_path / "exports"
+    try:
+        img = tmp_path / "my tile.jpg"
+        Image.fromarray(texture((96, 128), 6)).save(img, quality=90)
+        rec, base, _ = curate_and_export(client(url), str(img), root, "upload_source", with_zip=True)
+    finally:
+        demo.close()
     source = Path(rec["source"])
-    assert source.is_absolute() and source == source.resolve() and source.name == "my tile.png"
-    assert np.array_equal(np.array(Image.open(source)), np.array(Image.open(img)))   # the file read, while served
+    assert source.is_absolute() and source == source.resolve() and source.name == "my tile.jpg"
+    assert not source.is_relative_to(Path(get_upload_folder()).resolve()), source
+    assert source.parent == base.parent / "sources" and base.parent.parent == root.resolve()
+    assert source.read_bytes() == img.read_bytes()       # after the server stopped
 
 
 def test_a_gallery_pick_records_the_data_set_file_with_its_own_name(tmp_path):
@@ -310,6 +356,30 @@ def test_unreadable_and_oversized_uploads_are_named_by_their_own_name(tmp_path, 
     assert "studio: refused: notes.txt: unreadable" in err and "Traceback" not in err
 
 
+def memory_kb(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-memory reset")
+def test_a_100_megapixel_mask_is_refused_from_its_header_before_it_is_decoded(server, tmp_path):
+    """Issue 32 item 10: a 100-megapixel mask (a 1-bit PNG: a small file) through /synthesize is
+    refused naming it and the limit, and the server (this process) never holds its pixels: the peak
+    memory during the call stays under 40 MB above where it started (decoded, 100 MB and more)."""
+    from gradio_client import handle_file
+    c = client(server[0])
+    huge = tmp_path / "huge mask.png"
+    Image.new("1", (10000, 10000)).save(huge)
+    good = handle_file(tile(tmp_path))
+    c.view_api(print_info=False)
+    Path("/proc/self/clear_refs").write_text("5")         # the peak (VmHWM) starts again from here
+    before = memory_kb("VmRSS")
+    with pytest.raises(Exception) as e:
+        c.predict(good, handle_file(str(huge)), "SARD", "crack", 0, 1, True, api_name="/synthesize")
+    grew_mb = (memory_kb("VmHWM") - before) / 1024
+    assert grew_mb < 40, f"the server's memory peaked {grew_mb:.0f} MB above where it was: {e.value}"
+    assert str(e.value).startswith("huge mask.png: 10000x10000 = 100.0 megapixels; expected at most 50 megapixels")
+
+
 def test_synthesize_returns_the_inputs_size_and_a_display_copy(server, tmp_path):
     """A 1200 x 900 16-bit input: full-resolution results of its size and type (feathered exactly as
     feather() says), display copies at most 1024 pixels a side."""
@@ -332,6 +402,91 @@ def test_synthesize_returns_the_inputs_size_and_a_display_copy(server, tmp_path)
         assert np.array(Image.open(path_of(shown[0]["image"]))).shape == (768, 1024, 3)
     assert np.array_equal(outs[5], feather(outs[0], source, feather_weights(mask, 5)))
     assert not np.array_equal(outs[5], outs[0])
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_an_upload_with_alpha_keeps_it_in_the_results_and_the_export(server, tmp_path, mode):
+    """Issue 32 item 1: an RGBA (or gray + alpha) upload comes back with its alpha channel, unchanged,
+    in /synthesize's full-resolution results (what Download result gives), for SARD and a baseline,
+    and in the exported pair."""
+    from gradio_client import handle_file
+    c = client(server[0])
+    gray = texture((120, 160), 8)
+    alpha = np.tile(np.linspace(40, 255, 160).astype(np.uint8), (120, 1))
+    source = np.dstack([*([gray] * (3 if mode == "RGBA" else 1)), alpha])
+    Image.fromarray(source).save(tmp_path / "part.png")
+    assert Image.open(tmp_path / "part.png").mode == mode
+    img = handle_file(str(tmp_path / "part.png"))
+    m = c.predict(img, "Ellipse", 2.0, 4.0, 1, "crack", api_name="/random_mask")
+    mask = np.array(Image.open(path_of(m))) > 0
+    for method in ("SARD", "CutPaste"):
+        full = list(c.submit(img, handle_file(path_of(m)), method, "crack", 0, 1, True,
+                             api_name="/synthesize"))[-1][2]
+        out = Image.open(path_of(full[0]["image"]))
+        assert out.mode == mode, method
+        out = np.array(out)
+        assert np.array_equal(out[..., -1], alpha), method
+        assert np.array_equal(out[~mask], source[~mask]) and not np.array_equal(out[mask], source[mask]), method
+    c.predict(0, api_name="/keep")
+    base = exported_base(c.predict(f"alpha_{mode}", api_name="/export")[0])
+    rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[-1])
+    exported = Image.open(base / rec["image"])
+    assert exported.mode == mode and np.array_equal(np.array(exported), out)
+
+
+def test_no_file_is_served_while_it_is_written_again(server, tmp_path, capfd):
+    """Issue 32 item 7: pictures the studio returns again (the same random mask, the same run twice,
+    the curated set returned whole at each keep) come back as files written once: none is ever
+    rewritten while a reader keeps fetching them all, every fetch is complete, and the server log
+    holds no h11 "Too little data for declared Content-Length" or ClientDisconnect."""
+    import httpx
+    from gradio_client import handle_file
+    url = server[0]
+    c = client(url)
+    img = handle_file(tile(tmp_path, size=(600, 800)))
+    seen: dict[str, tuple[int, bytes]] = {}     # path -> (mtime_ns, bytes) when first returned
+    errors, stop = [], threading.Event()
+
+    def note(x):
+        if isinstance(x, dict) and "path" in x:
+            p = Path(x["path"])
+            seen.setdefault(str(p), (p.stat().st_mtime_ns, p.read_bytes()))
+        for v in (x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()):
+            note(v)
+
+    def reader():
+        with httpx.Client(timeout=30) as h:
+            while not stop.is_set():
+                for path, (_, data) in list(seen.items()):
+                    try:
+                        got = h.get(f"{url}gradio_api/file={path}").content
+                        if got != data:
+                            errors.append(f"{Path(path).name}: {len(got)} of {len(data)} bytes")
+                    except httpx.HTTPError as e:
+                        errors.append(f"{Path(path).name}: {e!r}")
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for _ in range(3):
+            m = c.predict(img, "Ellipse", 1.0, 3.0, 5, "crack", api_name="/random_mask")
+            note(m)
+        for _ in range(2):
+            for update in c.submit(img, handle_file(path_of(m)), "CutPaste", "crack", 0, 2, True,
+                                   api_name="/synthesize"):
+                note(update)
+        for k in (0, 1):
+            note(c.predict(k, api_name="/keep"))
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert len(seen) >= 5
+    rewritten = [Path(p).name for p, (mtime, data) in seen.items()
+                 if Path(p).stat().st_mtime_ns != mtime or Path(p).read_bytes() != data]
+    assert not rewritten, f"written again after they were served: {rewritten}"
+    assert not errors, errors[:5]
+    err = capfd.readouterr().err
+    assert "Too little data" not in err and "ClientDisconnect" not in err
 
 
 def readme_client_script() -> str:
@@ -371,7 +526,7 @@ def test_readme_client_script_passes_against_start_sh_without_data(tmp_path):
     lines = r.stdout.splitlines()
     assert [x for x in lines if "done" in x][-1].startswith("3/3 done") and "Exported 3 pairs" in lines[-1]
     assert np.array(Image.open(next(x for x in lines if x.endswith(".png") and Path(x).is_file()))).shape == part.shape
-    base = tmp_path / "exports" / "my_set"
+    base, = (tmp_path / "exports").glob("session-*/my_set")
     records = [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines()]
     assert [rec["seed"] for rec in records] == [0, 1, 2]
     bank = REPO / "checkpoints" / "sard-magnetic-tile" / "bank"
@@ -515,6 +670,25 @@ def test_the_studio_says_what_the_checkpoint_does_to_colour(studio, tmp_path):
     assert "(SARD paints colour)" in notes[(3, "colour.png")]
     assert "RGB model: SARD synthesizes in colour, the result is its gray" in notes[(3, "gray.png")]
     assert notes[(1, "gray.png")] == "gray.png: 50x40, 8-bit, gray"
+
+
+def test_bank_masks_keep_to_the_area_range_as_every_generator(tmp_path):
+    """Issue 32 item 6: a real mask from the bank is scaled into the area range the studio offers (its
+    natural size ran from 0.07 to 54 % of the image): the tiny data set's masks (about 1.5 % of
+    their tiles) asked for 5-10 %, the shipped checkpoint's bank (when present) for 0.5-3 %."""
+    from ui.actions import Studio
+    from ui.session import Session
+    studios = [(Studio(tiny_checkpoint(tmp_path / "ck"), tmp_path / "exports", make_tiny_data(tmp_path / "data")),
+                (5.0, 10.0))]
+    if (DEFAULT_CK / "bank").is_dir():
+        studios.append((Studio(DEFAULT_CK, tmp_path / "exports"), (0.5, 3.0)))
+    img = tile(tmp_path, size=(300, 400))
+    for studio, (lo, hi) in studios:
+        for seed in range(12):
+            m, session = studio.random_mask(img, "Real-mask bank", lo, hi, seed, "crack", Session())
+            area = 100 * (m > 0).mean()
+            assert lo <= area <= hi, f"{studio.checkpoint.name} seed {seed}: {area:.2f} % of the image"
+            assert session.mask_params["kind"] == "bank" and session.mask_params["area"] == [lo / 100, hi / 100]
 
 
 def test_real_examples_and_the_bank_come_from_the_data_set_or_the_checkpoint(studio, tmp_path):

@@ -132,6 +132,12 @@ def upload(page, mask: Path):
     chooser.value.set_files(str(mask))
 
 
+def exported(root: Path, category: str) -> Path:
+    """The category folder of the one session (browser page) that exported it: <root>/session-.../<category>."""
+    base, = root.glob(f"session-*/{category}")
+    return base
+
+
 def choose(page, label: str, option: str):
     page.get_by_label(label).click()
     page.get_by_role("option", name=option).click()
@@ -201,7 +207,7 @@ def test_an_uploaded_mask_is_used_as_it_is(page, server, tmp_path):
     text = toast.first.inner_text()
     assert "494x360 does not match the image's 494x361" in text and "/tmp" not in text and "gradio" not in text
 
-    page.click("#keep")                                    # nothing to keep yet: an error badge on the outputs
+    page.click("#export")                                  # nothing curated yet: an error badge on the outputs
     page.wait_for_function(f"{BADGES}.length > 0")
     page.get_by_label("CutPaste").check()
     page.locator("#variations input[type=number], input[aria-label='number input for Variations']").first.fill("1")
@@ -213,9 +219,10 @@ def test_an_uploaded_mask_is_used_as_it_is(page, server, tmp_path):
     page.locator("#category input, #category textarea").first.fill("uploaded_mask")
     page.click("#export")
     page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 1 pair ')")
-    rec = json.loads((root / "uploaded_mask" / "manifest.jsonl").read_text().splitlines()[0])
+    base = exported(root, "uploaded_mask")
+    rec = json.loads((base / "manifest.jsonl").read_text().splitlines()[0])
     assert rec["mask_params"] == {"kind": "uploaded", "file": "my mask.png"}
-    assert np.array_equal(np.array(Image.open(root / "uploaded_mask" / rec["mask"])), mask)
+    assert np.array_equal(np.array(Image.open(base / rec["mask"])), mask)
 
 
 def test_paint_synthesize_step_keep_export_download(page, server, tmp_path):
@@ -266,7 +273,7 @@ def test_paint_synthesize_step_keep_export_download(page, server, tmp_path):
     dl.value.save_as(zip_path)
     page.screenshot(path=str(ARTIFACTS / "3_exported.png"), full_page=True)
 
-    base = root / "browser_set"
+    base = exported(root, "browser_set")
     manifest = [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) == 2 and [r["seed"] for r in manifest] == [1, 2]
     for rec in manifest:
@@ -301,3 +308,128 @@ def test_cancel_stops_a_run_and_a_random_seed_is_drawn(page):
     time.sleep(4)                                                  # nothing more arrives
     assert page.locator("#results button.thumbnail-item").count() == shown < 8
     assert "Cancelled" in page.locator("#synth-status").inner_text()
+
+
+def set_variations(page, n: int):
+    box = page.locator("input[aria-label='number input for Variations']")
+    box.fill(str(n))
+    box.press("Enter")
+
+
+def synthesize_cutpaste(page, variations: int):
+    """`variations` CutPaste results (fast) of the image and mask loaded, shown."""
+    page.get_by_label("CutPaste").check()
+    set_variations(page, variations)
+    page.click("#synthesize")
+    page.wait_for_function(f"document.querySelector('#synth-status').innerText.includes('{variations}/{variations} "
+                           f"done')", timeout=120_000)
+
+
+def run_cutpaste(page, variations: int, image: Path = TILE) -> np.ndarray:
+    """The image loaded, a random ellipse mask, `variations` CutPaste results shown."""
+    source = load(page, image)
+    choose(page, "Random mask generator", "Ellipse")
+    page.click("#random-mask")
+    wait_for_layer(page, lambda m: m.any())
+    synthesize_cutpaste(page, variations)
+    return source
+
+
+def curated_count(page) -> int:
+    return int(page.locator("#curated-count").inner_text().split(":")[1])
+
+
+def test_remove_with_nothing_selected_says_so_and_the_curated_set_stays_clickable(page):
+    """Issue 32 item 2: Remove with no curated result selected is a message; no "Error" badge covers
+    the curated gallery, so the result can be selected there and removed."""
+    run_cutpaste(page, 1)
+    page.click("#keep")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 1')")
+    page.click("#remove")
+    page.locator(".toast-body").filter(has_text="Select a curated result to remove").first.wait_for()
+    page.wait_for_timeout(500)
+    assert page.evaluate(f"{BADGES}.filter(e => e.closest('#curated')).length") == 0
+    page.locator("#curated button.thumbnail-item").first.click(timeout=5000)   # not swallowed by a badge
+    page.wait_for_timeout(300)
+    page.click("#remove")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 0')")
+    assert page.evaluate(f"{BADGES}.length") == 0
+
+
+def test_keeping_a_result_twice_keeps_it_once(page, server):
+    """Issue 32 item 3: Keep selected twice on one result counts it once (and says so); Keep all then
+    adds only the others; the export writes as many pairs as the count says."""
+    root = server[1]
+    run_cutpaste(page, 2)
+    page.click("#keep")
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 1')")
+    page.click("#keep")                                    # the same result again: counted twice, or said so
+    page.wait_for_function("document.querySelector('#curated-count').innerText.includes('Curated: 2') || "
+                           "[...document.querySelectorAll('.toast-body')].some(t => t.innerText.includes("
+                           "'already in the curated set'))")
+    page.wait_for_timeout(500)
+    assert curated_count(page) == 1
+    page.click("#keep-all")
+    page.wait_for_function("!document.querySelector('#curated-count').innerText.includes('Curated: 1')")
+    assert curated_count(page) == 2 and page.locator("#curated button.thumbnail-item").count() == 2
+    page.locator("#category input, #category textarea").first.fill("kept_once")
+    page.click("#export")
+    page.wait_for_function("document.querySelector('#export-status').innerText.includes('Exported 2 pairs')")
+    assert "already there" not in page.locator("#export-status").inner_text()
+    assert len((exported(root, "kept_once") / "manifest.jsonl").read_text().splitlines()) == 2
+
+
+def test_curated_thumbnails_show_the_mask_region_whole(page, tmp_path):
+    """Issue 32 item 4: with the mask at the bottom of the part, each curated thumbnail lies whole
+    inside the curated gallery's visible area (not cropped to the top of the image) and shows the
+    tinted mask region."""
+    source = load(page, TILE)
+    mask = np.zeros(source.shape, np.uint8)
+    mask[315:350, 190:270] = 255                           # near the bottom edge
+    Image.fromarray(mask).save(tmp_path / "bottom.png")
+    upload(page, tmp_path / "bottom.png")
+    wait_for_layer(page, lambda m: m.any())
+    synthesize_cutpaste(page, 2)
+    page.click("#keep-all")
+    page.wait_for_function("document.querySelectorAll('#curated button.thumbnail-item img').length == 2 && "
+                           "[...document.querySelectorAll('#curated button.thumbnail-item img')].every(i => i.complete)")
+    page.wait_for_timeout(500)
+    view = page.locator("#curated .grid-wrap").bounding_box()
+    page.screenshot(path=str(ARTIFACTS / "curated.png"), full_page=True)
+    for k in range(2):
+        b = page.locator("#curated button.thumbnail-item img").nth(k).bounding_box()
+        assert b["y"] >= view["y"] - 1 and b["y"] + b["height"] <= view["y"] + view["height"] + 1, (k, b, view)
+        shot = np.array(Image.open(io.BytesIO(page.screenshot(clip=b))).convert("RGB")).astype(int)
+        tinted = shot[..., 0] - shot[..., 1:].max(axis=2) > 30
+        assert tinted.mean() > 0.02, f"thumbnail {k}: the mask region is not in view"
+
+
+STATUS_LOG = """() => { window.statusLog = []; const el = document.querySelector('#synth-status');
+  const text = () => (el.querySelector('[data-testid=markdown]') || el).innerText.trim();
+  new MutationObserver(() => window.statusLog.push([performance.now(), text()]))
+    .observe(el, {subtree: true, childList: true, characterData: true});
+  window.clicked = performance.now(); document.querySelector('#synthesize').click(); }"""
+
+
+def test_the_status_counts_the_wait_from_synthesize_and_is_never_blank(page, tmp_path):
+    """Issue 32 item 5: on a 6-megapixel part the status line (its text, not Gradio's timer) says how
+    long it has been since Synthesize was pressed, as the browser measures it, not only the compute
+    time of a variation; the last run's "1/1 done" goes at the click, and the line is never blank
+    while the first variation runs."""
+    import re
+    from conftest import texture
+    Image.fromarray(texture((2000, 3000), 4)).save(tmp_path / "large part.png")
+    run_cutpaste(page, 1, tmp_path / "large part.png")
+    set_variations(page, 2)
+    page.evaluate(STATUS_LOG)
+    page.wait_for_function("document.querySelector('#synth-status').innerText.includes('1/2 done')", timeout=120_000)
+    clicked = page.evaluate("window.clicked")
+    log = [((t - clicked) / 1000, text) for t, text in page.evaluate("window.statusLog")]
+    gone = next(t for t, text in log if "1/1 done" not in text)
+    assert gone < 0.4, f"the last run's status stayed {gone:.2f} s: {log[:3]}"
+    running = [(t, text) for t, text in log if "1/2 done" not in text]
+    assert all(text for _, text in running), f"blank while the first variation ran: {running}"
+    shown, text = next((t, text) for t, text in log if "1/2 done" in text)
+    wait = re.search(r"(\d+\.\d+) s since Synthesize", text)
+    assert wait, text
+    assert 0.5 * shown <= float(wait.group(1)) <= shown + 0.1, (text, f"shown {shown:.2f} s after the click")

@@ -10,7 +10,6 @@ names each group).
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -21,6 +20,7 @@ from sard.io import SardInputError, png_bytes, read_image
 from sard.masks import MaskBank, read_bank
 from sard.synthesizers import BASELINES, SARD, build
 from ui.curation import Curation
+from ui.files import Published
 from ui.mask_editing import MaskEditing
 from ui.messages import user_errors
 from ui.pictures import display_rgb, fit_display, screen
@@ -63,6 +63,7 @@ class Studio(MaskEditing, Synthesis, Curation):
             self.bank = bank if len(bank) else None
         if self.bank is None:     # no data set (or one without masks): the checkpoint's own bank
             self.bank = read_bank(self.checkpoint)
+        self.files = Published()     # what the browser is handed: PNGs written once (ui.files)
         sources = self.normals[:50] or None
         self.synthesizers = {SARD: sard, **{name: build(name, sources=sources) for name in BASELINES}}
 
@@ -77,15 +78,13 @@ class Studio(MaskEditing, Synthesis, Curation):
         return items
 
     def pick_normal(self, evt: gr.SelectData) -> str:
-        """A gallery pick becomes the image input: a lossless copy in the temp folder Gradio serves
-        (the data set may lie outside what it serves); its pixels remember the real file."""
+        """A gallery pick becomes the image input: a lossless copy among the files the studio serves
+        (the data set may lie outside what Gradio serves); its pixels remember the real file."""
         path = self.normals[evt.index]
         with user_errors():
-            a = read_image(path)
+            a = read_image(path, alpha=True)
         self.picked[pixels_digest(a)] = path.resolve()
-        out = Path(tempfile.mkdtemp(prefix="sard-pick-")) / f"{path.stem}.png"
-        out.write_bytes(png_bytes(a))
-        return str(out)
+        return self.files.bytes(png_bytes(a), f"{path.stem}.png")
 
     def source_of(self, path: str, image: np.ndarray) -> str:
         """The absolute path the image came from: the data set file of a gallery pick, else the upload."""
@@ -100,14 +99,17 @@ class Studio(MaskEditing, Synthesis, Curation):
             return (gr.update(value=None), None, None, "Load a normal part image to begin.", session,
                     *self.cleared_run(session))
         with user_errors(path):
-            a = read_image(path)
+            a = read_image(path, alpha=True)
         disp, scale = fit_display(display_rgb(a))
         session.new_image(self.source_of(path, a), a, scale)
         h, w = a.shape[:2]
         colour = {"rgb": " (SARD paints colour)", "luminance": " (gray model: SARD changes luminance, keeps its colour)",
                   "gray": " (RGB model: SARD synthesizes in colour, the result is its gray)" if self.pipe.channels == 3
                   else ""}[self.pipe.colour_mode(a)]
+        channels = 1 if a.ndim == 2 else a.shape[2]
+        alpha = " with alpha (kept in the results)" if channels in (2, 4) else ""
         note = f"{Path(session.source).name}: {w}x{h}, {'16' if a.dtype == np.uint16 else '8'}-bit, " \
-               f"{'colour' if a.ndim == 3 else 'gray'}{colour}" + (f"; shown at {scale:.0%}" if scale < 1 else "")
+               f"{'colour' if channels >= 3 else 'gray'}{alpha}{colour}" + \
+            (f"; shown at {scale:.0%}" if scale < 1 else "")
         return ({"background": disp, "layers": [], "composite": None}, disp, None, note, session,
                 *self.cleared_run(session))

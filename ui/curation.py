@@ -2,20 +2,25 @@
 (keep, keep all, remove) and its export in the MVTec layout with a zip to download."""
 from __future__ import annotations
 
-import tempfile
+import hashlib
+import json
+import os
+import secrets
 import time
 import zipfile
 from pathlib import Path
 
 import gradio as gr
 
-from sard.io import SardInputError, read_image, read_mask
+from sard.io import SardInputError, atomic_write_bytes, read_image, read_mask
 from sard.pairs import PairWriter, safe_name
+from ui.files import Published
 from ui.messages import count, user_error, user_errors
-from ui.pictures import example_crop, screen, tint, to_display_mask
+from ui.pictures import example_crop
 from ui.session import Session
 
 EXAMPLES = 8           # real defects shown beside the results
+CURATED_SIDE = 160     # a curated thumbnail's side (px), the curated gallery's cell (ui.layout CSS)
 
 
 class Curation:
@@ -23,6 +28,7 @@ class Curation:
     data: Path | None
     defect_samples: dict[str, list]
     export_root: Path
+    files: Published
     _examples: dict[str, list]
 
     # -- real examples ------------------------------------------------------------------------------
@@ -46,20 +52,45 @@ class Curation:
         return gr.update(value=items, label=label)
 
     # -- the curated set ----------------------------------------------------------------------------
-    def keep(self, index, session: Session):
-        """/keep: add a result to this session's curated set."""
+    # In the browser each button first runs its check with no outputs: a refusal comes as a message
+    # only, never as an "Error" badge over the curated gallery, which would swallow the clicks needed
+    # to select one. API clients call keep / keep_all / remove, which check the same.
+    def check_keep(self, index, session: Session) -> None:
+        self._keep_index(index, session)
+
+    def check_keep_all(self, session: Session) -> None:
+        if not session.variations:
+            raise user_error("Nothing to keep yet: synthesize first.")
+
+    def check_remove(self, session: Session) -> None:
+        self._remove_index(session)
+
+    def _keep_index(self, index, session: Session) -> int:
         if not session.variations:
             raise user_error("Nothing to keep yet: synthesize first.")
         index = int(index if index is not None else session.selected)
         if not 0 <= index < len(session.variations):
             raise user_error(f"index {index}: expected 0..{len(session.variations) - 1}")
-        session.curated.append(session.variations[index])
+        return index
+
+    def _remove_index(self, session: Session) -> int:
+        if session.curated_selected is None or not 0 <= session.curated_selected < len(session.curated):
+            raise user_error("Select a curated result to remove (click it in the curated set), then press Remove.")
+        return session.curated_selected
+
+    def keep(self, index, session: Session):
+        """/keep: add a result to this session's curated set (once: keeping it again changes nothing)."""
+        index = self._keep_index(index, session)
+        v = session.variations[index]
+        if any(v is c for c in session.curated):
+            gr.Info(f"#{index} (seed {v.settings['seed']}) is already in the curated set; it is kept once.")
+        else:
+            session.curated.append(v)
         return self._curated(session), self._count(session), session
 
     def keep_all(self, session: Session):
         """/keep_all: add every result of the last run not kept yet."""
-        if not session.variations:
-            raise user_error("Nothing to keep yet: synthesize first.")
+        self.check_keep_all(session)
         session.curated += [v for v in session.variations if not any(v is c for c in session.curated)]
         return self._curated(session), self._count(session), session
 
@@ -68,44 +99,67 @@ class Curation:
         return session
 
     def remove(self, session: Session):
-        if session.curated_selected is None or not 0 <= session.curated_selected < len(session.curated):
-            raise user_error("Select a curated result to remove.")
-        session.curated.pop(session.curated_selected)
+        """/remove: the curated result selected in the browser leaves the curated set."""
+        session.curated.pop(self._remove_index(session))
         session.curated_selected = None
         return self._curated(session), self._count(session), session
 
-    def _curated(self, session: Session):
-        thumbs = [screen(v.image, 320) for v in session.curated]
-        return [(tint(t, to_display_mask(v.mask, t.shape[:2]), alpha=0.25),
-                 f"{v.settings['defect']} seed {v.settings['seed']}") for t, v in zip(thumbs, session.curated)]
+    @staticmethod
+    def _curated(session: Session):
+        """The curated gallery: each result around its mask (tinted in), so the defect is in view."""
+        return [(example_crop(v.image, v.mask, CURATED_SIDE, tinted=0.3), f"{v.settings['defect']} seed "
+                 f"{v.settings['seed']}") for v in session.curated]
 
     @staticmethod
     def _count(session: Session) -> str:
         return f"**Curated: {len(session.curated)}**"
 
     # -- export -------------------------------------------------------------------------------------
+    def session_folder(self, session: Session) -> Path:
+        """This session's export folder, <export root>/session-<date>-<time>-<token>, named at its first
+        export: two sessions never write, zip or read each other's pairs."""
+        if not session.export_dir:
+            token = f"session-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+            session.export_dir = str((self.export_root / token).resolve())
+        return Path(session.export_dir)
+
+    def kept_source(self, folder: Path, source: str) -> str:
+        """The manifest's source: a data set file as it is; an upload (in Gradio's upload folder, gone
+        with the server) copied to <session folder>/sources/<its name> (another file of that name
+        gets its SHA-256's first 8 digits appended)."""
+        path = Path(source)
+        if not self.files.holds(path):
+            return source
+        if not path.is_file():
+            raise SardInputError(f"{path.name}: the upload is no longer on the server; load the image again")
+        data = path.read_bytes()
+        kept = folder / "sources" / path.name
+        if kept.is_file() and kept.read_bytes() != data:
+            kept = kept.with_name(f"{path.stem}-{hashlib.sha256(data).hexdigest()[:8]}{path.suffix}")
+        if not kept.is_file():
+            atomic_write_bytes(kept, data)
+        return str(kept)
+
     def export(self, category: str, session: Session):
-        """/export: the curated set into <export root>/<category>/ (MVTec layout + manifest.jsonl), and a zip."""
+        """/export: the curated set into <session folder>/<category>/ (MVTec layout + manifest.jsonl),
+        and a zip of exactly these pairs and their manifest lines."""
         if not session.curated:
             raise user_error("Nothing curated yet: keep some results first.")
         with user_errors():
             category = safe_name((category or "").strip(), "category")
-            writer = PairWriter(self.export_root, category, "mvtec")
-            pairs, new = [], 0
+            folder = self.session_folder(session)
+            writer = PairWriter(folder, category, "mvtec")
+            pairs, new = {}, 0
             for v in session.curated:
                 defect = safe_name(v.settings["defect"], "defect")
-                rec, written = writer.add(defect, v.image, v.mask, {**v.settings, "studio": True})
-                pairs.append(rec)
+                record = {**v.settings, "source": self.kept_source(folder, v.settings["source"]), "studio": True}
+                rec, written = writer.add(defect, v.image, v.mask, record)
+                pairs[rec["image"]] = rec
                 new += written
-        zip_dir = Path(tempfile.mkdtemp(prefix="sard-export-"))
-        zip_path = zip_dir / f"{category}-{time.strftime('%Y%m%d-%H%M%S')}.zip"
-        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
-            for rec in {r["image"]: r for r in pairs}.values():
-                for key in ("image", "mask"):
-                    z.write(writer.base / rec[key], f"{category}/{rec[key]}")
-            z.write(writer.manifest, f"{category}/manifest.jsonl")
-        names = sorted({r["image"] for r in pairs})
-        old = len(pairs) - new
+        zip_path = self.files.new_file(f"{category}-{time.strftime('%Y%m%d-%H%M%S')}.zip")
+        write_zip(zip_path, writer, list(pairs.values()), category)
+        names = sorted(pairs)
+        old = len(session.curated) - new
         status = (f"Exported {count(new, 'pair')} to `{writer.base}` ({', '.join(names[:3])}"
                   f"{' ...' if len(names) > 3 else ''})"
                   + (f"; {old} of the curated set {'was' if old == 1 else 'were'} already there, not written again."
@@ -118,3 +172,17 @@ class Curation:
         if not path:
             return gr.update(interactive=False, label="Download zip (export first)")
         return gr.update(interactive=True, label=f"Download zip ({Path(path).name})")
+
+
+def write_zip(path: Path, writer: PairWriter, pairs: list[dict], category: str) -> None:
+    """<category>/ with these pairs' files and a manifest.jsonl of exactly their lines (as the
+    category's manifest holds them), written under a temporary name and renamed into place."""
+    images = {rec["image"] for rec in pairs}
+    lines = [ln for ln in writer.manifest.read_text().splitlines() if ln.strip() and json.loads(ln)["image"] in images]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for rec in pairs:
+            for key in ("image", "mask"):
+                z.write(writer.base / rec[key], f"{category}/{rec[key]}")
+        z.writestr(f"{category}/manifest.jsonl", "".join(ln + "\n" for ln in lines))
+    os.replace(tmp, path)

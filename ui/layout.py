@@ -5,23 +5,26 @@ else is private UI plumbing. Images and masks travel as PNG (Gradio's default WE
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
-from sard.io import read_image
+from sard.io import image_size, read_image
 from sard.synthesizers import LABELS, SARD
 from ui.actions import Studio, colour_note
+from ui.files import Served
 from ui.mask_editing import BRUSH_RGB, MASK_LABELS
 from ui.messages import user_error, user_errors
 from ui.session import Session
-from ui.synthesis import METHOD_LABELS, NO_RESULTS
+from ui.synthesis import METHOD_LABELS, NO_RESULTS, STARTING
 
 CSS = """
 #sard-title h1 {margin-bottom: 0}
 #curated-count {font-size: 1.1em}
-"""
+#curated .grid-container {grid-template-columns: repeat(auto-fill, 160px) !important}
+"""   # curated cells of a thumbnail's size (ui.curation.CURATED_SIDE), not a share of the width: whole in view
 
 HELP = """**How it works.** Load a normal part image (or pick one below), paint the defect region with the
 brush, press **Random mask** or upload a mask PNG; strokes add to the mask, the eraser removes from
@@ -36,11 +39,16 @@ BRUSH_SIZE = 6
 
 def named_refusals(component):
     """A file an image input cannot read is refused naming the upload and what is expected, where
-    Gradio says "Could not preprocess ..." with the server's temp path. (Wrapped on the instance: a
-    subclass would make Gradio write a .pyi file beside this module.)"""
+    Gradio says "Could not preprocess ..." with the server's temp path; one larger than sard.io's
+    limit is refused from its header, before Gradio decodes it (a 100-megapixel mask). (Wrapped on
+    the instance: a subclass would make Gradio write a .pyi file beside this module.)"""
     preprocess = component.preprocess
 
     def checked(payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            name = payload.orig_name or Path(payload.path).name
+            with user_errors(payload.path, name):
+                image_size(payload.path)
         try:
             return preprocess(payload)
         except gr.Error:
@@ -62,7 +70,10 @@ def title(studio: Studio) -> str:
 
 
 def build_studio(studio: Studio) -> gr.Blocks:
-    """The page top to bottom, then its wiring; `c` names every component the wiring uses."""
+    """The page top to bottom, then its wiring; `c` names every component the wiring uses. The
+    panels and the wiring see the studio through ui.files.Served: every picture a callback returns
+    reaches Gradio as a PNG file written once."""
+    studio = Served(studio, studio.files)
     with gr.Blocks(title="SARD Studio", analytics_enabled=False) as demo:
         c = SimpleNamespace(session=gr.State(Session()))
         gr.Markdown(title(studio), elem_id="sard-title")
@@ -194,7 +205,7 @@ def results_panel(studio: Studio, c: SimpleNamespace) -> None:
 def curation_panel(studio: Studio, c: SimpleNamespace) -> None:
     """The curated set, its export category, Export and the zip."""
     c.count = gr.Markdown("**Curated: 0**", elem_id="curated-count")
-    c.curated = gr.Gallery(label="Curated set (select one to remove)", columns=6, height=200, format="png",
+    c.curated = gr.Gallery(label="Curated set (select one to remove)", columns=6, height=220, format="png",
                            object_fit="contain", allow_preview=False, elem_id="curated")
     with gr.Row():
         c.remove_btn = gr.Button("Remove selected from curated", elem_id="remove")
@@ -254,6 +265,9 @@ def wire_synthesis(studio: Studio, demo: gr.Blocks, c: SimpleNamespace, first) -
     """Synthesis, comparing and stepping through it."""
     session = c.session
     c.seed_btn.click(studio.new_seed, None, c.seed, api_visibility="private", show_progress="hidden")
+    # In the browser at once, before any round trip: the last run's "N/N done" goes with the click.
+    c.synth_btn.click(None, None, c.status, js=f"() => {json.dumps(STARTING)}", api_visibility="private",
+                      show_progress="hidden")
     running = first(c.synth_btn.click, studio.begin_run, [c.editor, c.feather_px, session],
                     [c.mask_full, c.mask_overlay, session, *c.run]) \
         .then(studio.synthesize, [c.image_in, c.mask_full, c.method, c.defect, c.seed, c.variations, c.rcd,
@@ -276,13 +290,17 @@ def wire_synthesis(studio: Studio, demo: gr.Blocks, c: SimpleNamespace, first) -
 def wire_curation(studio: Studio, c: SimpleNamespace, first) -> None:
     """Curation and export."""
     session = c.session
+    check = dict(outputs=None, api_visibility="private", show_progress="hidden")   # a refusal: a message, no badge
     first(c.keep_btn.click) \
-        .then(studio.keep, [c.selected, session], [c.curated, c.count, session], api_name="keep")
+        .success(studio.check_keep, [c.selected, session], **check) \
+        .success(studio.keep, [c.selected, session], [c.curated, c.count, session], api_name="keep")
     first(c.keep_all_btn.click) \
-        .then(studio.keep_all, [session], [c.curated, c.count, session], api_name="keep_all")
+        .success(studio.check_keep_all, [session], **check) \
+        .success(studio.keep_all, [session], [c.curated, c.count, session], api_name="keep_all")
     c.curated.select(studio.pick_curated, [session], [session], api_visibility="private")
     first(c.remove_btn.click) \
-        .then(studio.remove, [session], [c.curated, c.count, session], api_name="remove")
+        .success(studio.check_remove, [session], **check) \
+        .success(studio.remove, [session], [c.curated, c.count, session], api_name="remove")
     first(c.export_btn.click) \
         .then(studio.export, [c.category, session], [c.export_status, c.download], api_name="export") \
         .then(studio.zip_ready, c.download, c.download, api_visibility="private", show_progress="hidden")

@@ -35,7 +35,9 @@ class MaskEditing:
     def random_mask(self, image_path: str | None, kind: str, area_min: float, area_max: float, seed: float,
                     defect: str | None, session: Session):
         """/random_mask: a mask (uint8 0/255, the image's full size) from a generator, an area range (percent
-        of the image) and a seed; the session remembers its parameters for the manifest."""
+        of the image) and a seed; the session remembers its parameters for the manifest. A real mask
+        from the bank keeps its shape, orientation (up to the bank's rotation) and place, scaled to an
+        area in the range, as every other generator's."""
         if not image_path:
             raise user_error("Load a normal part image first: the mask takes its size.")
         kind = MASK_LABELS.get(kind, kind)
@@ -49,7 +51,7 @@ class MaskEditing:
             seed = check_seed("seed", seed)
             a = read_image(image_path)
             bank_defect = defect if self.bank is not None and defect in self.bank.defects else None
-            area = None if kind == "bank" else (float(area_min) / 100, float(area_max) / 100)
+            area = (float(area_min) / 100, float(area_max) / 100)   # a bank mask too: its real shape, scaled
             m, params = random_mask(kind, a.shape[:2], seed, area, bank=self.bank, defect=bank_defect)
         session.set_mask(m, params)
         return m, session

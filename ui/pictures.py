@@ -15,10 +15,12 @@ MASK_RGB = (255, 48, 48)
 
 
 def display_rgb(a: np.ndarray) -> np.ndarray:
-    """Any image array -> uint8 RGB for the screen (16-bit scaled down)."""
+    """Any image array -> uint8 RGB for the screen (16-bit scaled down, an alpha channel not shown)."""
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
-    return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a[..., :3]
+    if a.ndim == 3:
+        a = a[..., 0] if a.shape[2] <= 2 else a[..., :3]     # gray (and alpha), colour (and alpha)
+    return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
 
 
 def fit_display(a: np.ndarray, side: int = DISPLAY_SIDE) -> tuple[np.ndarray, float]:
@@ -111,9 +113,11 @@ def x0_change_map(frames: list[FrameImages], k: int) -> np.ndarray | None:
     return heat(d.max(axis=2) if d.ndim == 3 else d, 4)
 
 
-def example_crop(image: np.ndarray, mask: np.ndarray, side: int = 160, context: float = 1.0) -> np.ndarray:
-    """A real defect for the eye: the mask's bounding box plus `context` times its size around it
-    (at least 48 px a side), inside the image, as a display copy of at most `side` pixels."""
+def example_crop(image: np.ndarray, mask: np.ndarray, side: int = 160, context: float = 1.0,
+                 tinted: float = 0.0) -> np.ndarray:
+    """A defect for the eye: the mask's bounding box plus `context` times its size around it (at least
+    48 px a side), inside the image, as a display copy of at most `side` pixels; tinted > 0: the mask
+    tinted in with that strength (a curated result's thumbnail)."""
     ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     H, W = mask.shape
     if len(ys) == 0:
@@ -128,6 +132,8 @@ def example_crop(image: np.ndarray, mask: np.ndarray, side: int = 160, context: 
     t, b = span(ys[0], ys[-1] + 1, H)
     l, r = span(xs[0], xs[-1] + 1, W)
     crop = display_rgb(image[t:b, l:r])
+    if tinted:
+        crop = tint(crop, mask[t:b, l:r] > 0, alpha=tinted)
     h, w = crop.shape[:2]
     s = side / max(h, w)
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_NEAREST

@@ -22,7 +22,7 @@ class Variation:
 @dataclass
 class Session:
     source: str = ""                  # absolute path of the normal image's file (manifest "source")
-    image: np.ndarray | None = None   # the normal image at full resolution (uint8/uint16)
+    image: np.ndarray | None = None   # the normal image at full resolution (uint8/uint16, its alpha last)
     scale: float = 1.0                # display size / full size
     base: np.ndarray | None = None    # full-resolution mask the server put in the editor (random, uploaded, grown)
     base_params: dict | None = None   # how `base` was made
@@ -32,6 +32,8 @@ class Session:
     selected: int = 0
     curated: list[Variation] = field(default_factory=list)
     curated_selected: int | None = None
+    export_dir: str = ""              # <export root>/session-...: this session's exports (ui.curation)
+    pressed: float | None = None      # time.monotonic() when Synthesize was pressed (the status counts from it)
 
     def new_image(self, source: str, image: np.ndarray, scale: float) -> "Session":
         """Start on another image; the curated set stays."""

@@ -2,7 +2,7 @@
 full size beside the input, and the step-through of SARD's reverse process."""
 from __future__ import annotations
 
-import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from sard.pairs import safe_name
 from sard.synthesizers import LABELS, METHODS, Synthesizer
 from sard.validate import seed as check_seed, whole_number
 from sard.variations import Progress, variations as make_variations
+from ui.files import Published
 from ui.messages import user_error, user_errors
 from ui.pictures import fit_display, heat_map, screen, x0_change_map, x0_changes, zoom
 from ui.session import Session, Variation
@@ -24,6 +25,8 @@ if TYPE_CHECKING:      # the studio's SARD synthesizer carries it (sard.synthesi
 METHOD_LABELS = {LABELS[m]: m for m in METHODS}    # what the method radio shows -> the registry's name
 COMPARE_SIDE = 4096    # the before/after view: full resolution up to this side
 NO_RESULTS = "No results yet."
+STARTING = "Synthesizing: starting ..."          # shown by the browser at the click
+STARTED = "Synthesizing: started; the bar on the results follows the first variation."
 
 
 class Synthesis:
@@ -31,19 +34,23 @@ class Synthesis:
     pipe: SardPipeline
     synthesizers: dict[str, Synthesizer]
     defects: list[str]
+    files: Published
 
-    def cleared_run(self, session: Session) -> tuple:
+    def cleared_run(self, session: Session, status: str = "") -> tuple:
         """RUN outputs before a run: results, full-resolution results, status, compare, result download,
         real examples left as they are, and the step-through views empty."""
         session.variations, session.selected = [], 0
-        return ([], [], "", None, gr.update(value=None, interactive=False, label="Download result"),
+        return ([], [], status, None, gr.update(value=None, interactive=False, label="Download result"),
                 *self.step_view(0, None, session))
 
     def begin_run(self, value, feather_px: float, session: Session):
-        """Synthesize pressed: the editor's current layer becomes the mask (a stroke's change event may
-        still be queued) and the last run's results and status go. Outputs: mask, overlay, session, *RUN."""
+        """Synthesize pressed: the wait starts (the status counts from here), the editor's current layer
+        becomes the mask (a stroke's change event may still be queued) and the last run's results go;
+        the status says the run started, never blank until the first variation is done. Outputs:
+        mask, overlay, session, *RUN."""
+        session.pressed = time.monotonic()
         mask, over, session = self.mask_from_editor(value, feather_px, session)
-        return (mask, over, session, *self.cleared_run(session))
+        return (mask, over, session, *self.cleared_run(session, STARTED))
 
     def synthesize(self, image_path, mask, method: str, defect: str | None, seed: float, variations: float,
                    rcd: bool, feather_px: float, session: Session, progress=gr.Progress()):
@@ -57,7 +64,7 @@ class Synthesis:
             session.new_image(self.source_of(image_path, image), image, fit_display(image)[1])
             session.mask, session.mask_params = m, mask_params
         session.variations, session.selected = [], 0
-        run_dir = Path(tempfile.mkdtemp(prefix="sard-results-"))
+        pressed, session.pressed = session.pressed or time.monotonic(), None   # the API: from this call
         made = make_variations(self.synthesizers[method], image, m, defect=defect, seed=seed, count=n, rcd=rcd,
                                feather_px=fpx, source=session.source, mask_params=mask_params)
         with user_errors():
@@ -66,12 +73,13 @@ class Synthesis:
                     progress(item.fraction, desc=f"variation {item.variation}/{item.variations}")
                     continue
                 s, result = item.settings["seed"], item.result
-                file = run_dir / f"{Path(session.source).stem}_{method}_{safe_name(defect, 'defect')}_seed{s}.png"
-                file.write_bytes(png_bytes(item.image))
+                name = f"{Path(session.source).stem}_{method}_{safe_name(defect, 'defect')}_seed{s}.png"
+                file = self.files.bytes(png_bytes(item.image), name)     # written once, under its own name
                 session.variations.append(Variation(item.image, np.asarray(result.mask), result.frames, result.roi,
-                                                    item.settings, str(file)))
-                yield (self._results(session), f"{len(session.variations)}/{n} done "
-                       f"({item.settings['seconds']:.2f} s for this one)",
+                                                    item.settings, file))
+                yield (self._results(session), f"{len(session.variations)}/{n} done, "
+                       f"{time.monotonic() - pressed:.1f} s since Synthesize "
+                       f"({item.settings['seconds']:.2f} s computing this one)",
                        [(v.file, f"#{i} seed {v.settings['seed']}") for i, v in enumerate(session.variations)],
                        session)
 
@@ -90,7 +98,7 @@ class Synthesis:
             n = whole_number("variations", variations, 1, 16)
             seed = check_seed("seed", seed)
             fpx = whole_number("feather", feather_px or 0, 0, 256)
-            image = read_image(image_path)
+            image = read_image(image_path, alpha=True)     # an alpha channel comes back in the results
             m = np.asarray(mask)
             m = (m.any(axis=2) if m.ndim == 3 else m) > 0
             if m.shape != image.shape[:2]:
