@@ -197,7 +197,7 @@ def check_room(plan: ExportPlan, out: Path) -> None:
     try:
         with Image.open(plan.normals[0]) as img:          # the header only: size and channels
             w, h, bands, wide = img.width, img.height, len(img.getbands()), img.mode.startswith("I;16")
-    except (OSError, ValueError):      # unreadable: pick_normal skips it and says so
+    except (OSError, ValueError, Image.DecompressionBombError):   # unreadable or too large: pick_normal says so
         return
     least, free = w * h * bands * (2 if wide else 1) // 4 + w * h // 8, shutil.disk_usage(out).free
     if plan.count() * least > free:
