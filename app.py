@@ -14,6 +14,8 @@ import time
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: nothing goes out
 
 T0 = time.perf_counter()
+MAX_QUEUE = 1000           # jobs waiting for the model (each may hold a 50-megapixel image)
+MAX_UPLOAD_MB = 10240
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,19 +47,28 @@ def port_free(host: str, port: int) -> None:
                              f"choose another --port or stop what uses it") from None
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """The numbers and the device, before gradio or the model loads: SardInputError naming the flag."""
+    from sard.devices import pick_device
+    from sard.validate import whole_number
+    whole_number("--port", args.port, 1, 65535)
+    whole_number("--queue-size", args.queue_size, 1, MAX_QUEUE)
+    whole_number("--max-upload-mb", args.max_upload_mb, 1, MAX_UPLOAD_MB)
+    if args.device is not None:
+        pick_device(args.device)
+
+
 def launch(args: argparse.Namespace, block: bool = True):
     from pathlib import Path
 
     from sard.io import SardInputError
     from sard.store.model_folder import resolve_checkpoint
-    from sard.validate import whole_number, writable_folder
+    from sard.validate import writable_folder
     from ui.actions import Studio
     from ui.layout import CSS, build_studio
 
     try:
-        whole_number("--port", args.port, 1, 65535)
-        whole_number("--queue-size", args.queue_size, 1)
-        whole_number("--max-upload-mb", args.max_upload_mb, 1)
+        check_flags(args)
         writable_folder("--export-root", args.export_root)
         port_free(args.host, args.port)
         studio = Studio(resolve_checkpoint(args.checkpoint), Path(args.export_root), Path(args.data) if args.data else None,
@@ -74,8 +85,15 @@ def launch(args: argparse.Namespace, block: bool = True):
     return demo
 
 
-if __name__ == "__main__":
-    a = parse_args()
+def main(argv=None) -> int:
+    """Bad flags are refused (exit 2) before gradio is imported; then the studio serves until Ctrl+C."""
+    from sard.io import SardInputError
+    a = parse_args(argv)
+    try:
+        check_flags(a)
+    except SardInputError as e:
+        print(f"app.py: error: {e}", file=sys.stderr)
+        return 2
     demo = launch(a, block=False)
     print(f"SARD Studio ready at http://{a.host}:{a.port} in {time.perf_counter() - T0:.1f} s "
           f"(Ctrl+C to stop)", flush=True)
@@ -83,3 +101,8 @@ if __name__ == "__main__":
         demo.block_thread()
     except KeyboardInterrupt:
         demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 
 from sard.bench_inputs import ellipse_mask, tile_image
-from sard.store.model_folder import DEFAULT_CHECKPOINT
-from sard.io import atomic_write_bytes, atomic_write_json
+from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
+from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
+from sard.validate import whole_number
 
 REPO = Path(__file__).resolve().parent.parent
+MIN_SIZE, MAX_SIZE, MAX_PEAK_SIZE = 32, 4096, 16384   # px a side: the ROI curve's images, the peak-memory image
 
 
 def timed(fn, repeats: int) -> float:
@@ -154,7 +156,7 @@ def markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sard.bench", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "magnetic_tile")
@@ -164,13 +166,42 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes and one repeat (for tests)")
     p.add_argument("--json", type=Path, default=REPO / "reports" / "speed" / "bench.json")
     p.add_argument("--out", type=Path, default=REPO / "reports" / "speed" / "bench.md")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def check_flags(a: argparse.Namespace) -> list[int]:
+    """The flags in their bounds before anything loads (SardInputError naming the first that is not);
+    returns the ROI curve's image sizes. That curve also synthesizes each image whole, without ROI:
+    beyond MAX_SIZE px a side its activations outgrow a usual machine's memory."""
+    whole_number("--repeats", a.repeats, 1, 1000)
+    whole_number("--peak-size", a.peak_size, MIN_SIZE, MAX_PEAK_SIZE)
+    try:
+        sizes = [int(s) for s in a.sizes.split(",")]
+    except ValueError:
+        raise SardInputError(f"--sizes '{a.sizes}': expected a comma list of image sizes in px, e.g. 256,512") from None
+    for size in sizes:
+        whole_number("--sizes", size, MIN_SIZE, MAX_SIZE)
+    a.checkpoint = resolve_checkpoint(a.checkpoint)
+    return sizes
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    try:
+        sizes = check_flags(a)
+        run(a, [128, 256] if a.quick else sizes, "python -m sard.bench " + " ".join(sys.argv[1:] if argv is None else argv))
+    except SardInputError as e:
+        print(f"sard.bench: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(a: argparse.Namespace, sizes: list[int], command: str) -> None:
     from sard.pipeline import SardPipeline
     t0 = time.perf_counter()
     data = a.data if a.data.is_dir() else None
-    sizes = [int(s) for s in a.sizes.split(",")]
     if a.quick:
-        sizes, a.repeats, a.peak_size = [128, 256], 1, 512
+        a.repeats, a.peak_size = 1, 512
     pipe = SardPipeline.from_pretrained(a.checkpoint, device="cpu")
     defect = pipe.defects[0] if pipe.defects else None
     pair_size = 256
@@ -178,7 +209,7 @@ def main(argv=None) -> int:
     sources = [tile_image(pair_size, data, seed=k) for k in range(1, 4)]
     print("methods:", file=sys.stderr)
     rep = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-           "command": "python -m sard.bench " + " ".join(sys.argv[1:] if argv is None else argv),
+           "command": command,
            "checkpoint": str(a.checkpoint), "T": pipe.schedule.num_steps, "pair_size": pair_size,
            "pair_defect_px": int(mask.sum())}
     rep["methods_s_per_pair"] = bench_methods(pipe, image, mask, defect, a.repeats, sources)
@@ -199,7 +230,6 @@ def main(argv=None) -> int:
     if rep["training"]:
         atomic_write_bytes(a.out, markdown(rep).encode())
         print(markdown(rep))
-    return 0
 
 
 if __name__ == "__main__":

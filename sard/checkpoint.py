@@ -14,6 +14,11 @@ def main(argv=None) -> int:
     if len(argv) < 2:
         print("usage: python -m sard.checkpoint RUN_DIR DEST [--fp32]", file=sys.stderr)
         return 2
+    extra = [x for x in argv[2:] if x != "--fp32"]
+    if extra:
+        print(f"sard.checkpoint: error: {extra[0]}: unexpected; usage: python -m sard.checkpoint RUN_DIR DEST "
+              f"[--fp32]", file=sys.stderr)
+        return 2
     try:
         print(ship(argv[0], argv[1], fp16="--fp32" not in argv[2:]))
     except SardInputError as e:

@@ -10,12 +10,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sard.io import SardInputError
-from sard.validate import seed as check_seed, whole_number
+from sard.validate import SEED_MAX
 from sard.losses import LossConfig
+from sard.nets.bounds import MAX_ITERS, out_of_bounds, problems_of
 from sard.nets.discriminator import DiscriminatorConfig
 from sard.nets.generator import GeneratorConfig
 from sard.schedule import ScheduleConfig
 from sard.typed import from_dict
+
+SECTIONS = ("generator", "discriminator", "schedule", "loss")
+FLAGS = {"iters": "--iters", "minutes": "--minutes", "res": "--res", "batch": "--batch", "seed": "--seed",
+         "fit_crops": "--fit-crops", "log_every": "--log-every", "sample_every": "--sample-every",
+         "ckpt_every": "--ckpt-every"}   # the fields sard.train's flags set
+MAX_MINUTES = 1e7       # about 19 years
+MAX_D_STEPS = 100       # discriminator steps per generator step
+MAX_FIT_WIDTH = 1e4     # px
 
 
 @dataclass
@@ -55,29 +64,37 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def problems(self, flags: bool = False) -> list[str]:
+        """What is wrong with the top-level fields, as 'field: expected ..., got ...' lines (empty: fine);
+        flags=True names a field a flag sets by the flag. Widths, batch and res have no upper bound
+        here: what fits is the machine's memory (sard.memory)."""
+        def n(f: str) -> str:
+            return FLAGS.get(f, f) if flags else f
+        b = out_of_bounds
+        return problems_of(
+            *(b(n(f), getattr(self, f), 1, MAX_ITERS, whole=True) for f in ("iters", "log_every", "sample_every",
+                                                                             "ckpt_every")),
+            None if self.minutes is None else b(n("minutes"), self.minutes, 0, MAX_MINUTES, above=True),
+            b(n("res"), self.res, 16, whole=True), b(n("batch"), self.batch, 1, whole=True),
+            b(n("seed"), self.seed, 0, SEED_MAX, whole=True), b("split_seed", self.split_seed, 0, SEED_MAX, whole=True),
+            b("lr_g", self.lr_g, 0, 1, above=True), b("lr_d", self.lr_d, 0, 1, above=True),
+            *(b(f"betas[{k}]", v, 0, 1, below=True) for k, v in enumerate(self.betas)),
+            b("d_steps", self.d_steps, 1, MAX_D_STEPS, whole=True), b("ema", self.ema, 0, 1, below=True),
+            b(n("fit_crops"), self.fit_crops, 0, 1), b("fit_min_width", self.fit_min_width, 0, MAX_FIT_WIDTH))
+
     def validate(self) -> "TrainConfig":
-        if self.iters < 1:
-            raise SardInputError(f"--iters: expected a positive number of steps, got {self.iters}")
-        if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
-            raise SardInputError(f"--minutes: expected a positive number of minutes, got {self.minutes!r}")
-        if self.batch < 1:
-            raise SardInputError(f"--batch: expected at least 1, got {self.batch}")
-        whole_number("d_steps", self.d_steps, 1)
-        if not (isinstance(self.fit_crops, (int, float)) and 0 <= self.fit_crops <= 1):
-            raise SardInputError(f"fit_crops: expected a share between 0 and 1, got {self.fit_crops!r}")
-        if not (isinstance(self.fit_min_width, (int, float)) and self.fit_min_width >= 0):
-            raise SardInputError(f"fit_min_width: expected a width in pixels >= 0, got {self.fit_min_width!r}")
-        for flag in ("--log-every", "--sample-every", "--ckpt-every"):   # steps between two of them
-            whole_number(flag, getattr(self, flag[2:].replace("-", "_")), 1)
-        check_seed("--seed", self.seed)
-        check_seed("split_seed", self.split_seed)
+        """Every field and section checked (a flag's value named by the flag): SardInputError naming the
+        first problem. What the machine can hold is sard.memory's check."""
+        for name in SECTIONS:
+            section = getattr(self, name).problems()
+            if section:
+                raise SardInputError(f"{name}.{section[0]}")
+        top = self.problems(flags=True)
+        if top:
+            raise SardInputError(top[0])
         stride = max(self.generator.stride, 2 ** (len(self.discriminator.channel_mult) - 1))
-        if self.res < 16 or self.res % stride:
+        if self.res % stride:
             raise SardInputError(f"--res: expected a multiple of {stride} of at least 16 pixels, got {self.res}")
-        if self.schedule.num_steps < 1:
-            raise SardInputError(f"schedule.num_steps: expected at least 1, got {self.schedule.num_steps}")
-        if self.discriminator.problems():
-            raise SardInputError("discriminator." + self.discriminator.problems()[0])
         return self
 
 

@@ -21,8 +21,10 @@ from sard.evaluation import segmentation
 from sard.evaluation.common import machine, parse_methods
 from sard.evaluation.seg_settings import add_parser as segmentation_parser
 from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
+from sard.nets.bounds import MAX_ITERS
 from sard.nets.discriminator import DiscriminatorConfig
 from sard.store.tensors import read_config
+from sard.validate import SEED_MAX, number, whole_number
 
 Report = tuple[dict, Path | None]      # a subcommand's report and the JSON file it goes to (None: stdout)
 
@@ -204,6 +206,24 @@ SUBCOMMANDS = {"realism": (realism_parser, realism), "card": (card_parser, card)
                "dprobe": (dprobe_parser, dprobe), "segmentation": (segmentation_parser, segmentation_run)}
 
 
+# whole-number flags of each subcommand, checked before anything is read (segmentation: seg_settings)
+BOUNDS = {"realism": {"--res": (8, 1024), "--context": (8, 4096), "--seeds": (1, 1000), "--epochs": (1, 100000),
+                      "--seed": (0, SEED_MAX), "--split-seed": (0, SEED_MAX)},
+          "card": {"--n": (1, 100000), "--quality-per-type": (1, 100000)},
+          "dprobe": {"--steps": (1, MAX_ITERS), "--seed": (0, SEED_MAX)}}
+
+
+def check_flags(a: argparse.Namespace) -> None:
+    """The subcommand's numbers in their bounds: SardInputError naming the first flag that is not."""
+    for flag, (lo, hi) in BOUNDS.get(a.cmd, {}).items():
+        whole_number(flag, getattr(a, flag[2:].replace("-", "_")), lo, hi)
+    if a.cmd == "realism" and a.context < a.res:
+        raise SardInputError(f"--context {a.context}: expected at least --res ({a.res}); the window the "
+                             f"synthesizer sees holds the crop")
+    if a.cmd == "dprobe":
+        number("--lr", a.lr, 0, 1, above=True)
+
+
 def write_report(cmd: str, report: dict, dest: Path | None) -> None:
     """The JSON report to `dest` (realism: its Markdown table beside it), or to stdout without one."""
     if not dest:
@@ -224,6 +244,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     command = "python -m sard.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
+        check_flags(a)
         t0 = time.perf_counter()
         report, dest = SUBCOMMANDS[a.cmd][1](a, command)
         report["wall_seconds"] = time.perf_counter() - t0

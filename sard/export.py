@@ -21,9 +21,13 @@ from sard.io import SardInputError
 from sard.masks import BANK_PLACEMENTS, MaskBank, read_bank, write_bank
 from sard.pair_recipe import ExportFailed, ExportPlan, MaskSource, check_room, find_normals, run_export
 from sard.pairs import PairWriter, safe_name
-from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
+from sard.devices import pick_device
+from sard.store.model_folder import DEFAULT_CHECKPOINT, ModelConfig, resolve_checkpoint
 from sard.synthesizers import METHODS, TEXTURED, Synthesizer, build
-from sard.validate import check_defects, seed as check_seed, whole_number, writable_folder
+from sard.validate import check_defects, number, seed as check_seed, whole_number, writable_folder
+
+MAX_PER_TYPE = 10**18      # a bound on the count alone; what the disk holds is check_room's
+LAYOUTS = ("mvtec", "folder")
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -100,16 +104,23 @@ def write_bank_main(argv: list[str]) -> int:
 
 
 def check_flags(a: argparse.Namespace) -> None:
-    """Flags are checked before any work, so a bad one is named, never blamed on an image later."""
-    if a.per_type < 1:
-        raise SardInputError(f"--per-type: expected a positive number of pairs per defect type, got {a.per_type}")
+    """Flags are checked before any work, so a bad one is named, never blamed on an image later (how
+    many pairs the disk holds is check_room's, once a normal image's size is known)."""
+    whole_number("--per-type", a.per_type, 1, MAX_PER_TYPE)
     if a.method not in METHODS:
         raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{a.method}'")
     check_seed("--seed", a.seed)
-    if not 0 <= a.bank_rotation <= 180:      # NaN too
-        raise SardInputError(f"--bank-rotation: expected degrees from 0 to 180, got {a.bank_rotation}")
+    number("--bank-rotation", a.bank_rotation, 0, 180)
+    parse_area(a.area)
+    if a.layout not in LAYOUTS:
+        raise SardInputError(f"--layout: expected {' or '.join(LAYOUTS)}, got '{a.layout}'")
     if a.category is not None:
         safe_name(a.category, "--category")
+    if a.device is not None:
+        pick_device(a.device)
+    if a.steps is not None:      # at most sard's T, from the checkpoint's config (other methods take no steps)
+        folder = resolve_checkpoint(a.checkpoint or DEFAULT_CHECKPOINT) if a.method == "sard" else None
+        whole_number("--steps", a.steps, 1, ModelConfig.read(folder).schedule.num_steps if folder else None)
 
 
 def load_bank(a: argparse.Namespace, normals_root: Path, samples: list) -> tuple[MaskBank | None, Path | None]:
@@ -149,8 +160,6 @@ def export(a: argparse.Namespace) -> tuple[PairWriter, dict]:
     synth = build(a.method, a.checkpoint, steps=a.steps, roi=not a.no_roi, rcd=not a.no_rcd,
                   texture_dir=Path(a.texture_dir) if a.texture_dir else None,
                   sources=normals if a.method in TEXTURED else None, device=a.device)
-    if a.steps is not None and synth.pipeline is not None:
-        whole_number("--steps", a.steps, 1, synth.pipeline.schedule.num_steps)
     plan = ExportPlan(normals, choose_defects(a, synth, bank, bank_root), a.per_type, a.seed, shard)
     check_room(plan, out)
     writer = PairWriter(out, a.category or normals_root.resolve().name, a.layout)

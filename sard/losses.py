@@ -11,7 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from sard.imaging import LUMA_WEIGHTS
+from sard.nets.bounds import MAX_ITERS, out_of_bounds, problems_of
 from sard.nets.discriminator import DOutput
+
+MAX_WEIGHT = 1e6        # a loss weight beyond this overflows float32 losses long before it teaches anything
+MAX_BLUR_PX = 1000      # mse_lowpass: a wider blur is a plain mean over any crop, at a huge kernel's cost
 
 
 @dataclass
@@ -38,6 +42,16 @@ class LossConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, as 'field: expected ..., got ...' lines (empty: fine)."""
+        weights = ("lam", "l_img", "l_mask", "alpha", "r1_gamma", "diversity", "chroma") + \
+            (("beta",) if self.beta is not None else ())
+        return problems_of(
+            *(out_of_bounds(k, getattr(self, k), 0, MAX_WEIGHT) for k in weights),
+            out_of_bounds("lazy_r1", self.lazy_r1, 1, MAX_ITERS, whole=True),
+            out_of_bounds("mse_lowpass", self.mse_lowpass, 0, MAX_BLUR_PX),
+            out_of_bounds("diversity_cap", self.diversity_cap, 0, 2))
 
     def background_weight(self, rcd: bool) -> float:
         return self.beta if self.beta is not None else (0.0 if rcd else 0.1)

@@ -6,9 +6,12 @@ coefficients only (no nn.Module); training and sampling both use it, nothing els
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+MAX_STEPS = 1000   # reverse steps T (sard.nets.bounds keeps the same bound)
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,25 @@ class ScheduleConfig:
     beta_min: float = 0.1
     beta_max: float = 20.0
     eps_small: float = 1e-3
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, as 'field: expected ..., got ...' lines (empty: fine); a
+        schedule whose coefficients overflow is named by beta_max."""
+        def real(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        T, lo, hi, eps = self.num_steps, self.beta_min, self.beta_max, self.eps_small
+        out = [] if isinstance(T, int) and not isinstance(T, bool) and 1 <= T <= MAX_STEPS else \
+            [f"num_steps: expected a whole number from 1 to {MAX_STEPS}, got {T!r}"]
+        if not (real(hi) and hi > 0):
+            out.append(f"beta_max: expected a finite number > 0 (and > beta_min), got {hi!r}")
+        if not (real(lo) and 0 <= lo < (hi if real(hi) else math.inf)):
+            out.append(f"beta_min: expected a finite number >= 0 and < beta_max ({hi!r}), got {lo!r}")
+        if not (real(eps) and 0 < eps < 1):
+            out.append(f"eps_small: expected a finite number > 0 and < 1, got {eps!r}")
+        if not out and not all(torch.isfinite(v).all() for v in vars(Schedule(self)).values() if torch.is_tensor(v)):
+            out.append(f"beta_max: {hi!r} with beta_min {lo!r} over {T} steps overflows the noise schedule; "
+                       f"expected a smaller one (DDGAN: 20)")
+        return out
 
 
 def _extract(coef: torch.Tensor, i: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -25,6 +25,7 @@ from sard.data import Sample, Split, defect_types, list_dataset, split_defects
 from sard.data.crops import CropSampler, infer_channels, load_examples
 from sard.io import SardInputError, atomic_write_bytes, leftover_temps
 from sard.masks import write_bank
+from sard.memory import check_fits
 from sard.nets.discriminator import texture_gain
 from sard.nets.generator import Generator
 from sard.finetune import generator_config_from, transfer_generator
@@ -36,7 +37,7 @@ from sard.store.train_state import (TRAIN_STATE_NAME, load_optimizer, load_train
                                      read_train_meta, save_train_state)
 from sard.steps import Batch, GapMeter, Models, build_models, ema_decay, ema_update, train_step
 from sard.train_samples import SampleGrid
-from sard.validate import check_defects, whole_number, writable_folder, write_error
+from sard.validate import MAX_THREADS, check_defects, whole_number, writable_folder, write_error
 
 
 # -- multi-process set-up (one block, nanoGPT style) ----------------------------------------------
@@ -343,6 +344,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: str | None = None) -> 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     cfg, fresh = resolve_run_config(cfg, out, resume)
+    check_fits(cfg, d.device)
     if d.main:
         writable_folder("--out", out)
     torch.manual_seed(cfg.seed + d.rank)
@@ -417,7 +419,7 @@ def main(argv=None) -> int:
     try:
         a = parse_args(argv)
         if a.threads is not None:
-            torch.set_num_threads(whole_number("--threads", a.threads, 1))
+            torch.set_num_threads(whole_number("--threads", a.threads, 1, MAX_THREADS))
         train(config_from_args(a), resume=a.resume, device=a.device)
     except SardInputError as e:
         print(f"sard.train: error: {e}", file=sys.stderr)

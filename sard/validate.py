@@ -8,18 +8,27 @@ import tempfile
 from pathlib import Path
 
 from sard.io import SardInputError
+from sard.nets.bounds import out_of_bounds
 
 SEED_MAX = 2**31 - 1   # numpy and torch take it on every platform, with room for seed * 1000 + rank
+MAX_THREADS = 1024     # torch threads a command may ask for
 
 
 def whole_number(name: str, value, lo: int, hi: int | None = None) -> int:
     """An int (a float only when whole, as the studio's number boxes send) with lo <= value <= hi."""
-    ok = isinstance(value, int) and not isinstance(value, bool) or \
-        isinstance(value, float) and value.is_integer()
-    if not ok or value < lo or (hi is not None and value > hi):
-        span = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
-        raise SardInputError(f"{name}: expected a whole number {span}, got {value!r}")
+    problem = out_of_bounds(name, value, lo, hi, whole=True)
+    if problem:
+        raise SardInputError(problem)
     return int(value)
+
+
+def number(name: str, value, lo: float | None = None, hi: float | None = None, *, above: bool = False,
+           below: bool = False) -> float:
+    """A finite number within lo..hi (lo excluded with above, hi with below): NaN and infinities never pass."""
+    problem = out_of_bounds(name, value, lo, hi, above=above, below=below)
+    if problem:
+        raise SardInputError(problem)
+    return value
 
 
 def seed(name: str, value) -> int:

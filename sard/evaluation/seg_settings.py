@@ -3,7 +3,6 @@ checked Settings a run takes from them."""
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import warnings
@@ -13,12 +12,18 @@ from pathlib import Path
 from sard.baselines import BASELINES
 from sard.evaluation.seg_pairs import MAX_PAIRS, ablation_folder, default_methods
 from sard.io import SardInputError
+from sard.nets.bounds import MAX_ITERS
 from sard.nets.segmentation import SEGMENTERS
+from sard.validate import MAX_THREADS, SEED_MAX, number, whole_number
 
 DESCRIPTION = "python -m sard.evaluate segmentation: do a method's synthetic pairs help a segmenter?"
 DEFAULTS = {"backbones": "unet", "seeds": 3, "pairs_per_type": 40,
             "res": 0, "crop": 64, "iters": 6000, "batch": 8, "lr": 2e-3, "real_fraction": "0.5,0", "defects": None}
 QUICK = {"seeds": 1, "pairs_per_type": 6, "iters": 40, "defects": 2}   # defects, an int: the first n types (sorted)
+MAX_SIZE, MIN_SIZE = 4096, {"--res": 32, "--crop": 16}     # --res and --crop: 0 or MIN_SIZE..MAX_SIZE px
+BOUNDS = {"--seeds": (1, 1000), "--pairs-per-type": (1, MAX_PAIRS), "--res": (0, MAX_SIZE),
+          "--crop": (0, MAX_SIZE), "--iters": (1, MAX_ITERS), "--batch": (1, 1024), "--threads": (1, MAX_THREADS),
+          "--split-seed": (0, SEED_MAX), "--seed": (0, SEED_MAX)}   # whole numbers, before anything is read
 
 
 # -- settings -----------------------------------------------------------------------------------------
@@ -119,7 +124,8 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
                  seeds=pick("seeds"), pairs_per_type=pick("pairs_per_type"), res=pick("res"), crop=pick("crop"),
                  iters=pick("iters"), batch=pick("batch"), lr=pick("lr"),
                  real_fractions=parse_fractions(str(pick("real_fraction"))), defects=defects,
-                 split_seed=a.split_seed, seed=a.seed, threads=a.threads or max(1, os.cpu_count() or 1),
+                 split_seed=a.split_seed, seed=a.seed,
+                 threads=a.threads if a.threads is not None else max(1, os.cpu_count() or 1),
                  work=Path(a.work), results=Path(a.results) if a.results else Path(a.work) / "runs",
                  out=out, json=Path(a.json) if a.json else out.with_suffix(".json"),
                  chart=Path(a.chart) if a.chart else out.with_suffix(".png"), quick=bool(a.quick),
@@ -130,20 +136,16 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
 
 
 def check_settings(s: Settings) -> None:
-    """SardInputError naming the first flag out of range."""
-    for name, v, lo in (("--seeds", s.seeds, 1), ("--pairs-per-type", s.pairs_per_type, 1), ("--res", s.res, 0),
-                        ("--crop", s.crop, 0), ("--iters", s.iters, 1), ("--batch", s.batch, 1),
-                        ("--threads", s.threads, 1)):
-        if v < lo:
-            raise SardInputError(f"{name}: expected at least {lo}, got {v}")
-    if 0 < s.res < 32:
-        raise SardInputError(f"--res: expected 0 (native scale) or at least 32, got {s.res}")
+    """SardInputError naming the first flag out of range (bounds: BOUNDS; pairs: MAX_PAIRS)."""
+    for flag, (lo, hi) in BOUNDS.items():
+        whole_number(flag, getattr(s, flag[2:].replace("-", "_")), lo, hi)
+    for flag, v in (("--res", s.res), ("--crop", s.crop)):
+        if 0 < v < MIN_SIZE[flag]:
+            raise SardInputError(f"{flag}: expected 0 ({'native scale' if flag == '--res' else 'whole images'}) "
+                                 f"or at least {MIN_SIZE[flag]}, got {v}")
+    number("--lr", s.lr, 0, 1, above=True)
     if s.crop == 0 and s.res == 0:
         raise SardInputError("--crop 0 (whole images) needs --res N: native images differ in size")
-    if s.pairs_per_type > MAX_PAIRS:
-        raise SardInputError(f"--pairs-per-type: at most {MAX_PAIRS}, got {s.pairs_per_type}")
-    if not (s.lr > 0 and math.isfinite(s.lr)):
-        raise SardInputError(f"--lr: expected a positive learning rate, got {s.lr}")
     n_real = round(s.main_fraction * s.batch)
     if n_real < 1 or ("bisenetv2" in s.backbones and n_real < 2):
         raise SardInputError(f"--batch {s.batch}: with --real-fraction {s.main_fraction:g} it holds {n_real} real "

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sard.nets.bounds import MAX_CLASSES, MAX_STEPS, choice, out_of_bounds, problems_of, widths
 from sard.nets.layers import TimestepMLP
 from sard.schedule import Schedule, ScheduleConfig
 
@@ -68,11 +69,16 @@ class DiscriminatorConfig:
         """What is wrong with these values, as 'field: expected ..., got ...' lines (empty: fine)."""
         out = [f"{k}: expected one of {v}, got {getattr(self, k)!r}" for k, v in self.CHOICES.items()
                if getattr(self, k) not in v]
-        if not 0 <= self.dmg_layer < len(self.channel_mult):
-            out.append(f"dmg_layer: expected 0..{len(self.channel_mult) - 1}, got {self.dmg_layer}")
-        if not self.highpass_gain > 0:
-            out.append(f"highpass_gain: expected > 0, got {self.highpass_gain}")
-        return out
+        levels = len(self.channel_mult) if isinstance(self.channel_mult, (tuple, list)) else 1
+        return out + problems_of(
+            choice("image_channels", self.image_channels, (1, 3)),
+            out_of_bounds("base_channels", self.base_channels, 1, whole=True),
+            widths("channel_mult", self.channel_mult),
+            out_of_bounds("temb_dim", self.temb_dim, 1, whole=True),
+            out_of_bounds("dmg_layer", self.dmg_layer, 0, levels - 1, whole=True),
+            out_of_bounds("num_classes", self.num_classes, 0, MAX_CLASSES, whole=True),
+            out_of_bounds("num_steps", self.num_steps, 1, MAX_STEPS, whole=True),
+            out_of_bounds("highpass_gain", self.highpass_gain, 0, 1e6, above=True))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sard.nets.bounds import MAX_BLOCKS, MAX_CLASSES, choice, out_of_bounds, problems_of, widths
 from sard.nets.layers import ResBlock, TimestepMLP, num_groups
 
 
@@ -36,6 +37,19 @@ class GeneratorConfig:
     @property
     def stride(self) -> int:
         return 2 ** (len(self.channel_mult) - 1)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, as 'field: expected ..., got ...' lines (empty: fine). Widths
+        have no upper bound here: what fits is the machine's memory (sard.memory)."""
+        return problems_of(
+            choice("image_channels", self.image_channels, (1, 3)),
+            out_of_bounds("base_channels", self.base_channels, 1, whole=True),
+            widths("channel_mult", self.channel_mult),
+            out_of_bounds("num_res_blocks", self.num_res_blocks, 0, MAX_BLOCKS, whole=True),
+            out_of_bounds("nz", self.nz, 1, whole=True),
+            out_of_bounds("style_dim", self.style_dim, 1, whole=True),
+            out_of_bounds("z_mlp_layers", self.z_mlp_layers, 1, MAX_BLOCKS, whole=True),
+            out_of_bounds("num_classes", self.num_classes, 0, MAX_CLASSES, whole=True))
 
     def to_dict(self) -> dict:
         return asdict(self)
