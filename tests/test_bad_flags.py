@@ -286,8 +286,9 @@ def run_in_process(module: str, argv: list[str]) -> tuple[object, str, float | N
     return code, err.getvalue(), peak - before if before is not None and peak is not None else None
 
 
+# The peak is the process's own VmHWM: ru_maxrss would carry pytest's peak over the vfork+exec.
 WRAP = """
-import resource, runpy, sys
+import runpy, sys
 peak_file, sys.argv = sys.argv[1], sys.argv[2:]
 try:
     if sys.argv[0].endswith(".py"):
@@ -295,7 +296,8 @@ try:
     else:
         runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 finally:
-    open(peak_file, "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+    open(peak_file, "w").write(hwm[0] if hwm else "0")
 """
 
 
