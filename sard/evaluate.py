@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sard.baselines import BASELINES
@@ -42,42 +43,68 @@ def realism_parser(sub) -> None:
     r.add_argument("--epochs", type=int, default=30)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--split-seed", type=int, default=0)
+    r.add_argument("--device", help="cpu or cuda[:N] for the synthesizers and the classifier (default: CUDA if present)")
     r.add_argument("--out", type=Path, help="JSON report")
 
 
 def realism(a: argparse.Namespace, command: str) -> Report:
-    from sard.evaluation.realism import c2st_accuracy, fake_crops, real_crops
+    from sard.data.crops import infer_channels
+    from sard.devices import pick_device
+    from sard.evaluation.realism import (NOTHING, Normals, c2st_accuracy, crop_sheet, fake_crops, nothing_painted,
+                                         real_crops)
+    from sard.evaluation.sheets import save_grid
     from sard.metrics import mean_spread
     from sard.synthesizers import build
+    device = pick_device(a.device)
     methods = parse_methods(a.methods, bare=tuple(BASELINES), default="sard")
     samples = list_dataset(a.data)
     split = split_defects(samples, a.split_seed)
-    normals = normal_images(samples, "train", fallback=False)
-    real, pairs = real_crops(split.held_out, a.res)
-    report = {"data": str(a.data), "res": a.res, "context": a.context, "real_crops": len(pairs), "seeds": a.seeds,
-              "epochs": a.epochs, "machine": machine(), "methods": {}}
-    t0 = time.perf_counter()
-    for m in methods:
-        synth = build(m.name, m.checkpoint, sources=normals[:50])
-        fake = fake_crops(synth, pairs, normals, a.res, a.context, seed=a.seed, desc=m.name)
-        accs = [c2st_accuracy(real, fake, seed=s, epochs=a.epochs) for s in range(a.seeds)]
+    paths = normal_images(samples, "train", fallback=False)
+    channels = infer_channels(split.held_out)
+    real, places = real_crops(split.held_out, a.res, channels)
+    normals = Normals(paths, channels, a.context)
+    report = {"data": str(a.data), "res": a.res, "context": a.context, "real_crops": len(places), "seeds": a.seeds,
+              "epochs": a.epochs, "channels": channels, "texture": normals.texture, "device": str(device),
+              "machine": machine(), "methods": {}}
+    t0, fakes = time.perf_counter(), {}
+    for name, checkpoint, synth in [(NOTHING, None, nothing_painted), *((m.name, m.checkpoint, None) for m in methods)]:
+        synth = synth or build(name, checkpoint, sources=paths[:50], device=device)
+        fake, on_part = fake_crops(synth, places, normals, a.res, a.context, seed=a.seed, desc=name)
+        fakes[name] = fake
+        accs = [c2st_accuracy(real, fake, seed=s, epochs=a.epochs, device=device) for s in range(a.seeds)]
         mean, std = mean_spread(accs)
-        report["methods"][m.name] = {"checkpoint": str(m.checkpoint) if m.checkpoint else None, "accuracy": accs,
-                                     "mean": mean, "std": std}
-        print(f"  {m.name:10s} C2ST accuracy {100 * mean:.1f} % +- {100 * std:.1f}", file=sys.stderr)
+        entry = {"checkpoint": str(checkpoint) if checkpoint else None, "accuracy": accs, "mean": mean, "std": std,
+                 "on_part": float(np.mean(on_part))}
+        if name == NOTHING:
+            report["floor"] = entry
+        else:
+            report["methods"][name] = {**entry, "below_floor": report["floor"]["mean"] - mean}
+        print(f"  {name:10s} C2ST accuracy {100 * mean:.1f} % +- {100 * std:.1f}", file=sys.stderr)
     report["seconds"] = time.perf_counter() - t0
+    if a.out:
+        report["sheet"] = save_grid(crop_sheet(real, fakes), a.out.with_suffix(".png")).name
     return report, a.out
 
 
 def realism_markdown(rep: dict) -> str:
+    where = "the whole tile" if rep.get("texture", True) else "the part (mean share of each fake mask on it: " \
+        f"{100 * rep['floor']['on_part']:.0f} %)"
+    colour = "in colour" if rep.get("channels") == 3 else "in gray"
     lines = ["# Realism: classifier two-sample test", "",
              f"A CNN trained from scratch tells {rep['real_crops']} held-out real defect crops ({rep['res']} px, "
-             f"never seen by a synthesizer) from the same masks synthesized on normal tiles; held-out accuracy "
-             f"over 2 folds, mean and spread over {rep['seeds']} seeds. **50 % = indistinguishable**, 100 % = "
-             f"always caught.", "", "| method | C2ST accuracy | spread |", "|---|---|---|"]
+             f"{colour}, never seen by a synthesizer) from the same masks synthesized on normal images at the place "
+             f"each real crop sits, on {where}; held-out accuracy over 2 folds, mean and spread over {rep['seeds']} "
+             f"seeds. **50 % = indistinguishable**, 100 % = always caught. The reference row *Nothing painted* returns "
+             f"the normal window as it is: its score is the floor a method must get below.", "",
+             "| method | C2ST accuracy | spread | below Nothing painted (points) |", "|---|---|---|---|"]
+    floor = rep["floor"]
+    lines.append(f"| *Nothing painted* (reference) | {100 * floor['mean']:.1f} % | ± {100 * floor['std']:.1f} | 0 |")
     for name, m in sorted(rep["methods"].items(), key=lambda kv: kv[1]["mean"]):
-        lines.append(f"| {name} | {100 * m['mean']:.1f} % | ± {100 * m['std']:.1f} |")
-    lines += ["", f"Command: `{rep['command']}`; machine: {rep['machine']}; wall time {rep['wall_seconds']:.0f} s.", ""]
+        lines.append(f"| {name} | {100 * m['mean']:.1f} % | ± {100 * m['std']:.1f} | {100 * m['below_floor']:+.1f} |")
+    if rep.get("sheet"):
+        lines += ["", f"What the classifier judges, real crops and each method's fakes at the same place: ![crops]({rep['sheet']})"]
+    lines += ["", f"Command: `{rep['command']}`; machine: {rep['machine']}, device {rep['device']}; wall time "
+                  f"{rep['wall_seconds']:.0f} s.", ""]
     return "\n".join(lines)
 
 
@@ -106,8 +133,9 @@ def card(a: argparse.Namespace, command: str) -> Report:
 
 
 def card_figures(a: argparse.Namespace) -> dict:
-    from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, repaint_grid, save_grid,
-                                      speed_256, synthesis_quality)
+    from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, repaint_grid, speed_256,
+                                      synthesis_quality)
+    from sard.evaluation.sheets import save_grid
     from sard.masks import MaskBank, random_mask
     from sard.io import read_image
     from sard.pipeline import SardPipeline
@@ -141,14 +169,15 @@ def card_c2st(a: argparse.Namespace) -> dict | None:
     name fails at once."""
     if not a.realism:
         return None
-    methods = read_config(a.realism).get("methods", {})
+    report = read_config(a.realism)
+    methods = report.get("methods", {})
     sard_like = [k for k in methods if k not in BASELINES]
     name = a.realism_method or (a.checkpoint.name if a.checkpoint.name in methods else None)
     name = name or (sard_like[0] if len(sard_like) == 1 else None)
     if name not in methods:
         raise SardInputError(f"--realism {a.realism}: no method named '{name or a.checkpoint.name}' and not exactly "
                              f"one SARD method in it (has {sorted(methods)}); name it with --realism-method")
-    return methods[name]
+    return {**methods[name], "floor": report.get("floor")}
 
 
 def write_card_text(a: argparse.Namespace, figures: dict, c2st: dict | None) -> None:

@@ -104,7 +104,7 @@ FLAGS = [
     *rows("export", EXPORT, {"negative": "-1/2", "zero": "0/0", "type": "abc"}, "--shard"),
     *rows("export", EXPORT_SARD, INT, "--steps"), *rows("export", EXPORT, WORD, "--layout", "--device", "--method"),
     *rows("evaluate", REALISM, INT, "--res", "--context", "--seeds", "--epochs"),
-    *rows("evaluate", REALISM, SEED, "--seed", "--split-seed"),
+    *rows("evaluate", REALISM, SEED, "--seed", "--split-seed"), *rows("evaluate", REALISM, WORD, "--device"),
     *rows("evaluate", CARD, INT, "--n", "--quality-per-type"),
     *rows("evaluate", DPROBE, INT, "--steps"), *rows("evaluate", DPROBE, FLOAT, "--lr"),
     *rows("evaluate", DPROBE, SEED, "--seed"),

@@ -41,7 +41,14 @@ def test_realism_and_card_commands(tmp_path, small_data):
     rep = json.loads(out.read_text())
     assert set(rep["methods"]) == {"cutpaste", "tiny"}
     assert all(0 <= m["mean"] <= 1 for m in rep["methods"].values()) and rep["real_crops"] == 8
-    assert "| cutpaste |" in out.with_suffix(".md").read_text()
+    md = out.with_suffix(".md").read_text()
+    assert "| cutpaste |" in md and "| *Nothing painted* (reference) |" in md
+    floor = rep["floor"]["mean"]        # every report carries the floor and each method's distance below it
+    assert 0 <= floor <= 1 and rep["device"] == "cpu" and rep["channels"] == 1
+    assert all(abs(m["below_floor"] - (floor - m["mean"])) < 1e-12 for m in rep["methods"].values())
+    from PIL import Image
+    sheet = Image.open(out.with_suffix(".png"))       # real, its mask, Nothing painted and the two methods
+    assert f"![crops]({out.with_suffix('.png').name})" in md and sheet.width >= 5 * 96 and sheet.height > 96
     r = run_module("sard.evaluate", "card", "--checkpoint", ck, "--data", small_data, "--n", "4",
                    "--quality-per-type", "2", "--realism", out, "--out", tmp_path / "card")
     assert r.returncode == 0, r.stderr
@@ -56,6 +63,7 @@ def test_realism_and_card_commands(tmp_path, small_data):
     # card.md: the same tables for any checkpoint, its C2ST taken from the realism report
     card = (tmp_path / "card" / "card.md").read_text()
     assert f"{100 * rep['methods']['tiny']['mean']:.1f} %" in card and "![crack](grid_crack.png)" in card
+    assert f"*Nothing painted* scores {100 * floor:.1f} %" in card
     assert "![crack repainted](repaint_crack.png)" in card
     assert all(f"| {d} |" in card for d in fig["quality"]) and "**0** (bit-exact)" in card
     assert all(len(v["colour_real"]) == len(v["colour_synth"]) == 1 for v in fig["quality"].values())
@@ -95,3 +103,51 @@ def test_channel_means_are_taken_over_the_mask_only_per_channel():
     assert _channel_means(rgb, m).tolist() == [90.0, 60.0, 30.0]
     gray = np.where(m, 40, 200).astype(np.uint16)
     assert _channel_means(gray, m).tolist() == [40.0]
+
+
+def _disc_normals(folder, n, rng):
+    """Gray 96 px images of a bright disc (the part) on a dark background, each with its own noise."""
+    from PIL import Image
+    folder.mkdir()
+    yy, xx = np.mgrid[:96, :96]
+    disc = (yy - 48) ** 2 + (xx - 48) ** 2 < 34 ** 2
+    paths = []
+    for k in range(n):
+        a = np.where(disc, 190.0, 25.0) + rng.normal(0, 8, (96, 96)) + 0.4 * yy
+        paths.append(folder / f"{k:03d}.png")
+        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(paths[-1])
+    return paths
+
+
+def test_fakes_sit_where_the_real_crops_sit_so_nothing_painted_is_not_caught_by_place(tmp_path):
+    """Real crops cut from normals at places on the part, fakes painted with nothing at the same
+    places: the classifier cannot tell them apart; the same fakes drawn elsewhere are caught, which
+    is what the old random windows let the classifier do. The mask's share on the part is measured."""
+    from sard.evaluation.realism import Normals, Place, fake_crops, nothing_painted, place_on
+    rng = np.random.default_rng(0)
+    paths = _disc_normals(tmp_path / "n", 24, rng)
+    normals = Normals(paths, channels=1, context=48)
+    assert not normals.texture
+    mask = np.zeros((32, 32), bool)
+    mask[12:20, 10:22] = True
+    places = [Place(mask, "d", (float(y), float(x))) for y, x in rng.uniform(0.3, 0.7, (80, 2))]
+    real_imgs = []
+    for k, p in enumerate(places):      # real crops: other normals at the same places
+        img = normals.image(int(rng.integers(len(paths))))
+        (t, l), _ = place_on(img, p, 32, 48)
+        real_imgs.append(img[t:t + 32, l:l + 32])
+    real = CropSet(np.stack(real_imgs), np.stack([mask] * len(places)), ["d"] * len(places))
+    fake, on_part = fake_crops(nothing_painted, places, normals, 32, 48, seed=1)
+    assert min(on_part) == 1.0
+    assert abs(c2st_accuracy(real, fake, seed=0, epochs=10) - 0.5) < 0.15
+    elsewhere = [Place(mask, "d", (0.12, float(x))) for _, x in rng.uniform(0.1, 0.9, (80, 2))]
+    moved, moved_on_part = fake_crops(nothing_painted, elsewhere, normals, 32, 48, seed=1)
+    assert np.mean(moved_on_part) < 0.5
+    assert c2st_accuracy(real, moved, seed=0, epochs=10) > 0.85
+
+
+def test_nothing_painted_returns_the_window_as_it_is():
+    from sard.evaluation.realism import nothing_painted
+    window = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    out = nothing_painted(window, np.ones((20, 30), bool), seed=3, defect="crack")
+    assert np.array_equal(np.asarray(out.image), window) and out.mask.max() == 255

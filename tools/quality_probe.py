@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from sard.data import list_dataset, split_defects
-from sard.evaluation.card import game_pulse, repaint_grid, save_grid, synthesis_quality
+from sard.evaluation.card import game_pulse, repaint_grid, synthesis_quality
+from sard.evaluation.sheets import save_grid
 from sard.pipeline import SardPipeline
 
 

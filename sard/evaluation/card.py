@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from tqdm import tqdm
 
 from sard.imaging import mask_bbox, overlay
-from sard.io import atomic_save_png, read_image, read_mask
+from sard.io import read_image, read_mask
 from sard.masks import grow_mask, random_mask
+from sard.evaluation.sheets import columns, fit_h, rgb
 from sard.results import x0_change_per_step
 from sard.store.model_folder import ModelConfig
 
@@ -64,15 +65,6 @@ def speed_256(pipe: SardPipeline, normals: list[Path], bank, n: int = 10, seed: 
     return out
 
 
-def _fit_h(a: np.ndarray, h: int) -> Image.Image:
-    im = Image.fromarray(a)
-    return im.resize((max(1, round(im.width * h / im.height)), h), Image.BILINEAR)
-
-
-def _rgb(a: np.ndarray) -> np.ndarray:
-    return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
-
-
 def _zoom(a: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
     """A square of at least size px around the mask (all of it, with an 8 px margin), kept inside the image."""
     top, left, bottom, right = mask_bbox(mask)
@@ -86,26 +78,11 @@ def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect
                 height: int = 220, zoom_size: int = 96) -> Image.Image:
     """Row 1: the normal image, its bank mask, three seeds (whole images). Row 2: the same, zoomed on the mask."""
     results = [np.asarray(pipe(normal, mask, seed=s, defect=defect).image) for s in seeds]
-    tiles = [_rgb(normal), overlay(_rgb(normal), mask)] + [_rgb(r) for r in results]
+    tiles = [rgb(normal), overlay(rgb(normal), mask)] + [rgb(r) for r in results]
     zooms = [_zoom(t, mask, zoom_size) for t in tiles]
-    rows = [[_fit_h(t, height) for t in tiles], [_fit_h(t, height) for t in zooms]]
+    rows = [[fit_h(t, height) for t in tiles], [fit_h(t, height) for t in zooms]]
     labels = ["normal (held out)", "bank mask", *(f"seed {s}" for s in seeds)]
-    return _columns(rows, labels, height, 8, f"{defect}: whole image (top), zoom on the mask (bottom)")
-
-
-def _columns(rows: list[list[Image.Image]], labels: list[str], height: int, gap: int, caption: str) -> Image.Image:
-    """Rows of pictures under one label per column, a caption below: the card's grids."""
-    col_w = [max(r[c].width for r in rows) for c in range(len(labels))]
-    canvas = Image.new("RGB", (sum(col_w) + 6 * len(col_w), 16 + len(rows) * (height + gap) + 16), "white")
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for c, (w, lab) in enumerate(zip(col_w, labels)):
-        draw.text((x + 3, 2), lab, fill="black")
-        for j, r in enumerate(rows):
-            canvas.paste(r[c], (x, 16 + j * (height + gap)))
-        x += w + 6
-    draw.text((3, canvas.height - 14), caption, fill="black")
-    return canvas
+    return columns(rows, labels, height, 8, f"{defect}: whole image (top), zoom on the mask (bottom)")
 
 
 def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int = 4, seeds=(0, 1),
@@ -121,13 +98,13 @@ def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int 
         m = read_mask(s.mask, size=image.shape[:2]) > 0
         if m.sum() < 10:
             continue
-        tiles = [_rgb(image), overlay(_rgb(image), m)]
-        tiles += [_rgb(np.asarray(pipe(image, m, seed=k, defect=defect, refine=refine).image)) for k in seeds]
-        rows.append([_fit_h(_zoom(t, m, zoom_size), height) for t in tiles])
+        tiles = [rgb(image), overlay(rgb(image), m)]
+        tiles += [rgb(np.asarray(pipe(image, m, seed=k, defect=defect, refine=refine).image)) for k in seeds]
+        rows.append([fit_h(_zoom(t, m, zoom_size), height) for t in tiles])
     if not rows:
         return None
     labels = ["real (held out)", "its mask", *(f"seed {k}" for k in seeds)]
-    return _columns(rows, labels, height, 6, f"{defect or 'defect'}: real defects repainted inside their own masks")
+    return columns(rows, labels, height, 6, f"{defect or 'defect'}: real defects repainted inside their own masks")
 
 
 def _smooth(v: np.ndarray, n: int) -> np.ndarray:
@@ -175,10 +152,6 @@ def loss_curve(log_path: Path, out: Path, smooth: int = 25) -> Path:
     plt.close(fig)
     tmp.replace(out)
     return out
-
-
-def save_grid(img: Image.Image, path: Path) -> Path:
-    return atomic_save_png(path, np.asarray(img))
 
 
 # -- synthesis quality: is the game alive in what G paints? ----------------------------------------------
@@ -312,7 +285,8 @@ def _levels(v: list[float] | None) -> str:
 
 def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, grids: str = "") -> str:
     """The model card's figure sections from `figures.json` (this module's functions), the checkpoint's
-    config.json and, when given, its C2ST entry ({"mean", "std"} of `sard.evaluate realism`).
+    config.json and, when given, its C2ST entry ({"mean", "std"} of `sard.evaluate realism`, with
+    "floor": the report's Nothing painted entry, or None for an older report).
     `grids`: the folder of the grid PNGs relative to where the text will live."""
     types = config.defects or ["defect"]
     minutes = config.train_seconds
@@ -334,8 +308,11 @@ def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, 
                      f"{sp['seconds_per_pair_256_roi']:.2f} s with ROI (default), {sp['seconds_per_pair_256_full']:.2f} s "
                      f"on the whole image |")
     if c2st:
+        floor = c2st.get("floor")
         lines.append(f"| (d) realism, C2ST accuracy (50 % = indistinguishable) | **{100 * c2st['mean']:.1f} % "
-                     f"± {100 * c2st['std']:.1f}** |")
+                     f"± {100 * c2st['std']:.1f}**" + (f"; *Nothing painted* scores {100 * floor['mean']:.1f} %, "
+                                                       f"{100 * (floor['mean'] - c2st['mean']):+.1f} points below it"
+                                                       if floor else "") + " |")
     gap = figures.get("d_gap") or {}
     if gap:
         lines += ["", "**(a) Is the game alive?** The discriminator's real-minus-fake logit gap per reverse step i "
