@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sard.data import list_dataset, split_defects
 from sard.io import SardInputError
-from sard.masks import BANK_PLACEMENTS, MaskBank, read_bank, write_bank
+from sard.masks import BANK_PLACEMENTS, ON_PART_MODES, MaskBank, read_bank, real_mask_share, write_bank
 from sard.pair_recipe import ExportFailed, ExportPlan, MaskSource, check_room, find_normals, run_export
 from sard.pairs import PairWriter, safe_name
 from sard.devices import pick_device
@@ -44,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bank masks where they sat in their own image, edges kept (default), or anywhere")
     p.add_argument("--bank-rotation", type=float, default=15.0,
                    help="bank masks rotated by at most this many degrees (default 15; 180: any orientation)")
-    p.add_argument("--on-part", action="store_true", help="keep masks on the part (Otsu foreground; for object categories)")
+    p.add_argument("--on-part", nargs="?", const="on", default="auto", choices=ON_PART_MODES,
+                   help="masks on the part (Otsu foreground): auto (default) for object images where the part is "
+                        "found, on (the bare flag) always, off never")
     p.add_argument("--defects", help="comma-separated defect types (default: the checkpoint's or the bank's)")
     p.add_argument("--per-type", type=int, default=500, help="pairs per defect type (default 500, as the paper)")
     p.add_argument("--seed", type=int, default=0)
@@ -165,16 +167,33 @@ def export(a: argparse.Namespace) -> tuple[PairWriter, dict]:
     writer = PairWriter(out, a.category or normals_root.resolve().name, a.layout)
     if a.no_resume and writer.lines:
         raise SardInputError(f"--out {writer.base}: already holds {len(writer.lines)} pairs and --no-resume was given")
-    masks = MaskSource(a.masks, parse_area(a.area), bank, a.on_part, a.resize_masks,
+    masks = MaskSource(a.masks, parse_area(a.area), bank, trusted_part(a.on_part, samples), a.resize_masks,
                        {"placement": a.bank_placement, "rotation": a.bank_rotation})
     if a.copy_normals or a.link_normals:
         writer.link_normals(normals, copy=not a.link_normals)
-    return writer, run_export(plan, writer, synth, masks)
+    summary = run_export(plan, writer, synth, masks)
+    return writer, {**summary, "masks_placed": dict(masks.placed)}
+
+
+def trusted_part(mode: str, samples: list) -> str:
+    """--on-part, turned off in auto mode where the part finder clips the data set's own real defects."""
+    share = real_mask_share(samples) if mode != "off" else None
+    if share is None:
+        return mode
+    trusted = share >= 0.8
+    print(f"sard.export: real defect masks keep a median {100 * share:.0f} % of their pixels on the part found in "
+          f"their images" + ("" if trusted else "; the part cannot be found reliably here" +
+                             (", so masks go anywhere (--on-part on forces it)" if mode == "auto" else "")),
+          file=sys.stderr)
+    return mode if trusted or mode == "on" else "off"
 
 
 def report(writer: PairWriter, summary: dict) -> None:
     print(f"sard.export: {summary['written']} pairs written, {summary['skipped_existing']} already there, "
           f"{summary['pairs_per_second']:.2f} pairs/s, in {writer.base}", file=sys.stderr)
+    if summary["masks_placed"]:
+        print("sard.export: masks " + "; ".join(f"{why}: {n}" for why, n in summary["masks_placed"].items()),
+              file=sys.stderr)
     for why, n in summary["made_differently"].items():
         print(f"sard.export: {n} of the pairs already there were made otherwise: {why}; they are kept as they are "
               f"(a category holds one recipe: choose another --category or --out for this one)", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from sard.data import list_dataset, normal_images
 from sard.data.readers import Sample
 from sard.io import IMAGE_EXTENSIONS, SardInputError, is_image_file, read_image, read_mask_file, utf8_path
-from sard.masks import MASK_KINDS, mask_from_params, object_foreground, random_mask
+from sard.masks import MASK_KINDS, mask_from_params, object_foreground, part_for_masks, random_mask
 from sard.pairs import PairWriter, pair_rng, pair_seed
 from sard.results import SynthesisResult
 from sard.synthesizers import Synthesizer, from_record
@@ -55,11 +56,13 @@ def find_normals(path: Path) -> tuple[list[Path], list[Sample]]:
 class MaskSource:
     """Masks for pair k: a random generator (kind) or a folder of mask files."""
 
-    def __init__(self, spec: str, area: tuple[float, float] | None, bank=None, on_part: bool = False,
+    def __init__(self, spec: str, area: tuple[float, float] | None, bank=None, on_part: str = "off",
                  resize: bool = False, bank_params: dict | None = None):
+        """on_part: "on", "off" or "auto" (on the part of an object image where one is found; part_for_masks)."""
         if area is None and spec != "bank":
             area = DEFAULT_AREA  # the bank keeps real masks at their natural size unless asked
         self.spec, self.area, self.bank, self.on_part, self.resize = spec, area, bank, on_part, resize
+        self.placed: Counter[str] = Counter()     # where the masks went, in words, and how many
         self.params = dict(bank_params or {}) if spec == "bank" else {}
         self.files: list[Path] = []
         if spec not in MASK_KINDS:
@@ -90,7 +93,9 @@ class MaskSource:
                                          f"{shape[1]}x{shape[0]}; pass --resize-masks to resize (nearest)")
                 m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
             return m.astype(np.uint8) * 255, {"kind": "file", "file": str(path.resolve()), "resized": bool(self.resize)}
-        fg = object_foreground(image) if self.on_part else None
+        part = part_for_masks(image, self.on_part)
+        self.placed[part.why] += 1
+        fg = part.mask
         bank_defect = defect if self.bank is not None and defect in getattr(self.bank, "defects", []) else None
         return random_mask(self.spec, shape, seed, self.area, foreground=fg, bank=self.bank, defect=bank_defect,
                            **self.params)

@@ -154,6 +154,21 @@ def test_random_mask_synthesize_keep_export(server, tmp_path):
     assert sorted(base.rglob("*")) == files and len((base / "manifest.jsonl").read_text().splitlines()) == 1
 
 
+def test_random_masks_stay_on_an_objects_part(server, tmp_path):
+    """A bright disk (the part) on a dark background: every random mask lies on the disk."""
+    from gradio_client import handle_file
+    yy, xx = np.mgrid[:128, :128]
+    disk = (yy - 64) ** 2 + (xx - 64) ** 2 < 40 ** 2
+    rng = np.random.default_rng(0)
+    img = tmp_path / "part.png"
+    Image.fromarray(np.where(disk, 170 + rng.integers(0, 20, disk.shape), 15).astype(np.uint8)).save(img)
+    c = client(server[0])
+    for seed in range(4):
+        m = np.array(Image.open(path_of(c.predict(handle_file(str(img)), "Ellipse", 2.0, 6.0, seed, "crack",
+                                                  api_name="/random_mask")))) > 0
+        assert m.any() and not (m & ~disk).any()
+
+
 def test_two_sessions_never_see_each_others_curated_sets(server, tmp_path):
     from gradio_client import handle_file
     url, root = server

@@ -102,7 +102,7 @@ FLAGS = [
     *rows("export", EXPORT, {"negative": "-0.1,0.2", "zero": "0,0.1", "huge": "0.1,1e300", "nan": "nan,0.1",
                              "inf": "inf,inf", "type": "abc"}, "--area"),
     *rows("export", EXPORT, {"negative": "-1/2", "zero": "0/0", "type": "abc"}, "--shard"),
-    *rows("export", EXPORT_SARD, INT, "--steps"), *rows("export", EXPORT, WORD, "--layout", "--device", "--method"),
+    *rows("export", EXPORT_SARD, INT, "--steps"), *rows("export", EXPORT, WORD, "--layout", "--device", "--method", "--on-part"),
     *rows("evaluate", REALISM, INT, "--res", "--context", "--seeds", "--epochs"),
     *rows("evaluate", REALISM, SEED, "--seed", "--split-seed"), *rows("evaluate", REALISM, WORD, "--device"),
     *rows("evaluate", CARD, INT, "--n", "--quality-per-type"),

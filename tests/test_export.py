@@ -338,21 +338,45 @@ def part_images(tmp_path: Path, n: int = 3) -> Path:
     return d
 
 
-def test_on_part_keeps_every_mask_on_the_part(tmp_path):
+def test_on_part_keeps_every_mask_on_the_part_and_is_the_default_for_objects(tmp_path):
     parts = part_images(tmp_path)
     disk = np.array(Image.open(parts / "part0.png")) > 100
     common = ["--method", "cutpaste", "--normals", parts, "--masks", "ellipse", "--area", "0.01,0.03",
               "--defects", "dent", "--per-type", "8"]
     assert export(*common, "--out", tmp_path / "on", "--on-part").returncode == 0
-    assert export(*common, "--out", tmp_path / "off").returncode == 0
+    r = export(*common, "--out", tmp_path / "auto")
+    assert r.returncode == 0 and "masks on the part: 8" in r.stderr, r.stderr
+    assert export(*common, "--out", tmp_path / "off", "--on-part", "off").returncode == 0
     off_part = {}
-    for run in ("on", "off"):
+    for run in ("on", "auto", "off"):
         base = tmp_path / run / "parts"
         recs = lines(base / "manifest.jsonl")
-        assert len(recs) == 8 and all(r["mask_params"]["foreground"] == (run == "on") for r in recs)
+        assert len(recs) == 8 and all(r["mask_params"]["foreground"] == (run != "off") for r in recs)
         off_part[run] = sum(int((np.array(Image.open(base / r["mask"])) > 0)[~disk].sum()) for r in recs)
-    assert off_part["on"] == 0
-    assert off_part["off"] > 0   # without the flag the masks land anywhere, the background too
+    assert off_part["on"] == off_part["auto"] == 0
+    assert off_part["off"] > 0   # off: the masks land anywhere, the background too
+
+
+def test_a_part_that_cannot_be_found_is_said_and_masks_go_anywhere(tmp_path):
+    """A dark part on a background nearly as dark, with one bright highlight: Otsu keeps the highlight
+    (a few pixels); auto mode says so and does not clip the masks to it."""
+    d = tmp_path / "dark"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        a = rng.normal(20, 2, (96, 96))
+        a[20:76, 20:76] += 4
+        a[40:44, 40:44] = 250
+        a = np.clip(a, 0, 255).astype(np.uint8)
+        Image.fromarray(a).save(d / f"dark{i}.png")
+    r = export("--method", "cutpaste", "--normals", d, "--masks", "ellipse", "--defects", "dent", "--per-type", "3",
+               "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "the part could not be found: Otsu kept 0 % of the image" in r.stderr
+    recs = lines(tmp_path / "out" / "dark" / "manifest.jsonl")
+    assert len(recs) == 3 and not any(r["mask_params"]["foreground"] for r in recs)
+    for rec in recs:      # regenerate holds: the record says no foreground was used
+        assert rec["mask_params"]["foreground_crc"] is None
 
 
 def test_bank_flag_takes_masks_from_another_data_set(tmp_path, tiny_data):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MAGNETIC_TILE, REPO, requires_data, run_module, tiny_checkpoint
+from conftest import BOTTLE, MAGNETIC_TILE, REPO, requires_data, run_module, tiny_checkpoint
 from sard.data import Sample, list_dataset, split_defects
 from sard.io import SardInputError, read_image, read_mask
 from sard.masks import (BANK_DIR, BANK_MAX_BYTES, MASK_KINDS, MaskBank, feather, feather_weights, grow_mask,
@@ -414,3 +414,24 @@ def test_the_shipped_checkpoint_carries_its_bank():
     assert sum(p.stat().st_size for p in (ck / BANK_DIR).rglob("*")) <= BANK_MAX_BYTES
     if MAGNETIC_TILE.is_dir():   # the masks of its training third, nothing held out
         assert same_bank(bank, MaskBank.from_samples(split_defects(list_dataset(MAGNETIC_TILE)).synth))
+
+
+@requires_data
+def test_real_defects_lie_on_the_part_found_for_bottle_and_a_texture_has_no_part():
+    from sard.data import list_dataset
+    from sard.masks import real_mask_share
+    assert real_mask_share(list_dataset(BOTTLE), n=10) >= 0.9
+    assert real_mask_share(list_dataset(MAGNETIC_TILE), n=5) is None
+
+
+def test_part_for_masks_modes():
+    from sard.masks import part_for_masks
+    yy, xx = np.mgrid[:64, :64]
+    disk = (yy - 32) ** 2 + (xx - 32) ** 2 < 20 ** 2
+    image = np.where(disk, 180, 20).astype(np.uint8)
+    assert np.array_equal(part_for_masks(image, "auto").mask, disk)
+    assert part_for_masks(image, "off").mask is None and part_for_masks(image, "on").why == "on the part"
+    texture = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    assert part_for_masks(texture, "auto").mask is None and part_for_masks(texture, "on").mask is not None
+    with pytest.raises(SardInputError, match="on-part mode 'maybe'"):
+        part_for_masks(image, "maybe")

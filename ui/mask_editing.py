@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 
 from sard.io import read_image, strict_mask
-from sard.masks import MASK_KINDS, MaskBank, feather_weights, grow_mask, random_mask
+from sard.masks import MASK_KINDS, MaskBank, feather_weights, grow_mask, part_for_masks, random_mask
 from sard.validate import seed as check_seed, whole_number
 from ui.messages import count, user_error, user_errors
 from ui.pictures import editor_mask, mask_layer, screen, tint, to_display_mask
@@ -35,9 +35,9 @@ class MaskEditing:
     def random_mask(self, image_path: str | None, kind: str, area_min: float, area_max: float, seed: float,
                     defect: str | None, session: Session):
         """/random_mask: a mask (uint8 0/255, the image's full size) from a generator, an area range (percent
-        of the image) and a seed; the session remembers its parameters for the manifest. A real mask
-        from the bank keeps its shape, orientation (up to the bank's rotation) and place, scaled to an
-        area in the range, as every other generator's."""
+        of the image) and a seed, on the part of an object image; the session remembers its parameters for
+        the manifest. A real mask from the bank keeps its shape, orientation (up to the bank's rotation)
+        and place, scaled to an area in the range, as every other generator's."""
         if not image_path:
             raise user_error("Load a normal part image first: the mask takes its size.")
         kind = MASK_LABELS.get(kind, kind)
@@ -52,7 +52,9 @@ class MaskEditing:
             a = read_image(image_path)
             bank_defect = defect if self.bank is not None and defect in self.bank.defects else None
             area = (float(area_min) / 100, float(area_max) / 100)   # a bank mask too: its real shape, scaled
-            m, params = random_mask(kind, a.shape[:2], seed, area, bank=self.bank, defect=bank_defect)
+            part = part_for_masks(a, "auto")      # an object's masks stay on the part (the manifest records it)
+            m, params = random_mask(kind, a.shape[:2], seed, area, foreground=part.mask, bank=self.bank,
+                                    defect=bank_defect)
         session.set_mask(m, params)
         return m, session
 

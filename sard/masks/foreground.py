@@ -1,6 +1,8 @@
 """Where a mask may go: the part on a plain background by Otsu threshold, or the whole image for
-textures."""
+textures; whether the part was found at all."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from skimage.filters import threshold_otsu
@@ -8,6 +10,7 @@ from skimage.measure import label
 from skimage.morphology import remove_small_holes
 
 from sard.imaging import match_channels, prepare_image
+from sard.io import SardInputError, read_image, read_mask
 
 
 def _otsu_part(image) -> tuple[np.ndarray | None, float]:
@@ -51,3 +54,47 @@ def object_foreground(image, texture: bool = False) -> np.ndarray:
     sizes[0] = 0
     return np.isin(labels, np.flatnonzero(sizes >= sizes.max() / 4))
 
+
+
+ON_PART_MODES = ("auto", "on", "off")
+PART_SHARE = (0.05, 0.95)   # a part Otsu finds outside this share of the image is a highlight or no part
+
+
+@dataclass(frozen=True)
+class Part:
+    """Where masks may go on one image: `mask` (bool [H, W]) or None for anywhere, and why, in words."""
+    mask: np.ndarray | None
+    why: str
+
+
+def part_for_masks(image, mode: str = "auto") -> Part:
+    """mode 'on': the Otsu part whatever it is (as object_foreground); 'off': anywhere; 'auto': the part
+    of an object image when Otsu finds a plausible one (5-95 % of the image), else anywhere: Otsu on
+    a dark part can keep only its bright highlight, and masks clipped to that would keep a few pixels."""
+    if mode not in ON_PART_MODES:
+        raise SardInputError(f"on-part mode {mode!r}: expected one of {', '.join(ON_PART_MODES)}")
+    if mode == "off":
+        return Part(None, "anywhere (asked)")
+    if mode == "auto" and is_texture(image):
+        return Part(None, "anywhere (a texture)")
+    fg = object_foreground(image)
+    share = float(fg.mean())
+    if mode == "auto" and not PART_SHARE[0] <= share <= PART_SHARE[1]:
+        return Part(None, f"anywhere (the part could not be found: Otsu kept {100 * share:.0f} % of the image)")
+    return Part(fg, "on the part")
+
+
+def real_mask_share(samples: list, n: int = 20) -> float | None:
+    """Median share of real defect masks that lies on the part found in their own images (up to n
+    defects): below ~0.8 the part finder clips real defects and cannot be trusted for this category.
+    None without readable defects."""
+    shares = []
+    for s in [s for s in samples if s.mask is not None][:n]:
+        try:
+            image = read_image(s.image)
+            m = read_mask(s.mask, size=image.shape[:2]) > 0
+        except SardInputError:
+            continue
+        if m.any() and not is_texture(image):      # a texture has no part to be on
+            shares.append(float(object_foreground(image)[m].mean()))
+    return float(np.median(shares)) if shares else None
