@@ -135,6 +135,9 @@ def card(a: argparse.Namespace, command: str) -> Report:
 def card_figures(a: argparse.Namespace) -> dict:
     from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, repaint_grid, speed_256,
                                       synthesis_quality)
+    from sard.data.crops import infer_channels
+    from sard.evaluation.defect_types import type_separability
+    from sard.evaluation.realism import Normals
     from sard.evaluation.sheets import save_grid
     from sard.masks import MaskBank, random_mask
     from sard.io import read_image
@@ -149,6 +152,8 @@ def card_figures(a: argparse.Namespace) -> dict:
     figures["background"] = background_check(pipe, held_normals, bank, n=a.n)
     figures["speed"] = speed_256(pipe, held_normals, bank)
     figures["quality"] = synthesis_quality(pipe, split.held_out, per_type=a.quality_per_type)
+    normals = Normals(held_normals, infer_channels(split.held_out), context=128)
+    figures["types"] = type_separability(pipe, split.synth, split.held_out, normals, pipe.defects)
     for k, defect in enumerate(pipe.defects or ["defect"]):
         normal = read_image(held_normals[(7 * k + 3) % len(held_normals)])
         m, params = random_mask("bank", normal.shape[:2], 1000 + k, None, bank=bank,

@@ -57,6 +57,9 @@ def test_unreadable_and_truncated_images_are_skipped_and_counted(small_data, tmp
     r = run_module("sard.train", "--data", small_data, "--out", tmp_path / "o", *FAST)
     assert r.returncode == 0, r.stderr
     assert "2 defect images loaded, 2 skipped" in r.stderr  # the synthesizer's third: 2 + 2 of 12
+    # one of each type is loaded: too few to learn a type from, and training says so, naming them
+    assert "per type: " in r.stderr and "fewer than 10 training defects" in r.stderr
+    assert all(d in r.stderr.split("warning: ")[1].split(":")[0] for d in ("crack", "blowhole"))
     assert cracks[0].name in r.stderr and cracks[1].name in r.stderr
     assert (tmp_path / "o" / "model.safetensors").is_file()
 

@@ -64,6 +64,9 @@ def test_realism_and_card_commands(tmp_path, small_data):
     card = (tmp_path / "card" / "card.md").read_text()
     assert f"{100 * rep['methods']['tiny']['mean']:.1f} %" in card and "![crack](grid_crack.png)" in card
     assert f"*Nothing painted* scores {100 * floor:.1f} %" in card
+    types = fig["types"]         # the tiny checkpoint paints two types: their separability is in the card
+    assert sorted(types["types"]) == ["blowhole", "crack"] and 0 <= types["synthetic_accuracy"] <= 1
+    assert f"synthesized **{100 * types['synthetic_accuracy']:.0f} %**" in card
     assert "![crack repainted](repaint_crack.png)" in card
     assert all(f"| {d} |" in card for d in fig["quality"]) and "**0** (bit-exact)" in card
     assert all(len(v["colour_real"]) == len(v["colour_synth"]) == 1 for v in fig["quality"].values())

@@ -26,14 +26,25 @@ class DefectExample:
     source: Path
 
 
+FEW_DEFECTS = 10     # training defects of a type below which the type cannot be learnt apart
+
+
 @dataclass
 class LoadReport:
     loaded: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    per_type: dict[str, int] = field(default_factory=dict)        # loaded defects of each type
 
     def summary(self) -> str:
-        s = f"{self.loaded} defect images loaded, {len(self.skipped)} skipped"
-        return s + "".join(f"\n  skipped {f}: {why}" for f, why in self.skipped)
+        s = f"{self.loaded} defect images loaded, {len(self.skipped)} skipped; per type: " + \
+            ", ".join(f"{d} {n}" for d, n in self.per_type.items())
+        s += "".join(f"\n  skipped {f}: {why}" for f, why in self.skipped)
+        few = [d for d, n in self.per_type.items() if n < FEW_DEFECTS]
+        if few:
+            s += (f"\n  warning: {', '.join(few)}: fewer than {FEW_DEFECTS} training defects, too few to learn a "
+                  f"type's own look from; expect its syntheses to resemble the other types' (the card's type "
+                  f"separability measures it)")
+        return s
 
 
 def load_example(sample: Sample, label: int, channels: int) -> DefectExample:
@@ -46,13 +57,14 @@ def load_example(sample: Sample, label: int, channels: int) -> DefectExample:
 
 
 def load_examples(samples: list[Sample], defects: list[str], channels: int) -> tuple[list[DefectExample], LoadReport]:
-    report, examples = LoadReport(), []
+    report, examples = LoadReport(per_type=dict.fromkeys(defects, 0)), []
     for s in samples:
         if s.defect not in defects:
             continue
         try:
             examples.append(load_example(s, defects.index(s.defect), channels))
             report.loaded += 1
+            report.per_type[s.defect] += 1
         except SardInputError as e:
             report.skipped.append((str(s.image), str(e)))
     return examples, report

@@ -283,6 +283,25 @@ def _levels(v: list[float] | None) -> str:
     return " ".join(f"{x:.0f}" for x in v) if v else "-"
 
 
+def _judged_rows(figures: dict, c2st: dict | None) -> list[str]:
+    """The table rows of the judges: realism (C2ST beside its Nothing painted floor) and the types."""
+    lines: list[str] = []
+    if c2st:
+        floor = c2st.get("floor")
+        lines.append(f"| (d) realism, C2ST accuracy (50 % = indistinguishable) | **{100 * c2st['mean']:.1f} % "
+                     f"± {100 * c2st['std']:.1f}**" + (f"; *Nothing painted* scores {100 * floor['mean']:.1f} %, "
+                                                       f"{100 * (floor['mean'] - c2st['mean']):+.1f} points below it"
+                                                       if floor else "") + " |")
+    ts = figures.get("types")
+    if ts:
+        lines.append(f"| (f) types told apart: a CNN trained on real crops of the {len(ts['types'])} types, scored on "
+                     f"held-out real crops and on every type painted in each held-out mask ({ts['masks']}) | real "
+                     f"{100 * ts['real_accuracy']:.0f} %, synthesized **{100 * ts['synthetic_accuracy']:.0f} %** "
+                     f"(chance {100 * ts['chance']:.0f} %); swapping the type changes the fill by "
+                     f"{ts['type_swap_change']:.1f} grey levels, a new seed by {ts['seed_change']:.1f} |")
+    return lines
+
+
 def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, grids: str = "") -> str:
     """The model card's figure sections from `figures.json` (this module's functions), the checkpoint's
     config.json and, when given, its C2ST entry ({"mean", "std"} of `sard.evaluate realism`, with
@@ -307,12 +326,7 @@ def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, 
         lines.append(f"| seconds per 256 x 256 pair, {figures.get('machine', '')} | "
                      f"{sp['seconds_per_pair_256_roi']:.2f} s with ROI (default), {sp['seconds_per_pair_256_full']:.2f} s "
                      f"on the whole image |")
-    if c2st:
-        floor = c2st.get("floor")
-        lines.append(f"| (d) realism, C2ST accuracy (50 % = indistinguishable) | **{100 * c2st['mean']:.1f} % "
-                     f"± {100 * c2st['std']:.1f}**" + (f"; *Nothing painted* scores {100 * floor['mean']:.1f} %, "
-                                                       f"{100 * (floor['mean'] - c2st['mean']):+.1f} points below it"
-                                                       if floor else "") + " |")
+    lines += _judged_rows(figures, c2st)
     gap = figures.get("d_gap") or {}
     if gap:
         lines += ["", "**(a) Is the game alive?** The discriminator's real-minus-fake logit gap per reverse step i "

@@ -168,22 +168,24 @@ def crop_sheet(real: CropSet, fakes: dict[str, CropSet], n: int = 8, height: int
 
 
 class C2STNet(nn.Module):
-    """A small CNN on (image, mask) crops: four strided conv blocks and a linear head."""
+    """A small CNN on (image, mask) crops: four strided conv blocks and a linear head (one logit, or one
+    per class)."""
 
-    def __init__(self, in_ch: int = 2, width: int = 16):
+    def __init__(self, in_ch: int = 2, width: int = 16, outputs: int = 1):
         super().__init__()
         chans = [in_ch, width, 2 * width, 4 * width, 4 * width]
         layers = []
         for a, b in zip(chans[:-1], chans[1:]):
             layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.GroupNorm(4, b), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(chans[-1], 1)
+        self.head = nn.Linear(chans[-1], outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3))).squeeze(1)
+        out = self.head(self.features(x).mean(dim=(2, 3)))
+        return out.squeeze(1) if out.shape[1] == 1 else out
 
 
-def _tensor(c: CropSet) -> torch.Tensor:
+def crop_tensor(c: CropSet) -> torch.Tensor:
     """[N, C + 1, res, res]: the crop (gray, or colour so colour is judged) and its mask."""
     img = torch.from_numpy(c.images.astype(np.float32) / 127.5 - 1)
     img = img[:, None] if img.ndim == 3 else img.permute(0, 3, 1, 2)
@@ -194,7 +196,7 @@ def c2st_accuracy(real: CropSet, fake: CropSet, seed: int, epochs: int = 30, bat
                   min_steps: int = 300, device: torch.device | str = "cpu") -> float:
     """2-fold held-out accuracy of a CNN telling real from fake crops (pairs kept in the same fold).
     Trains for `epochs` or at least `min_steps` optimizer steps, whichever is more."""
-    xr, xf = _tensor(real).to(device), _tensor(fake).to(device)
+    xr, xf = crop_tensor(real).to(device), crop_tensor(fake).to(device)
     n = min(len(xr), len(xf))
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=g)
