@@ -17,6 +17,7 @@ import torch
 
 from sard.baselines import BASELINES
 from sard.data import list_dataset, normal_images, split_defects
+from sard.devices import pick_device
 from sard.evaluation import segmentation
 from sard.evaluation.common import machine, parse_methods
 from sard.evaluation.seg_settings import add_parser as segmentation_parser
@@ -95,6 +96,7 @@ def card_parser(sub) -> None:
     c.add_argument("--realism", type=Path, help="a `realism` JSON report whose C2ST of this checkpoint goes in card.md "
                                                 "(the method named like the checkpoint folder, or its only SARD method)")
     c.add_argument("--realism-method", help="which method of the --realism report is this checkpoint")
+    c.add_argument("--device", help="cpu or cuda (default: cuda when present)")
 
 
 def card(a: argparse.Namespace, command: str) -> Report:
@@ -111,13 +113,13 @@ def card_figures(a: argparse.Namespace) -> dict:
     from sard.masks import MaskBank, random_mask
     from sard.io import read_image
     from sard.pipeline import SardPipeline
-    pipe = SardPipeline.from_pretrained(a.checkpoint)
+    pipe = SardPipeline.from_pretrained(a.checkpoint, device=a.device)
     samples = list_dataset(a.data)
     split = split_defects(samples, pipe.config.split_seed)
     bank = MaskBank.from_samples(split.synth)
     held_normals = normal_images(samples, "test")
     out = Path(a.out)
-    figures = {"checkpoint": str(a.checkpoint), "machine": machine()}
+    figures = {"checkpoint": str(a.checkpoint), "machine": machine(device=pipe.device), "device": str(pipe.device)}
     figures["background"] = background_check(pipe, held_normals, bank, n=a.n)
     figures["speed"] = speed_256(pipe, held_normals, bank)
     figures["quality"] = synthesis_quality(pipe, split.held_out, per_type=a.quality_per_type)
@@ -217,6 +219,8 @@ def check_flags(a: argparse.Namespace) -> None:
     """The subcommand's numbers in their bounds: SardInputError naming the first flag that is not."""
     for flag, (lo, hi) in BOUNDS.get(a.cmd, {}).items():
         whole_number(flag, getattr(a, flag[2:].replace("-", "_")), lo, hi)
+    if getattr(a, "device", None) is not None:
+        pick_device(a.device, "--device")
     if a.cmd == "realism" and a.context < a.res:
         raise SardInputError(f"--context {a.context}: expected at least --res ({a.res}); the window the "
                              f"synthesizer sees holds the crop")

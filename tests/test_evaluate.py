@@ -95,3 +95,14 @@ def test_channel_means_are_taken_over_the_mask_only_per_channel():
     assert _channel_means(rgb, m).tolist() == [90.0, 60.0, 30.0]
     gray = np.where(m, 40, 200).astype(np.uint16)
     assert _channel_means(gray, m).tolist() == [40.0]
+
+
+def test_the_card_says_which_device_made_it(tmp_path):
+    from conftest import make_tiny_data
+    ck, data = tiny_checkpoint(tmp_path / "ck"), make_tiny_data(tmp_path / "mt")
+    r = run_module("sard.evaluate", "card", "--checkpoint", ck, "--data", data, "--n", "2", "--quality-per-type", "1",
+                   "--device", "cpu", "--out", tmp_path / "card")
+    assert r.returncode == 0, r.stderr
+    fig = json.loads((tmp_path / "card" / "figures.json").read_text())
+    assert fig["device"] == "cpu" and "GPU" not in fig["machine"]
+    assert fig["background"]["max_abs_diff_outside_mask"] == 0
