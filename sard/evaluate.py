@@ -108,16 +108,13 @@ def card(a: argparse.Namespace, command: str) -> Report:
 
 
 def card_figures(a: argparse.Namespace) -> dict:
-    from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, repaint_grid, save_grid,
-                                      speed_256, synthesis_quality)
-    from sard.masks import MaskBank, random_mask
+    from sard.evaluation.card import (background_check, defect_grid, game_pulse, held_out_inputs, loss_curve,
+                                      repaint_grid, save_grid, speed_256, synthesis_quality)
+    from sard.masks import random_mask
     from sard.io import read_image
     from sard.pipeline import SardPipeline
     pipe = SardPipeline.from_pretrained(a.checkpoint, device=a.device)
-    samples = list_dataset(a.data)
-    split = split_defects(samples, pipe.config.split_seed)
-    bank = MaskBank.from_samples(split.synth)
-    held_normals = normal_images(samples, "test")
+    split, bank, held_normals = held_out_inputs(pipe, a.data)
     out = Path(a.out)
     figures = {"checkpoint": str(a.checkpoint), "machine": machine(device=pipe.device), "device": str(pipe.device)}
     figures["background"] = background_check(pipe, held_normals, bank, n=a.n)
