@@ -45,20 +45,22 @@ def bench_methods(pipe, image, mask, defect, repeats: int, sources) -> dict:
     return out
 
 
-def bench_roi(pipe, sizes, area_px: int, defect, repeats: int, data) -> list[dict]:
+def bench_roi(pipe, sizes, area_px: int, defect, repeats: int, data, whole: bool = True) -> list[dict]:
+    """Seconds per synthesis of a fixed defect at each image size with ROI, and (whole) on the whole image."""
     rows = []
     for size in sizes:
         image, mask = tile_image(size, data), ellipse_mask(size, area_px)
         row = {"size": size, "defect_px": int(mask.sum())}
-        for roi in (True, False):
+        for roi in (True, False) if whole else (True,):
             r = pipe(image, mask, seed=0, defect=defect, roi=roi)
             row["roi_s" if roi else "full_s"] = timed(lambda: pipe(image, mask, seed=0, defect=defect, roi=roi),
                                                       repeats if roi or size <= 1024 else 1)
             row["network_share_roi" if roi else "network_share_full"] = r.timings["network_s"] / r.timings["total_s"]
-        row["speedup"] = row["full_s"] / row["roi_s"]
+        if whole:
+            row["speedup"] = row["full_s"] / row["roi_s"]
         rows.append(row)
-        print(f"  {size:5d} px: ROI {row['roi_s']:.3f} s, whole image {row['full_s']:.3f} s, "
-              f"x{row['speedup']:.1f}", file=sys.stderr)
+        print(f"  {size:5d} px: ROI {row['roi_s']:.3f} s" + (f", whole image {row['full_s']:.3f} s, "
+              f"x{row['speedup']:.1f}" if whole else ""), file=sys.stderr)
     return rows
 
 
@@ -91,31 +93,47 @@ def peak_memory(ck: Path, size: int, area_px: int, defect, roi: bool) -> dict:
     return {"size": size, "roi": roi, "peak_mib": peak, "before_synthesis_mib": base, "synthesis_mib": peak - base}
 
 
-def bench_training(data: Path, repeats: int) -> dict:
-    """Seconds per training step (batch 4) at 64 and 128 px, from real steps of the trainer's functions."""
-    from sard.config import TrainConfig
+def training_examples(data: Path) -> tuple[list, list[str]]:
+    """The synthesizer third's defect crops (gray) of a data set and its defect types, as a run trains on."""
     from sard.data import list_dataset, split_defects
-    from sard.data.crops import CropSampler, load_examples
+    from sard.data.crops import load_examples
+    split = split_defects(list_dataset(data))
+    defects = split.defects()
+    return load_examples(split.synth, defects, 1)[0], defects
+
+
+def train_step_seconds(examples: list, defects: list[str], res: int, batch: int, repeats: int,
+                       device: torch.device | str = "cpu") -> float:
+    """Seconds per training step of the default nets at res px and this batch, from real steps of the
+    trainer's functions on `device` (bf16 autocast on CUDA, as the trainer)."""
+    from sard.config import TrainConfig
+    from sard.data.crops import CropSampler
     from sard.schedule import Schedule
     from sard.steps import Batch, GapMeter, build_models, train_step
-    samples = list_dataset(data)
-    split = split_defects(samples)
-    defects = split.defects()
-    examples, _ = load_examples(split.synth, defects, 1)
+    dev = torch.device(device)
+    cfg = TrainConfig(res=res, batch=batch)
+    cfg.generator.num_classes = cfg.discriminator.num_classes = len(defects)
+    m = build_models(cfg, dev)
+    sampler, rng, sched = CropSampler(examples, res, 0), torch.Generator(device=dev).manual_seed(0), Schedule()
+    amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")  # noqa: E731
+    step = [0]
+
+    def one():
+        x0, mask, label = sampler.batch(batch)
+        b = Batch(x0.to(dev), mask.to(dev), label.to(dev))
+        train_step(m.G, m.D, m.opt_g, m.opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps))
+        if dev.type == "cuda":      # the step's kernels are done, not only queued
+            torch.cuda.synchronize(dev)
+        step[0] += 1
+    return timed(one, repeats)
+
+
+def bench_training(data: Path, repeats: int) -> dict:
+    """Seconds per training step (batch 4) at 64 and 128 px on the CPU."""
+    examples, defects = training_examples(data)
     out = {}
     for res in (64, 128):
-        cfg = TrainConfig(res=res)
-        cfg.generator.num_classes = cfg.discriminator.num_classes = len(defects)
-        m = build_models(cfg)
-        sampler, rng, sched = CropSampler(examples, res, 0), torch.Generator().manual_seed(0), Schedule()
-        amp = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
-        step = [0]
-
-        def one():
-            b = Batch(*sampler.batch(4))
-            train_step(m.G, m.D, m.opt_g, m.opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps))
-            step[0] += 1
-        out[f"train_s_per_step_{res}"] = timed(one, repeats)
+        out[f"train_s_per_step_{res}"] = train_step_seconds(examples, defects, res, 4, repeats)
         print(f"  training at {res} px: {out[f'train_s_per_step_{res}']:.3f} s/step", file=sys.stderr)
     return out
 

@@ -26,3 +26,11 @@ def pick_device(device: str | torch.device | None = None, flag: str = "--device"
             raise SardInputError(f"{flag} {device}: this machine has {count} CUDA device(s), cuda:0 to "
                                  f"cuda:{count - 1}")
     return dev
+
+
+def device_label(device: str | torch.device) -> str:
+    """What ran the work, in words: 'CPU', or 'CUDA: <the GPU's name>' (reports, the studio's title)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(dev)}"
+    return "CPU"

@@ -18,6 +18,7 @@ import torch
 
 from sard.baselines import BASELINES
 from sard.data import list_dataset, normal_images, split_defects
+from sard.devices import pick_device
 from sard.evaluation import segmentation
 from sard.evaluation.common import machine, parse_methods
 from sard.evaluation.seg_settings import add_parser as segmentation_parser
@@ -122,6 +123,7 @@ def card_parser(sub) -> None:
     c.add_argument("--realism", type=Path, help="a `realism` JSON report whose C2ST of this checkpoint goes in card.md "
                                                 "(the method named like the checkpoint folder, or its only SARD method)")
     c.add_argument("--realism-method", help="which method of the --realism report is this checkpoint")
+    c.add_argument("--device", help="cpu or cuda (default: cuda when present)")
 
 
 def card(a: argparse.Namespace, command: str) -> Report:
@@ -133,27 +135,24 @@ def card(a: argparse.Namespace, command: str) -> Report:
 
 
 def card_figures(a: argparse.Namespace) -> dict:
-    from sard.evaluation.card import (background_check, defect_grid, game_pulse, loss_curve, repaint_grid, speed_256,
-                                      synthesis_quality)
     from sard.data.crops import infer_channels
+    from sard.evaluation.card import (background_check, defect_grid, game_pulse, held_out_inputs, loss_curve,
+                                      repaint_grid, speed_256, synthesis_quality)
     from sard.evaluation.defect_types import type_separability
     from sard.evaluation.realism import Normals
     from sard.evaluation.sheets import save_grid
-    from sard.masks import MaskBank, random_mask
+    from sard.masks import random_mask
     from sard.io import read_image
     from sard.pipeline import SardPipeline
-    pipe = SardPipeline.from_pretrained(a.checkpoint)
-    samples = list_dataset(a.data)
-    split = split_defects(samples, pipe.config.split_seed)
-    bank = MaskBank.from_samples(split.synth)
-    held_normals = normal_images(samples, "test")
+    pipe = SardPipeline.from_pretrained(a.checkpoint, device=a.device)
+    split, bank, held_normals = held_out_inputs(pipe, a.data)
     out = Path(a.out)
-    figures = {"checkpoint": str(a.checkpoint), "machine": machine()}
+    figures = {"checkpoint": str(a.checkpoint), "machine": machine(device=pipe.device), "device": str(pipe.device)}
     figures["background"] = background_check(pipe, held_normals, bank, n=a.n)
     figures["speed"] = speed_256(pipe, held_normals, bank)
     figures["quality"] = synthesis_quality(pipe, split.held_out, per_type=a.quality_per_type)
     normals = Normals(held_normals, infer_channels(split.held_out), context=128)
-    figures["types"] = type_separability(pipe, split.synth, split.held_out, normals, pipe.defects)
+    figures["types"] = type_separability(pipe, split.synth, split.held_out, normals, pipe.defects, device=pipe.device)
     for k, defect in enumerate(pipe.defects or ["defect"]):
         normal = read_image(held_normals[(7 * k + 3) % len(held_normals)])
         m, params = random_mask("bank", normal.shape[:2], 1000 + k, None, bank=bank,
@@ -251,6 +250,8 @@ def check_flags(a: argparse.Namespace) -> None:
     """The subcommand's numbers in their bounds: SardInputError naming the first flag that is not."""
     for flag, (lo, hi) in BOUNDS.get(a.cmd, {}).items():
         whole_number(flag, getattr(a, flag[2:].replace("-", "_")), lo, hi)
+    if getattr(a, "device", None) is not None:
+        pick_device(a.device, "--device")
     if a.cmd == "realism" and a.context < a.res:
         raise SardInputError(f"--context {a.context}: expected at least --res ({a.res}); the window the "
                              f"synthesizer sees holds the crop")

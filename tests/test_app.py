@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import gradio as gr
@@ -667,6 +668,21 @@ def test_messages_count_and_hide_temp_folders():
     upload = Path(tempfile.gettempdir()) / "gradio" / "0a1b2c" / "my tile.png"
     assert clean(f"{upload}: unreadable") == "my tile.png: unreadable"
     assert clean(f"{upload}: unreadable", upload, "part.png") == "part.png: unreadable"
+
+
+def test_the_served_page_names_the_device_in_its_title_line(server):
+    import httpx
+    cfg = httpx.get(f"{server[0]}config").json()
+    (head,) = [c["props"]["value"] for c in cfg["components"] if c.get("props", {}).get("elem_id") == "sard-title"]
+    device = "CUDA: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    assert head.splitlines()[0] == f"# SARD Studio · runs on {device}"
+
+
+def test_the_title_names_a_gpu_by_its_name(studio, monkeypatch):
+    from ui.layout import title
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(studio.pipe, "device", torch.device("cuda:0"))
+    assert title(studio).splitlines()[0] == "# SARD Studio · runs on CUDA: NVIDIA H100 80GB HBM3"
 
 
 def test_the_studio_says_what_the_checkpoint_does_to_colour(studio, tmp_path):

@@ -84,6 +84,7 @@ APP = ("--checkpoint", NOCK, "--export-root", OUT + "/exports", "--port", "7861"
 
 SEED = {**INT, "zero": None}       # 0 is a seed
 WORD = {"type": "banana"}          # a word no choice is
+DEVICE = {"type": "gpu", "huge": "cuda:7"}   # no device name; a GPU index beyond those there are
 
 
 def rows(command: str, base: tuple[str, ...], values: dict, *flags: str) -> list[tuple]:
@@ -104,8 +105,8 @@ FLAGS = [
     *rows("export", EXPORT, {"negative": "-1/2", "zero": "0/0", "type": "abc"}, "--shard"),
     *rows("export", EXPORT_SARD, INT, "--steps"), *rows("export", EXPORT, WORD, "--layout", "--device", "--method", "--on-part"),
     *rows("evaluate", REALISM, INT, "--res", "--context", "--seeds", "--epochs"),
-    *rows("evaluate", REALISM, SEED, "--seed", "--split-seed"), *rows("evaluate", REALISM, WORD, "--device"),
-    *rows("evaluate", CARD, INT, "--n", "--quality-per-type"),
+    *rows("evaluate", REALISM, SEED, "--seed", "--split-seed"), *rows("evaluate", REALISM, DEVICE, "--device"),
+    *rows("evaluate", CARD, INT, "--n", "--quality-per-type"), *rows("evaluate", CARD, DEVICE, "--device"),
     *rows("evaluate", DPROBE, INT, "--steps"), *rows("evaluate", DPROBE, FLOAT, "--lr"),
     *rows("evaluate", DPROBE, SEED, "--seed"),
     *rows("evaluate", SEGMENTATION, INT, "--seeds", "--pairs-per-type", "--iters", "--batch", "--threads"),
@@ -113,7 +114,7 @@ FLAGS = [
     *rows("evaluate", SEGMENTATION, FLOAT, "--lr"),
     *rows("evaluate", SEGMENTATION, {**FLOAT, "zero": None}, "--real-fraction"),   # 0: the synthetic-only arm
     *rows("evaluate", SEGMENTATION, SEED, "--split-seed", "--seed"),
-    *rows("evaluate", SEGMENTATION, WORD, "--backbones"),
+    *rows("evaluate", SEGMENTATION, WORD, "--backbones"), *rows("evaluate", SEGMENTATION, DEVICE, "--device"),
     *rows("bench", BENCH, INT, "--repeats"),
     *rows("bench", BENCH, {**INT, "negative": "-256", "huge": "100000000"}, "--sizes", "--peak-size"),
     *rows("app", APP, {**INT, "huge": "70000"}, "--port"),
@@ -122,7 +123,8 @@ FLAGS = [
 # cases whose check needs the data: the disk an export fills is sized from a normal image
 NEEDS_DATA = [("export", EXPORT, "--per-type", "huge", "1000000000000000")]
 if not torch.cuda.is_available():
-    FLAGS += [("train", TRAIN, "--device", {"value": "cuda"}), ("export", EXPORT, "--device", {"value": "cuda"})]
+    FLAGS += [("train", TRAIN, "--device", {"value": "cuda"}), ("export", EXPORT, "--device", {"value": "cuda"}),
+              ("evaluate", CARD, "--device", {"value": "cuda"}), ("evaluate", SEGMENTATION, "--device", {"value": "cuda"})]
 
 
 def with_flag(base: tuple[str, ...], flag: str, value: str) -> tuple[str, ...]:

@@ -154,3 +154,14 @@ def test_nothing_painted_returns_the_window_as_it_is():
     window = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     out = nothing_painted(window, np.ones((20, 30), bool), seed=3, defect="crack")
     assert np.array_equal(np.asarray(out.image), window) and out.mask.max() == 255
+
+
+def test_the_card_says_which_device_made_it(tmp_path):
+    from conftest import make_tiny_data
+    ck, data = tiny_checkpoint(tmp_path / "ck"), make_tiny_data(tmp_path / "mt")
+    r = run_module("sard.evaluate", "card", "--checkpoint", ck, "--data", data, "--n", "2", "--quality-per-type", "1",
+                   "--device", "cpu", "--out", tmp_path / "card")
+    assert r.returncode == 0, r.stderr
+    fig = json.loads((tmp_path / "card" / "figures.json").read_text())
+    assert fig["device"] == "cpu" and "GPU" not in fig["machine"]
+    assert fig["background"]["max_abs_diff_outside_mask"] == 0

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import numpy as np
 import torch
-from conftest import DATA_ROOT, MAGNETIC_TILE, requires_data, run_module
+from conftest import DATA_ROOT, MAGNETIC_TILE, REPO, make_tiny_data, requires_data, run_module
 
 from sard.data import list_dataset, split_defects
 from sard.evaluation import common, seg_pairs, seg_protocol, seg_scoring, seg_settings
-from sard.evaluation.seg_train import SegData, SegTrainConfig, batches
-from sard.evaluation.segmentation import read_run
+from sard.evaluation.seg_train import SegData, SegTrainConfig, batches, train_segmenter
+from sard.evaluation.segmentation import read_run, run_key, run_path
 from sard.io import SardInputError
 from sard.metrics import SCORE_BINS
 
@@ -329,3 +329,59 @@ def test_where_sard_loses_names_who_beats_it_beyond_the_spread_only():
     per["sard"] = row(0.50, 0.01, 0.60, 0.60)
     assert where_sard_loses(report)["unet"][0].endswith("above SARD on mean AP beyond the seed spread: none; "
                                                         "types where a method beats SARD beyond the spread: none.")
+
+
+def _settings_of(key: dict, tmp_path: Path, device: str) -> seg_settings.Settings:
+    """The Settings whose mixed arm made the run `key` names, on `device`."""
+    import argparse
+    parser = seg_settings.add_parser(argparse.ArgumentParser().add_subparsers())
+    argv = ["--data", key["data"], "--methods", "real", "--out", str(tmp_path / "r.md"), "--seeds", "1",
+            "--pairs-per-type", str(key["pairs_per_type"] or 40), "--res", str(key["res"]), "--crop", str(key["crop"]),
+            "--iters", str(key["iters"]), "--batch", str(key["batch"]), "--lr", repr(key["lr"]),
+            "--real-fraction", f"{key['real_fraction']:g},0", "--split-seed", str(key["split_seed"]),
+            "--seed", str(key["pair_seed"]), "--device", device]
+    return seg_settings.resolve_settings(parser.parse_args(argv))
+
+
+def test_the_committed_run_cache_stays_a_hit_whatever_the_device(tmp_path):
+    """--device picks where segmenters train; it is no part of a run's key, so the records committed
+    in reports/<category>/cache are found as they are, on the CPU or on a GPU."""
+    checked = set()
+    for path in sorted(REPO.glob("reports/*/cache/*/*.json.gz")):
+        if (path.parts[-4], path.parts[-2]) in checked:
+            continue
+        key = read_run(path)["key"]
+        if key["real_fraction"] == 0:       # the mixed arm's key is Settings' own batch
+            continue
+        s = _settings_of(key, tmp_path, "cpu")
+        assert s.device == torch.device("cpu")
+        method = common.Method(key["method"], None, key["method_fingerprint"])
+        for device in ("cpu", "cuda:0"):
+            k = run_key(replace(s, device=torch.device(device)), method, key["backbone"], key["seed"], key["defects"],
+                        key["real_fraction"])
+            assert k == key and run_path(path.parent.parent, k) == path, (path, device)
+        checked.add((path.parts[-4], path.parts[-2]))
+    assert len(checked) >= 8, checked          # every method of at least one category
+
+
+def test_segmenter_training_on_the_cpu_is_the_same_with_the_device_named():
+    rng = np.random.default_rng(0)
+    data = SegData([torch.from_numpy(rng.integers(0, 255, (1, 40, 40), dtype=np.uint8)) for _ in range(3)],
+                   [torch.from_numpy((rng.random((1, 40, 40)) > 0.9).astype(np.float16)) for _ in range(3)])
+    cfg = SegTrainConfig(iters=3, batch=2, crop=32)
+    plain, log = train_segmenter(cfg, data, progress=False)
+    named, log_named = train_segmenter(cfg, data, progress=False, device="cpu")
+    assert log["loss_tenths"] == log_named["loss_tenths"]
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), named.state_dict().values()))
+
+
+def test_a_quick_run_records_the_device_of_each_run(tmp_path):
+    data = make_tiny_data(tmp_path / "mt")
+    r = run_module("sard.evaluate", "segmentation", "--quick", "--data", data, "--methods", "real", "--iters", "2",
+                   "--threads", "1", "--work", tmp_path / "w", "--out", tmp_path / "s.md", "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert report["settings"]["device"] == "cpu" and report["record_devices"] == ["cpu"]
+    assert "no GPU used" in report["machine"]
+    (rec,) = [read_run(p) for p in (tmp_path / "w" / "runs").rglob("*.json.gz")]
+    assert rec["device"] == "cpu" and "device" not in rec["key"]

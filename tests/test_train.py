@@ -202,6 +202,28 @@ def test_paper_literal_config_is_one_switch_away():
     assert asdict(cfg.discriminator) == asdict(DiscriminatorConfig.ddgan_literal())
 
 
+def test_the_gpu_config_reads_through_the_config_flag_and_fits_a_40_gb_gpu(tmp_path):
+    """configs/gpu.json goes through the command's own --config path (nothing trains): the paper's
+    20,000 steps on 256 px crops, batch 16; its step (RGB, three types, as bottle) fits 40 GB."""
+    from dataclasses import replace
+
+    from sard.memory import check_fits
+    from sard.train import config_from_args, parse_args
+    a = parse_args(["--config", str(REPO / "configs" / "gpu.json"), "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    cfg = config_from_args(a).validate()
+    assert (cfg.iters, cfg.res, cfg.batch) == (20000, 256, 16) and cfg.fit_crops > 0
+    assert cfg.ckpt_every <= cfg.iters // 10 and cfg.sample_every <= cfg.iters // 10
+    default = TrainConfig()
+    assert (cfg.generator, cfg.discriminator, cfg.loss, cfg.lr_g, cfg.lr_d) == \
+        (default.generator, default.discriminator, default.loss, default.lr_g, default.lr_d)
+    cfg.generator = replace(cfg.generator, image_channels=3, num_classes=3)
+    cfg.discriminator = replace(cfg.discriminator, image_channels=3, num_classes=3)
+    check_fits(cfg, budget=40 * 10**9)
+    flagged = config_from_args(parse_args(["--config", str(REPO / "configs" / "gpu.json"), "--data", str(tmp_path),
+                                           "--out", str(tmp_path / "r"), "--iters", "5"]))
+    assert flagged.iters == 5 and flagged.res == 256          # flags still win over the file
+
+
 def test_a_config_file_takes_effect_and_flags_override_it(tiny_data, tmp_path):
     cfg_file = tmp_path / "small.json"
     cfg_file.write_text(json.dumps({"lr_d": 2e-4, "ema_warmup": False, "batch": 3, "log_every": 2,

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from sard.devices import device_label
 from sard.io import image_size, read_image
 from sard.synthesizers import LABELS, SARD
 from ui.actions import Studio, colour_note
@@ -63,9 +64,11 @@ def named_refusals(component):
 
 
 def title(studio: Studio) -> str:
+    """The page's head: the device the model runs on in the title line, then the model and its bank."""
     bank = f" Real-mask bank: {studio.bank.origin or f'{len(studio.bank)} masks'}." if studio.bank else \
         " No real-mask bank (start with --data)."
-    return (f"# SARD Studio\nDefect synthesis with Region-Constrained Diffusion. Model: `{studio.checkpoint.name}` "
+    return (f"# SARD Studio · runs on {device_label(studio.pipe.device)}\n"
+            f"Defect synthesis with Region-Constrained Diffusion. Model: `{studio.checkpoint.name}` "
             f"({', '.join(studio.defects)}); {colour_note(studio.pipe.channels)}.{bank}")
 
 

@@ -10,10 +10,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from sard.data import Split, list_dataset, normal_images, split_defects
 from sard.imaging import mask_bbox, overlay
-from sard.io import read_image, read_mask
-from sard.masks import grow_mask, random_mask
 from sard.evaluation.sheets import columns, fit_h, rgb
+from sard.io import read_image, read_mask
+from sard.masks import MaskBank, grow_mask, random_mask
 from sard.results import x0_change_per_step
 from sard.store.model_folder import ModelConfig
 
@@ -23,6 +24,14 @@ if TYPE_CHECKING:   # the card measures a pipeline it is given; sard.synthesizer
 
 def _gray(a: np.ndarray) -> np.ndarray:
     return a if a.ndim == 2 else a.mean(axis=2).astype(a.dtype)
+
+
+def held_out_inputs(pipe: SardPipeline, data: Path) -> tuple[Split, MaskBank, list[Path]]:
+    """What the card measures a checkpoint on: its split of `data`, the real-mask bank of the
+    synthesizer third it trained on, and the held-out normal images."""
+    samples = list_dataset(data)
+    split = split_defects(samples, pipe.config.split_seed)
+    return split, MaskBank.from_samples(split.synth), normal_images(samples, "test")
 
 
 def background_check(pipe: SardPipeline, normals: list[Path], bank, n: int = 100, seed: int = 0) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from sard.baselines import BASELINES
+from sard.devices import device_label
 from sard.io import SardInputError
 from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, resolve_checkpoint
 from sard.store.tensors import file_hash
@@ -70,10 +71,11 @@ def _checkpoint_method(name: str, folder: Path) -> Method:
     return Method(name, folder, f"{name}-{file_hash(folder / WEIGHTS_NAME)}", config)
 
 
-def machine(threads: int | None = None) -> str:
-    """The processor, torch threads and version a report was measured with; given `threads` (the
-    segmentation benchmark, CPU only) also the core count and that no GPU was used."""
+def machine(threads: int | None = None, device: str | torch.device | None = None) -> str:
+    """The processor, torch threads and version a report was measured with, and the GPU when `device`
+    is one; given `threads` (the segmentation benchmark) also the core count, or that no GPU was used."""
     cpu = platform.processor() or platform.machine()
+    gpu = device_label(device) if device is not None and torch.device(device).type == "cuda" else None
     if threads is None:
-        return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    return f"{cpu}, {os.cpu_count()} cores, {threads} torch threads, torch {torch.__version__}, no GPU used"
+        return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}" + (f", {gpu}" if gpu else "")
+    return f"{cpu}, {os.cpu_count()} cores, {threads} torch threads, torch {torch.__version__}, {gpu or 'no GPU used'}"

@@ -94,9 +94,10 @@ def _missing(writer: PairWriter, jobs: list[PairJob]) -> list[PairJob]:
 
 
 def ensure_pairs(method: Method, jobs: dict[str, list[PairJob]], proto: Protocol, work: Path, split_seed: int,
-                 seed: int, progress: bool = True) -> tuple[list[tuple[str, Path, Path]], dict]:
-    """Synthesize the method's missing pairs into <work>/pairs/<method>/; return every pair's
-    (type, image path, mask path) and a summary (written, reused, failed with why)."""
+                 seed: int, progress: bool = True, device=None) -> tuple[list[tuple[str, Path, Path]], dict]:
+    """Synthesize the method's missing pairs into <work>/pairs/<method>/ (SARD on `device`, default CUDA
+    when present); return every pair's (type, image path, mask path) and a summary (written, reused,
+    failed with why)."""
     writer = PairWriter(work / "pairs" / method.name, pair_category(proto.data, split_seed, seed, method),
                         digits=PAIR_DIGITS)
     all_jobs = [j for d in proto.defects for j in jobs[d]]
@@ -109,7 +110,7 @@ def ensure_pairs(method: Method, jobs: dict[str, list[PairJob]], proto: Protocol
             return {"method": method.name, "checkpoint": str(method.checkpoint) if method.checkpoint else None,
                     "fingerprint": method.fingerprint, "normal": str(j.normal), "mask_seed": j.mask_seed,
                     "synth_seed": j.synth_seed, "mask": pair.mask_params}
-        write_pairs(todo, writer, build(method.name, method.checkpoint, sources=proto.textures),
+        write_pairs(todo, writer, build(method.name, method.checkpoint, sources=proto.textures, device=device),
                     MaskSource("bank", None, proto.bank), record, failed=failed, desc=f"synthesize {method.name}",
                     progress=progress)
     pairs = [(j.defect, *writer.paths(j.defect, j.k)) for j in all_jobs if writer.done(j.defect, j.k)]

@@ -9,7 +9,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from sard.baselines import BASELINES
+from sard.devices import pick_device
 from sard.evaluation.seg_pairs import MAX_PAIRS, ablation_folder, default_methods
 from sard.io import SardInputError
 from sard.nets.bounds import MAX_ITERS
@@ -54,6 +57,8 @@ class Settings:
     from_cache: bool = False       # report what --results holds, train nothing
     reading: Path | None = None    # Markdown: the reading of the figures, put in the report as written
     left_out: list[str] = field(default_factory=list)   # default variants without a committed checkpoint
+    # where segmenters train and SARD synthesizes; no part of a run's cache key (records say it)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def main_fraction(self) -> float:
@@ -130,7 +135,8 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
                  out=out, json=Path(a.json) if a.json else out.with_suffix(".json"),
                  chart=Path(a.chart) if a.chart else out.with_suffix(".png"), quick=bool(a.quick),
                  from_cache=bool(getattr(a, "from_cache", False)), left_out=missing,
-                 reading=Path(a.reading) if getattr(a, "reading", None) else None)
+                 reading=Path(a.reading) if getattr(a, "reading", None) else None,
+                 device=pick_device(getattr(a, "device", None), "--device"))
     check_settings(s)
     return s
 
@@ -188,6 +194,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the real-defect split (as the checkpoints')")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthesis job list")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--device", help="cpu or cuda: where the segmenters train and SARD synthesizes (default: cuda "
+                                    "when present); the run cache is shared across devices, each record says its own")
     p.add_argument("--work", default="runs/segmentation", help="cache of pairs and per-run results (resumable)")
     p.add_argument("--results", help="per-run records, gzipped JSON of ~15 kB each (default: WORK/runs); a folder in the "
                                      "repository lets a run span sessions on fresh checkouts (the pairs are "

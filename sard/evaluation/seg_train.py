@@ -167,21 +167,23 @@ def batches(cfg: SegTrainConfig, real: SegData | None, synthetic: SegData | None
 
 
 def train_segmenter(cfg: SegTrainConfig, real: SegData | None, synthetic: SegData | None = None,
-                    progress: bool = True, desc: str = "train") -> tuple[torch.nn.Module, dict]:
-    """A fresh segmenter trained on `batches` (module docstring); the weights' init seeded by
-    torch.manual_seed(seed). Returns (model in eval mode, log with the loss per tenth of the steps)."""
+                    progress: bool = True, desc: str = "train",
+                    device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A fresh segmenter trained on `batches` (module docstring) on `device`; the weights' init seeded
+    by torch.manual_seed(seed). Returns (model in eval mode, log with the loss per tenth of the steps)."""
     n_real, n_syn = cfg.split_batch(bool(synthetic and len(synthetic)))
     if cfg.backbone == "bisenetv2" and n_real + n_syn < 2:
         raise ValueError("bisenetv2 trains on batches of at least 2")
     torch.manual_seed(cfg.seed)
     data = batches(cfg, real, synthetic)
-    model = build_segmenter(cfg.backbone, cfg.in_channels, aux=cfg.backbone == "bisenetv2").train()
+    # built on the CPU, then moved: the same initial weights on every device
+    model = build_segmenter(cfg.backbone, cfg.in_channels, aux=cfg.backbone == "bisenetv2").train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     losses, t0 = [], time.perf_counter()
     bar = tqdm(range(cfg.iters), desc=desc, disable=not progress, mininterval=5, leave=False)
     for _ in bar:
-        x, c = next(data)
+        x, c = (t.to(device) for t in next(data))   # patches are cut on the CPU, by the seeded streams
         out = model(x)
         if isinstance(out, tuple):                         # BiSeNetV2: main logits + booster heads
             loss = seg_loss(out[0], c) + sum(seg_loss(a, c) for a in out[1])
@@ -202,6 +204,8 @@ def train_segmenter(cfg: SegTrainConfig, real: SegData | None, synthetic: SegDat
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, image: torch.Tensor) -> np.ndarray:
-    """Defect probability float32 [H, W] of one uint8 image [C, H, W] (any size: the nets pad)."""
+    """Defect probability float32 [H, W] of one uint8 image [C, H, W] (any size: the nets pad), on the
+    model's device."""
     model.eval()
-    return model(to_input(image)[None]).softmax(dim=1)[0, 1].numpy()
+    x = to_input(image)[None].to(next(model.parameters()).device)
+    return model(x).softmax(dim=1)[0, 1].cpu().numpy()

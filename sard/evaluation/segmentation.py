@@ -129,7 +129,8 @@ class Bench:
             self.real_set = load_training([(x.image, x.mask) for x in proto.train_real], s.res, self.channels)
         synthetic = None
         if m.synthetic:
-            pairs, self.synthesis[m.name] = ensure_pairs(m, self.jobs, proto, s.work, s.split_seed, s.seed)
+            pairs, self.synthesis[m.name] = ensure_pairs(m, self.jobs, proto, s.work, s.split_seed, s.seed,
+                                                         device=s.device)
             done = self.synthesis[m.name]
             say(f"{m.name}: {len(pairs)} pairs ({done['written']} new, {len(done['failed'])} failed) in "
                 f"{done['seconds']:.0f} s")
@@ -141,12 +142,14 @@ class Bench:
         s = self.s
         cfg = SegTrainConfig(backbone=b, in_channels=self.channels, iters=s.iters, batch=arm_batch(s, f), lr=s.lr,
                              crop=s.crop, real_fraction=f, seed=seed)
-        model, log = train_segmenter(cfg, self.real_set, synthetic, desc=f"{m.name}/{b}/real{f:g}/seed{seed}")
+        model, log = train_segmenter(cfg, self.real_set, synthetic, desc=f"{m.name}/{b}/real{f:g}/seed{seed}",
+                                     device=s.device)
         t0 = time.perf_counter()
         ev = evaluate(model_scores(model), self.val, self.test, self.proto.defects)
         rec = {"key": self.key(m, f, b, seed),
                "train": {**log, "real_images": len(self.real_set), "synthetic_images": len(synthetic or [])},
-               "test_seconds": time.perf_counter() - t0, "eval": ev, "metrics": run_metrics(ev)}
+               "test_seconds": time.perf_counter() - t0, "eval": ev, "metrics": run_metrics(ev),
+               "device": str(s.device)}
         write_run(path, rec)
         self.fresh += 1
         r = rec["metrics"]
@@ -187,15 +190,28 @@ def run(a: argparse.Namespace) -> tuple[dict, Path]:
     runs = {m.name: bench.method_runs(m) for m in methods}
     report = build_report(s, methods, proto, runs, references, bench.synthesis, channels)
     report["runs_trained"], report["runs_cached"], report["pending"] = bench.fresh, bench.cached, bench.pending
+    # records from before devices were recorded were all made on the CPU
+    report["record_devices"] = sorted({rec.get("device", "cpu") for arms_ in runs.values() for per in arms_.values()
+                                       for recs in per.values() for rec in recs})
     report["left_out"] = {"methods": [LABELS[v] for v in s.left_out], "folder": str(ablation_folder(s.data)),
                           "train": f"bash scripts/train_ablations.sh 1000 {s.data}"} if s.left_out else None
     report["reading"] = {"file": str(s.reading), "text": s.reading.read_text(encoding="utf-8")} if s.reading else None
     report["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_bytes(s.out, markdown(report).encode())
-    atomic_write_bytes(s.chart, chart_png(report))
+    write_chart(s, report)
     say(f"wrote {s.out}, {s.chart} ({bench.fresh} runs trained, {bench.cached} from cache, "
         f"{report['wall_seconds']:.0f} s)")
     return report, s.json
+
+
+def write_chart(s: Settings, report: dict) -> None:
+    """The bar chart; a machine without matplotlib (a bare GPU box) gets the figures without it."""
+    try:
+        atomic_write_bytes(s.chart, chart_png(report))
+    except ModuleNotFoundError as e:
+        if e.name != "matplotlib":
+            raise
+        say(f"no chart {s.chart}: matplotlib is not installed")
 
 
 # -- aggregation --------------------------------------------------------------------------------------
@@ -225,6 +241,7 @@ def _settings_record(s: Settings, proto: Protocol, channels: int) -> dict:
             "validation": f"{VAL_SHARE:.0%} of each type's real training third + {len(proto.val_good)} "
                           f"train/good images; threshold of best pooled F1 on it, in steps of 1/{SCORE_BINS}",
             "pretrained": False, "split_seed": s.split_seed, "pair_seed": s.seed, "threads": s.threads,
+            "device": str(s.device),
             "work": str(s.work), "results": str(s.results)}
 
 
@@ -259,7 +276,7 @@ def build_report(s: Settings, methods: list[Method], proto: Protocol, runs: dict
                         "checkpoint": next((str(m.checkpoint) for m in methods if m.name == n and m.checkpoint), None)}
                     for n in labels},
         "settings": _settings_record(s, proto, channels), "split": _split_record(proto),
-        "synthesis": synthesis, "results": results, "machine": machine(s.threads),
+        "synthesis": synthesis, "results": results, "machine": machine(s.threads, s.device),
         "command": "python -m sard.evaluate " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).stem == "evaluate"
                    else s.command(),
         "command_explicit": s.command(),
