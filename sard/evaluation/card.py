@@ -297,10 +297,11 @@ def _judged_rows(figures: dict, c2st: dict | None) -> list[str]:
     lines: list[str] = []
     if c2st:
         floor = c2st.get("floor")
+        below = 100 * (floor["mean"] - c2st["mean"]) if floor else 0.0
         lines.append(f"| (d) realism, C2ST accuracy (50 % = indistinguishable) | **{100 * c2st['mean']:.1f} % "
-                     f"± {100 * c2st['std']:.1f}**" + (f"; *Nothing painted* scores {100 * floor['mean']:.1f} %, "
-                                                       f"{100 * (floor['mean'] - c2st['mean']):+.1f} points below it"
-                                                       if floor else "") + " |")
+                     f"± {100 * c2st['std']:.1f}**" + (f"; *Nothing painted* scores {100 * floor['mean']:.1f} %: "
+                                                       f"{abs(below):.1f} points {'below' if below >= 0 else 'above'} "
+                                                       f"that floor" if floor else "") + " |")
     ts = figures.get("types")
     if ts:
         lines.append(f"| (f) types told apart: a CNN trained on real crops of the {len(ts['types'])} types, scored on "
