@@ -121,7 +121,7 @@ def train_step_seconds(examples: list, defects: list[str], res: int, batch: int,
     def one():
         x0, mask, label = sampler.batch(batch)
         b = Batch(x0.to(dev), mask.to(dev), label.to(dev))
-        train_step(m.G, m.D, m.opt_g, m.opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps))
+        train_step(m.G, m.D, m.opt_g, m.opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps, dev))
         if dev.type == "cuda":      # the step's kernels are done, not only queued
             torch.cuda.synchronize(dev)
         step[0] += 1

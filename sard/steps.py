@@ -65,24 +65,25 @@ def diffuse(schedule: Schedule, b: Batch, rng: torch.Generator) -> tuple[torch.T
 
 
 class GapMeter:
-    """Mean real-minus-fake logit of D per reverse step i since the last log line: is the game alive?"""
+    """Mean real-minus-fake logit of D per reverse step i since the last log line: is the game alive?
+    Summed on the step's device and read only at log time: no host synchronisation inside a step."""
 
-    def __init__(self, num_steps: int):
-        self.sums = torch.zeros(2, num_steps, dtype=torch.float64)
-        self.counts = torch.zeros(num_steps, dtype=torch.float64)
+    def __init__(self, num_steps: int, device: torch.device | str = "cpu"):
+        self.sums = torch.zeros(2, num_steps, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(num_steps, dtype=torch.float64, device=device)
 
     def add(self, i: torch.Tensor, real, fake) -> None:
-        i = i.cpu()
-        self.counts.index_add_(0, i, torch.ones(len(i), dtype=torch.float64))
+        i = i.to(self.counts.device)
+        self.counts.index_add_(0, i, torch.ones(len(i), dtype=torch.float64, device=i.device))
         for row, r, f in ((0, real.img, fake.img), (1, real.fg, fake.fg)):
             if r is not None:
-                self.sums[row].index_add_(0, i, (r - f).detach().double().cpu())
+                self.sums[row].index_add_(0, i, (r - f).detach().double())
 
     def fields(self, dmg: bool) -> dict[str, float]:
-        mean = self.sums / self.counts.clamp(min=1)
+        mean, counts = (self.sums / self.counts.clamp(min=1)).cpu(), self.counts.cpu()
         heads = ("img", "fg") if dmg else ("img",)
         out = {f"d_gap_{h}_{k}": round(mean[row, k].item(), 4)
-               for row, h in enumerate(heads) for k in range(len(self.counts)) if self.counts[k] > 0}
+               for row, h in enumerate(heads) for k in range(len(counts)) if counts[k] > 0}
         self.sums.zero_()
         self.counts.zero_()
         return out
@@ -111,7 +112,8 @@ def judge(D, cfg: TrainConfig, schedule: Schedule, x_prev, x_t, b: Batch, i, rng
     return D(x_prev, x_t, i, mask, b.label)
 
 
-def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, amp, gaps: GapMeter) -> dict[str, float]:
+def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, amp,
+           gaps: GapMeter) -> dict[str, torch.Tensor]:
     """L_D on a real and a fake pair (DMG eq. 3), plus lazy R1 on the real x_t."""
     lc: LossConfig = cfg.loss
     i, x_i, x_next = diffuse(schedule, b, rng)
@@ -133,13 +135,13 @@ def d_step(G, D, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, am
     opt_d.zero_grad(set_to_none=True)
     (loss + r1).backward()
     opt_d.step()
-    out = {"d_real": real_loss.item(), "d_fake": fake_loss.item()}
+    out = {"d_real": real_loss.detach(), "d_fake": fake_loss.detach()}
     if do_r1:
-        out["r1"] = r1.item()
+        out["r1"] = r1.detach()
     return out
 
 
-def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[str, float]:
+def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[str, torch.Tensor]:
     """L_G = l_img L_adv-img + l_mask L_adv-mask + alpha_i L_MSE (paper eq. 4-6 of III-C)."""
     lc: LossConfig = cfg.loss
     i, _, x_next = diffuse(schedule, b, rng)
@@ -156,16 +158,22 @@ def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[
     opt_g.zero_grad(set_to_none=True)
     losses["total"].backward()
     opt_g.step()
-    return {f"g_{k}": v.item() for k, v in losses.items()}
+    return {f"g_{k}": v.detach() for k, v in losses.items()}
 
 
 def train_step(G, D, opt_g, opt_d, schedule, b: Batch, rng, cfg: TrainConfig, step: int, amp,
-               gaps: GapMeter) -> dict[str, float]:
+               gaps: GapMeter) -> dict[str, torch.Tensor]:
     """One iteration: cfg.d_steps steps of D (fresh reverse steps and noise on the same crops, so D
-    keeps ahead of G), then one of G. The EMA is the caller's (it holds the shadow weights)."""
+    keeps ahead of G), then one of G. The EMA is the caller's (it holds the shadow weights). The
+    losses stay tensors on the device (read_stats at log time)."""
     for _ in range(cfg.d_steps):
         stats = d_step(G, D, opt_d, schedule, b, rng, cfg, step, amp, gaps)
     return stats | g_step(G, D, opt_g, schedule, b, rng, cfg, amp)
+
+
+def read_stats(stats: dict[str, torch.Tensor]) -> dict[str, float]:
+    """A step's losses as numbers: the one host synchronisation, at log time."""
+    return {k: float(v) for k, v in stats.items()}
 
 
 def ema_decay(cfg: TrainConfig, step: int) -> float:

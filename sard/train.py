@@ -35,7 +35,7 @@ from sard.store.model_folder import BANK_DIR, ModelConfig, resolve_checkpoint, s
 from sard.store.tensors import load_state_checked
 from sard.store.train_state import (TRAIN_STATE_NAME, load_optimizer, load_train_state, optimizer_tensors,
                                      read_train_meta, save_train_state)
-from sard.steps import Batch, GapMeter, Models, build_models, ema_decay, ema_update, train_step
+from sard.steps import Batch, GapMeter, Models, build_models, ema_decay, ema_update, read_stats, train_step
 from sard.train_samples import SampleGrid
 from sard.validate import MAX_THREADS, check_defects, whole_number, writable_folder, write_error
 
@@ -276,9 +276,10 @@ def carry_bank(out: Path, data: str) -> None:
 # -- the loop -------------------------------------------------------------------------------------
 def _out_of_time(seconds: float, budget: float, d: Dist) -> bool:
     """Every rank stops at the same step: rank 0's clock decides."""
+    if d.world == 1:
+        return seconds >= budget
     over = torch.tensor([float(seconds >= budget)], device=d.device)
-    if d.world > 1:
-        dist.broadcast(over, 0)
+    dist.broadcast(over, 0)
     return bool(over.item())
 
 
@@ -291,7 +292,7 @@ def train_loop(run: Run, G_train: nn.Module, D_train: nn.Module, grid: SampleGri
     bar = tqdm(range(run.start, cfg.iters), initial=run.start, total=cfg.iters, disable=not d.main,
                desc="sard.train", unit="step", dynamic_ncols=True)
     t_last = t_start = time.perf_counter()
-    gaps = GapMeter(run.schedule.num_steps)
+    gaps = GapMeter(run.schedule.num_steps, dev)
     bank_tried = False          # once per process: a bank too large is said once, not at every checkpoint
     for step in bar:
         x0, m, y = run.data.sampler.batch(cfg.batch)
@@ -302,7 +303,7 @@ def train_loop(run: Run, G_train: nn.Module, D_train: nn.Module, grid: SampleGri
         seconds = run.seconds_before + time.perf_counter() - t_start
         last = done == cfg.iters or _out_of_time(seconds, budget, d)
         if d.main and (done % cfg.log_every == 0 or last):
-            now = time.perf_counter()
+            now, stats = time.perf_counter(), read_stats(stats)
             gap = gaps.fields(cfg.dmg)
             rec = {"step": done, **{k: round(v, 5) for k, v in stats.items()}, **gap,
                    "sec_per_step": round((now - t_last) / (done % cfg.log_every or cfg.log_every), 4)}
