@@ -1,0 +1,97 @@
+"""Batched synthesis (SardPipeline.batch): each job's result agrees with its one-at-a-time result
+within one grey level, whoever shares its network calls, and the background stays the input's own."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import MAGNETIC_TILE, requires_data, texture, tiny_checkpoint
+from sard.io import SardInputError
+from sard.pipeline import SardPipeline
+from sard.synthesizers import build
+
+TOLERANCE = 1     # grey levels: a batched call may round a few pixels otherwise than a call of one
+
+
+def box_mask(shape, top, left, h, w) -> np.ndarray:
+    m = np.zeros(shape[:2], bool)
+    m[top:top + h, left:left + w] = True
+    return m
+
+
+def tiny_jobs(channels: int = 1, dtype=np.uint8) -> list[tuple]:
+    """Ten jobs on 96 x 80 tiles whose masks give regions of three sizes (so buckets hold several jobs)."""
+    jobs = []
+    for n in range(10):
+        img = texture((96, 80), 7 + n)
+        img = np.dstack([img, img // 2, 255 - img]) if channels == 3 else img
+        img = img.astype(dtype) * (257 if dtype == np.uint16 else 1)
+        h, w = [(6, 9), (20, 14), (40, 30)][n % 3]
+        jobs.append((img, box_mask(img.shape, 10 + 3 * n, 5 + 2 * n, h, w), 100 + n, ["crack", "blowhole"][n % 2]))
+    return jobs
+
+
+def assert_close(a: np.ndarray, b: np.ndarray, top: int = 255) -> int:
+    """Max |a - b| in grey levels of 8 bits; asserts it is within TOLERANCE."""
+    worst = int(np.abs(a.astype(np.int64) - b.astype(np.int64)).max()) * 255 // top
+    assert worst <= TOLERANCE, worst
+    return worst
+
+
+@pytest.mark.parametrize("channels,dtype,roi,rcd", [(1, np.uint8, True, True), (3, np.uint8, True, True),
+                                                    (1, np.uint16, True, True), (1, np.uint8, False, True),
+                                                    (1, np.uint8, False, False)])
+def test_batched_jobs_match_one_at_a_time_and_keep_the_background(tmp_path, channels, dtype, roi, rcd):
+    pipe = SardPipeline.from_pretrained(tiny_checkpoint(tmp_path / "ck", channels=channels), device="cpu")
+    jobs = tiny_jobs(channels, dtype)
+    alone = [pipe(image, mask, seed=seed, defect=d, roi=roi, rcd=rcd) for image, mask, seed, d in jobs]
+    together = pipe.batch(jobs, size=4, roi=roi, rcd=rcd)
+    assert max(r.timings["batch"]["size"] for r in together) == 4       # regions of one size shared calls
+    for (image, mask, seed, d), a, b in zip(jobs, alone, together):
+        assert b.image.shape == image.shape and b.image.dtype == image.dtype and b.seed == seed and b.defect == d
+        assert_close(a.image, b.image, 65535 if dtype == np.uint16 else 255)
+        assert np.array_equal(b.mask, a.mask) and b.roi == a.roi and b.frames == []
+        if rcd:
+            assert np.array_equal(b.image[~mask], image[~mask])           # the background, bit for bit
+        if b.timings["batch"]["size"] == 1:                               # alone in its call: the same call
+            assert np.array_equal(a.image, b.image)
+
+
+def test_a_jobs_result_does_not_depend_on_its_batch_mates(tmp_path):
+    pipe = SardPipeline.from_pretrained(tiny_checkpoint(tmp_path / "ck"), device="cpu")
+    jobs = tiny_jobs()
+    me = jobs[0]
+    mates = [j for j in jobs[1:] if j[1].sum() == me[1].sum()]           # the same region size as `me`
+    first = pipe.batch([me, *mates], size=8)[0]
+    other = [(np.flipud(image).copy(), mask, seed + 1, d) for image, mask, seed, d in mates]   # other mates
+    last = pipe.batch([*other, me], size=8)[-1]                                                 # at another place
+    assert first.timings["batch"]["size"] == last.timings["batch"]["size"] == len(mates) + 1 > 1
+    alone = pipe(*me[:2], seed=me[2], defect=me[3])
+    assert_close(first.image, last.image)
+    assert_close(first.image, alone.image)
+
+
+def test_bad_batch_size_is_refused(tmp_path):
+    pipe = SardPipeline.from_pretrained(tiny_checkpoint(tmp_path / "ck"), device="cpu")
+    for bad in (0, -1, 1.5, float("nan")):
+        with pytest.raises(SardInputError, match="batch"):
+            pipe.batch(tiny_jobs()[:2], size=bad)
+
+
+@requires_data
+def test_shipped_checkpoint_batched_within_one_grey_level_on_real_tiles():
+    """The default checkpoint (fit crops: large masks synthesize at a smaller scale) on real tiles."""
+    synth = build("sard", device="cpu")
+    normals = sorted((MAGNETIC_TILE / "train" / "good").iterdir())[:3]
+    masks = sorted((MAGNETIC_TILE / "ground_truth" / "crack").iterdir())[:6]
+    jobs = []
+    for n, mfile in enumerate(masks):
+        m = np.array(Image.open(mfile)) > 0
+        image = np.array(Image.open(normals[n % 3]).convert("L").resize(m.shape[::-1]))
+        jobs.append((image, m, 11 + n, "crack"))
+    twins = [(image, mask, seed + 100, d) for image, mask, seed, d in jobs[:2]]   # regions of the same size
+    together = synth.batch(jobs + twins, 8)
+    assert max(r.timings["batch"]["size"] for r in together) > 1
+    for (image, mask, seed, d), b in zip(jobs, together):
+        a = synth(image, mask, seed, d)
+        assert_close(a.image, b.image)
+        assert np.array_equal(b.image[~mask], image[~mask])
