@@ -97,7 +97,7 @@ FLAGS = [
     *rows("train", TRAIN, {**INT, "huge": "100000000"}, "--batch"),
     *rows("train", TRAIN, FLOAT, "--minutes"), *rows("train", TRAIN, SEED, "--seed"),
     *rows("train", TRAIN, {**FLOAT, "zero": None}, "--fit-crops"), *rows("train", TRAIN, WORD, "--device"),
-    *rows("export", EXPORT, INT, "--per-type"), *rows("export", EXPORT, SEED, "--seed"),
+    *rows("export", EXPORT, INT, "--per-type", "--batch"), *rows("export", EXPORT, SEED, "--seed"),
     *rows("export", EXPORT, {**FLOAT, "zero": None}, "--bank-rotation"),
     *rows("export", EXPORT, {"negative": "-0.1,0.2", "zero": "0,0.1", "huge": "0.1,1e300", "nan": "nan,0.1",
                              "inf": "inf,inf", "type": "abc"}, "--area"),

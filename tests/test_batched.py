@@ -1,11 +1,16 @@
-"""Batched synthesis (SardPipeline.batch): each job's result agrees with its one-at-a-time result
-within one grey level, whoever shares its network calls, and the background stays the input's own."""
+"""Batched synthesis (SardPipeline.batch, export --batch): each job's result agrees with its
+one-at-a-time result within one grey level, whoever shares its network calls, the background stays
+the input's own, and every exported pair regenerates bit for bit from its manifest line."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MAGNETIC_TILE, requires_data, texture, tiny_checkpoint
-from sard.io import SardInputError
+from conftest import MAGNETIC_TILE, requires_data, run_module, texture, tiny_checkpoint
+from sard.io import SardInputError, read_image
+from sard.pair_recipe import regenerate
 from sard.pipeline import SardPipeline
 from sard.synthesizers import build
 
@@ -95,3 +100,58 @@ def test_shipped_checkpoint_batched_within_one_grey_level_on_real_tiles():
         a = synth(image, mask, seed, d)
         assert_close(a.image, b.image)
         assert np.array_equal(b.image[~mask], image[~mask])
+
+
+def export(*args):
+    return run_module("sard.export", *[str(a) for a in args])
+
+
+def manifest(base: Path) -> list[dict]:
+    return [json.loads(x) for x in (base / "manifest.jsonl").read_text().splitlines() if x.strip()]
+
+
+def test_export_batch_4_regenerates_every_pair_bit_for_bit(tmp_path, tiny_data):
+    ck = tiny_checkpoint(tmp_path / "ck")
+    r = export("--checkpoint", ck, "--normals", tiny_data, "--per-type", "5", "--out", tmp_path / "out",
+               "--seed", "2", "--batch", "4", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    base = tmp_path / "out" / "mt"
+    lines = manifest(base)
+    batched = [x for x in lines if "batch" in x]
+    assert len(lines) == 10 and batched
+    for x in batched:
+        b = x["batch"]
+        assert 1 < b["size"] == len(b["members"]) <= 4 and [x["defect"], x["index"]] in b["members"]
+        assert len(b["shape"]) == 2
+    for x in lines:
+        img, mask = regenerate(x, manifest=lines)
+        assert np.array_equal(img, read_image(base / x["image"])), (x["defect"], x["index"])
+        assert np.array_equal(mask, np.array(Image.open(base / x["mask"])))
+        src = read_image(x["source"])
+        assert np.array_equal(img[mask == 0], src[mask == 0])
+    with pytest.raises(SardInputError, match="manifest"):
+        regenerate(batched[0])
+    with pytest.raises(SardInputError, match="no line"):
+        regenerate(batched[0], manifest=[batched[0]])
+
+
+def test_export_batch_1_is_the_one_at_a_time_export(tmp_path, tiny_data):
+    ck = tiny_checkpoint(tmp_path / "ck")
+    args = ["--checkpoint", ck, "--normals", tiny_data, "--per-type", "3", "--seed", "4", "--device", "cpu"]
+    assert export(*args, "--out", tmp_path / "plain").returncode == 0
+    assert export(*args, "--out", tmp_path / "one", "--batch", "1").returncode == 0
+    a, b = tmp_path / "plain" / "mt", tmp_path / "one" / "mt"
+    files = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*.png"))
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    strip = lambda rows: [{k: v for k, v in x.items() if k != "seconds"} for x in rows]  # noqa: E731
+    assert strip(manifest(a)) == strip(manifest(b))
+    assert not any("batch" in x for x in manifest(b))       # lines as before: regenerate(line) alone
+
+
+def test_a_baseline_export_ignores_batch(tmp_path, tiny_data):
+    args = ["--method", "cutpaste", "--normals", tiny_data, "--masks", "ellipse", "--per-type", "3", "--seed", "1"]
+    assert export(*args, "--out", tmp_path / "a").returncode == 0
+    assert export(*args, "--out", tmp_path / "b", "--batch", "4").returncode == 0
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
