@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import MAGNETIC_TILE, requires_data, run_module, texture, tiny_checkpoint
+from sard.evaluation import common, seg_pairs, seg_protocol
 from sard.io import SardInputError, read_image
 from sard.pair_recipe import regenerate
 from sard.pipeline import SardPipeline
@@ -155,3 +156,19 @@ def test_a_baseline_export_ignores_batch(tmp_path, tiny_data):
     assert export(*args, "--out", tmp_path / "b", "--batch", "4").returncode == 0
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
     assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+
+
+def test_segmentation_pairs_batched_only_when_asked_and_in_their_own_folder(tmp_path, tiny_data):
+    proto = seg_protocol.build_protocol(tiny_data, split_seed=0, defects=None)
+    jobs = seg_protocol.make_jobs(proto.normals, proto.defects, 4, seed=0)
+    method = common.parse_methods(f"sard={tiny_checkpoint(tmp_path / 'ck')}")[0]
+    one = seg_pairs.pair_category(proto.data, 0, 0, method)
+    assert one == f"mt-split0-seed0-{method.fingerprint}"[:64]          # the cache's folder name as before
+    pairs1, s1 = seg_pairs.ensure_pairs(method, jobs, proto, tmp_path / "w", 0, 0, progress=False)
+    pairs4, s4 = seg_pairs.ensure_pairs(method, jobs, proto, tmp_path / "w", 0, 0, progress=False, batch=4)
+    assert Path(s1["folder"]).name == one and Path(s4["folder"]).name != one
+    assert s4["written"] == len(pairs4) == len(pairs1) == 8 and not s4["failed"]
+    for (d1, i1, m1), (d4, i4, m4) in zip(pairs1, pairs4):
+        assert d1 == d4 and read_image(m1).tobytes() == read_image(m4).tobytes()
+        assert_close(read_image(i1), read_image(i4))
+    assert any("batch" in x for x in manifest(Path(s4["folder"])))
