@@ -114,7 +114,7 @@ FLAGS = [
     *rows("evaluate", SEGMENTATION, {**FLOAT, "zero": None}, "--real-fraction"),   # 0: the synthetic-only arm
     *rows("evaluate", SEGMENTATION, SEED, "--split-seed", "--seed"),
     *rows("evaluate", SEGMENTATION, WORD, "--backbones"),
-    *rows("bench", BENCH, INT, "--repeats"),
+    *rows("bench", BENCH, INT, "--repeats", "--batch"),
     *rows("bench", BENCH, {**INT, "negative": "-256", "huge": "100000000"}, "--sizes", "--peak-size"),
     *rows("app", APP, {**INT, "huge": "70000"}, "--port"),
     *rows("app", APP, INT, "--queue-size", "--max-upload-mb"), *rows("app", APP, WORD, "--device"),
