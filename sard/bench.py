@@ -3,6 +3,7 @@
 - seconds per synthesized pair for SARD, CutPaste, DRAEM and GLASS (same normals, same masks);
 - SARD with and without ROI at 256..2048 px for a fixed defect size (the ROI curve should stay flat),
   and the ROI speed-up for a 2 % mask on a 2048 x 2048 image;
+- SARD export pairs per second at 256 px, one at a time and --batch pairs a network call;
 - peak memory of one synthesis (resident set, fresh process, mark reset after loading) on a 4096 x 4096 image;
 - training seconds per step at 64 and 128 px (batch 4);
 - the share of SARD's time spent in the network's T evaluations versus everything else.
@@ -14,6 +15,7 @@ import argparse
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch
 from sard.bench_inputs import ellipse_mask, tile_image
 from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
 from sard.io import SardInputError, atomic_write_bytes, atomic_write_json
+from sard.pair_recipe import MAX_BATCH
 from sard.validate import whole_number
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,6 +94,33 @@ def peak_memory(ck: Path, size: int, area_px: int, defect, roi: bool) -> dict:
         return {"size": size, "roi": roi, "error": r.stderr.strip().splitlines()[-1][:200]}
     base, peak = (float(x) for x in r.stdout.split())
     return {"size": size, "roi": roi, "peak_mib": peak, "before_synthesis_mib": base, "synthesis_mib": peak - base}
+
+
+def bench_batched_export(ck: Path, data: Path | None, size: int, pairs: int, batch: int, rounds: int) -> dict:
+    """Export pairs per second at size x size px, one at a time and `batch` a network call, side by side:
+    the same normals, ellipse masks and seeds into fresh folders (masks, PNGs and manifest included),
+    the two taking turns for `rounds` rounds, each at its best round (a busy machine slows either one)."""
+    from PIL import Image
+    from sard.pair_recipe import ExportPlan, MaskSource, run_export
+    from sard.pairs import PairWriter
+    from sard.synthesizers import build
+    synth = build("sard", ck, device="cpu")
+    best = {1: 0.0, batch: 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        normals = [Path(tmp) / f"normal{k}.png" for k in range(4)]
+        for k, path in enumerate(normals):
+            Image.fromarray(tile_image(size, data, seed=k)).save(path)
+        plan = ExportPlan(normals, synth.defects[:1] or ["synthetic"], pairs, 0)
+        for r in range(rounds):
+            for n in best:
+                summary = run_export(plan, PairWriter(Path(tmp) / f"round{r}-batch{n}", "bench"), synth,
+                                     MaskSource("ellipse", None), progress=False, batch=n)
+                best[n] = max(best[n], summary["pairs_per_second"])
+    out = {"size": size, "pairs": pairs, "batch": batch, "rounds": rounds, "unbatched_pairs_per_s": best[1],
+           "batched_pairs_per_s": best[batch], "ratio": best[batch] / best[1]}
+    print(f"  export at {size} px: {best[1]:.2f} pairs/s one at a time, {best[batch]:.2f} pairs/s with --batch "
+          f"{batch}, x{out['ratio']:.2f}", file=sys.stderr)
+    return out
 
 
 def training_examples(data: Path) -> tuple[list, list[str]]:
@@ -164,6 +194,11 @@ def markdown(rep: dict) -> str:
         else:
             lines.append(f"| {p['size']}x{p['size']} | {p['roi']} | {p['peak_mib']:.0f} | {p['before_synthesis_mib']:.0f} | "
                          f"{p['synthesis_mib']:.0f} |")
+    b = rep["batched_export"]
+    lines += ["", f"## Batched export ({b['size']} x {b['size']} tiles, ellipse masks, {b['pairs']} pairs a run)", "",
+              f"`python -m sard.export` made {b['unbatched_pairs_per_s']:.2f} pairs/s one at a time and "
+              f"{b['batched_pairs_per_s']:.2f} pairs/s with `--batch {b['batch']}` (x{b['ratio']:.2f}; masks, PNGs "
+              f"and manifest included; the best of {b['rounds']} rounds taking turns)."]
     t = rep["training"]
     lines += ["", "## Training (batch 4)", "", "| crop | s / step |", "|---|---|",
               f"| 64 px | {t['train_s_per_step_64']:.3f} |", f"| 128 px | {t['train_s_per_step_128']:.3f} |", "",
@@ -181,6 +216,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--sizes", default="256,512,1024,2048")
     p.add_argument("--peak-size", type=int, default=4096)
+    p.add_argument("--batch", type=int, default=8, help="pairs a network call in the batched export figure (default 8)")
     p.add_argument("--quick", action="store_true", help="small sizes and one repeat (for tests)")
     p.add_argument("--json", type=Path, default=REPO / "reports" / "speed" / "bench.json")
     p.add_argument("--out", type=Path, default=REPO / "reports" / "speed" / "bench.md")
@@ -193,6 +229,7 @@ def check_flags(a: argparse.Namespace) -> list[int]:
     beyond MAX_SIZE px a side its activations outgrow a usual machine's memory."""
     whole_number("--repeats", a.repeats, 1, 1000)
     whole_number("--peak-size", a.peak_size, MIN_SIZE, MAX_PEAK_SIZE)
+    whole_number("--batch", a.batch, 1, MAX_BATCH)
     try:
         sizes = [int(s) for s in a.sizes.split(",")]
     except ValueError:
@@ -233,6 +270,9 @@ def run(a: argparse.Namespace, sizes: list[int], command: str) -> None:
     rep["methods_s_per_pair"] = bench_methods(pipe, image, mask, defect, a.repeats, sources)
     r = pipe(image, mask, seed=0, defect=defect)
     rep["network_share"] = r.timings["network_s"] / r.timings["total_s"]
+    print("batched export:", file=sys.stderr)
+    rep["batched_export"] = bench_batched_export(a.checkpoint, data, pair_size, 2 * a.batch if a.quick else 4 * a.batch,
+                                                 a.batch, min(a.repeats, 3))
     print("ROI curve:", file=sys.stderr)
     rep["roi_defect_px"] = 2000
     rep["roi_curve"] = bench_roi(pipe, sizes, 2000, defect, a.repeats, data)

@@ -19,7 +19,7 @@ from pathlib import Path
 from sard.data import list_dataset, split_defects
 from sard.io import SardInputError
 from sard.masks import BANK_PLACEMENTS, ON_PART_MODES, MaskBank, read_bank, real_mask_share, write_bank
-from sard.pair_recipe import ExportFailed, ExportPlan, MaskSource, check_room, find_normals, run_export
+from sard.pair_recipe import MAX_BATCH, ExportFailed, ExportPlan, MaskSource, check_room, find_normals, run_export
 from sard.pairs import PairWriter, safe_name
 from sard.devices import pick_device
 from sard.store.model_folder import DEFAULT_CHECKPOINT, ModelConfig, resolve_checkpoint
@@ -60,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="reverse steps for sard (default the checkpoint's T)")
     p.add_argument("--no-roi", action="store_true", help="run the network on the whole image, not the mask's region")
     p.add_argument("--no-rcd", action="store_true", help="plain DDGAN sampling (changes the background)")
+    p.add_argument("--batch", type=int, default=1,
+                   help=f"sard: up to N pairs whose regions have one size share each network call (1..{MAX_BATCH}, "
+                        f"default 1: one at a time); baselines stay one at a time")
     p.add_argument("--texture-dir", help="texture images for draem/glass (default: other normal images)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--no-resume", action="store_true", help="refuse to add to a folder that already has pairs")
@@ -109,6 +112,7 @@ def check_flags(a: argparse.Namespace) -> None:
     """Flags are checked before any work, so a bad one is named, never blamed on an image later (how
     many pairs the disk holds is check_room's, once a normal image's size is known)."""
     whole_number("--per-type", a.per_type, 1, MAX_PER_TYPE)
+    whole_number("--batch", a.batch, 1, MAX_BATCH)
     if a.method not in METHODS:
         raise SardInputError(f"--method: expected one of {', '.join(METHODS)}, got '{a.method}'")
     check_seed("--seed", a.seed)
@@ -171,7 +175,7 @@ def export(a: argparse.Namespace) -> tuple[PairWriter, dict]:
                        {"placement": a.bank_placement, "rotation": a.bank_rotation})
     if a.copy_normals or a.link_normals:
         writer.link_normals(normals, copy=not a.link_normals)
-    summary = run_export(plan, writer, synth, masks)
+    summary = run_export(plan, writer, synth, masks, batch=a.batch)
     return writer, {**summary, "masks_placed": dict(masks.placed)}
 
 

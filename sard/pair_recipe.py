@@ -11,6 +11,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -137,13 +138,22 @@ class Pair:
     source: Path                   # the normal image it was made on
     result: SynthesisResult
     mask_params: dict
-    seconds: float                 # synthesis alone
+    seconds: float                 # synthesis alone (a batch's time shared by its pairs)
+    batch: dict | None = None      # made in a batched call: its size, network input shape, members [[defect, k]]
+
+
+def draw_mask(job: PairJob, source: Path, image: np.ndarray, masks: MaskSource) -> tuple[np.ndarray, dict]:
+    """The job's mask on `image` and its parameters; errors name the normal image."""
+    try:
+        return masks.make(image, job.defect, job.mask_seed, pair_rng(job.seed, job.defect, job.k, stream=1))
+    except SardInputError as e:
+        raise SardInputError(f"normal image {source}: {e}") from None
 
 
 def make_pair(job: PairJob, source: Path, image: np.ndarray, synth: Synthesizer, masks: MaskSource) -> Pair:
     """Draw the job's mask on `image` and synthesize in it; errors name the normal image."""
+    mask, mask_params = draw_mask(job, source, image, masks)
     try:
-        mask, mask_params = masks.make(image, job.defect, job.mask_seed, pair_rng(job.seed, job.defect, job.k, stream=1))
         t = time.perf_counter()
         result = synth(image, mask, seed=job.synth_seed, defect=job.defect)
     except SardInputError as e:
@@ -151,26 +161,76 @@ def make_pair(job: PairJob, source: Path, image: np.ndarray, synth: Synthesizer,
     return Pair(job, source, result, mask_params, time.perf_counter() - t)
 
 
+def make_pairs_together(drawn: list[tuple], synth: Synthesizer, size: int) -> list[Pair]:
+    """The pairs of (job, source, image, mask, mask_params) synthesized in calls of at most `size` jobs
+    (Synthesizer.batch); a pair that shared its call records the call's members by job id."""
+    t = time.perf_counter()
+    results = synth.batch([(image, mask, job.synth_seed, job.defect) for job, _, image, mask, _ in drawn], size)
+    seconds = (time.perf_counter() - t) / len(drawn)
+    pairs = []
+    for (job, source, _, _, params), result in zip(drawn, results):
+        b = result.timings.get("batch")
+        members = [[drawn[n][0].defect, drawn[n][0].k] for n in b["members"]] if b and b["size"] > 1 else None
+        pairs.append(Pair(job, source, result, params, seconds,
+                          {"size": b["size"], "shape": b["shape"], "members": members} if members else None))
+    return pairs
+
+
 def read_normal(job: PairJob) -> tuple[Path, np.ndarray]:
     return job.normal, read_image(job.normal)
 
 
-def write_pairs(jobs: Iterable[PairJob], writer: PairWriter, synth: Synthesizer, masks: MaskSource,
-                record: Callable[[Pair], dict], open_normal: Callable = read_normal, failed: dict | None = None,
-                desc: str = "", progress: bool = True, total: int | None = None) -> None:
-    """Make and write each job's pair with its manifest line record(pair). failed None: the first bad
-    job stops the run; a dict: it collects why ("defect #k": message) and the run goes on."""
-    for job in tqdm(jobs, desc=desc, unit="pair", disable=not progress, dynamic_ncols=True, mininterval=1,
-                    total=total):
+def _failed(job: PairJob, e: SardInputError, failed: dict | None) -> None:
+    if failed is None:
+        raise e
+    failed[f"{job.defect} #{job.k}"] = str(e)
+
+
+def make_pairs(jobs: list[PairJob], synth: Synthesizer, masks: MaskSource, open_normal: Callable,
+               failed: dict | None, size: int) -> Iterator[Pair]:
+    """The jobs' pairs, one at a time (size 1) or synthesized together; a job that fails goes to `failed`,
+    or raises without it. One job the network refuses in a batch: each job of the batch alone."""
+    drawn = []
+    for job in jobs:
         try:
             source, image = open_normal(job)
+            if size > 1:
+                drawn.append((job, source, image, *draw_mask(job, source, image, masks)))
+                continue
             pair = make_pair(job, source, image, synth, masks)
         except SardInputError as e:
-            if failed is None:
-                raise
-            failed[f"{job.defect} #{job.k}"] = str(e)
+            _failed(job, e, failed)
             continue
-        writer.write(job.defect, job.k, np.asarray(pair.result.image), np.asarray(pair.result.mask), record(pair))
+        yield pair
+    try:
+        together = make_pairs_together(drawn, synth, size) if drawn else []
+    except SardInputError:
+        together = []
+        for job, source, image, *_ in drawn:
+            try:
+                together.append(make_pair(job, source, image, synth, masks))
+            except SardInputError as e:
+                _failed(job, e, failed)
+    yield from together
+
+
+BATCH_WINDOW = 4    # batches' worth of jobs grouped by region size at once, so that one size fills a batch
+MAX_BATCH = 1024    # jobs a network call at most: a bound on the flags (the regions must also fit the device)
+
+
+def write_pairs(jobs: Iterable[PairJob], writer: PairWriter, synth: Synthesizer, masks: MaskSource,
+                record: Callable[[Pair], dict], open_normal: Callable = read_normal, failed: dict | None = None,
+                desc: str = "", progress: bool = True, total: int | None = None, batch: int = 1) -> None:
+    """Make and write each job's pair with its manifest line record(pair). failed None: the first bad
+    job stops the run; a dict: it collects why ("defect #k": message) and the run goes on. batch > 1:
+    SARD takes BATCH_WINDOW * batch jobs at a time, at most `batch` of them a network call."""
+    size = batch if synth.run_batch is not None else 1
+    todo = iter(tqdm(jobs, desc=desc, unit="pair", disable=not progress, dynamic_ncols=True, mininterval=1,
+                     total=total))
+    while window := list(islice(todo, BATCH_WINDOW * size if size > 1 else 1)):
+        for pair in make_pairs(window, synth, masks, open_normal, failed, size):
+            writer.write(pair.job.defect, pair.job.k, np.asarray(pair.result.image), np.asarray(pair.result.mask),
+                         record(pair))
 
 
 # -- the export run -------------------------------------------------------------------------------
@@ -237,9 +297,9 @@ def made_differently(rec: dict, synth: Synthesizer, masks: MaskSource, seed: int
 
 
 def run_export(plan: ExportPlan, writer: PairWriter, synth: Synthesizer, masks: MaskSource,
-               progress: bool = True) -> dict:
-    """Write the plan's missing pairs; the summary says what was written, kept, skipped and how the pairs
-    already there differ from this run's (they are kept, never remade)."""
+               progress: bool = True, batch: int = 1) -> dict:
+    """Write the plan's missing pairs (SARD: at most `batch` a network call); the summary says what was
+    written, kept, skipped and how the pairs already there differ from this run's (they are kept, never remade)."""
     bad: dict[Path, str] = {}
     kept, unlike = [0], {}
     before, t0 = writer.count(), time.perf_counter()
@@ -258,10 +318,11 @@ def run_export(plan: ExportPlan, writer: PairWriter, synth: Synthesizer, masks: 
         return {"source": str(pair.source.resolve()), "mask_params": pair.mask_params, "seed": pair.job.synth_seed,
                 "method": synth.name, "method_params": synth.params, "checkpoint": synth.params.get("checkpoint_hash"),
                 "steps": synth.params.get("steps"), "colour": pair.result.colour, "seconds": round(pair.seconds, 4),
-                "export_seed": plan.seed}
+                "export_seed": plan.seed, **({"batch": pair.batch} if pair.batch else {})}
     try:
         write_pairs(todo(), writer, synth, masks, record, lambda job: pick_normal(plan, job.defect, job.k, bad),
-                    desc=f"sard.export {synth.name}", progress=progress, total=max(plan.count() - before, 0) or None)
+                    desc=f"sard.export {synth.name}", progress=progress, total=max(plan.count() - before, 0) or None,
+                    batch=batch)
     except OSError as e:
         raise ExportFailed(f"{write_error(e, e.filename or writer.base)}, then rerun to complete: "
                            f"{writer.count() - before} pairs written in this run, {writer.count()} in {writer.base} "
@@ -277,10 +338,47 @@ class ExportFailed(RuntimeError):
 
 
 def regenerate(record: dict, bank=None, checkpoint: Path | None = None, texture_dir=None,
-               sources: list | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rebuild a pair from its manifest line: (image, mask uint8 0/255)."""
+               sources: list | None = None, manifest: Iterable[dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rebuild a pair from its manifest line: (image, mask uint8 0/255). A pair made in a batched call
+    (its line's `batch`) is made in that call again, with its members' lines from `manifest` (the lines
+    of its manifest.jsonl): a batched network call may round otherwise than a call of one."""
+    if record.get("batch"):
+        return regenerate_batched(record, batch_members(record, manifest), bank, checkpoint, texture_dir, sources)
     image = read_image(record["source"])
     mask = mask_from_record(record["mask_params"], image, bank)
     synth = from_record(record, checkpoint, texture_dir, sources)
     result = synth(image, mask, record["seed"], record["defect"])
+    return np.asarray(result.image), np.asarray(result.mask)
+
+
+def batch_members(record: dict, manifest: Iterable[dict] | None) -> list[dict]:
+    """The manifest lines of the pairs a batched pair was made with, in their call's order."""
+    members = [tuple(m) for m in record["batch"]["members"]]
+    what = f"pair {record['defect']} #{record['index']} was made in a batch of {len(members)}"
+    if (record["defect"], record["index"]) not in members:
+        raise SardInputError(f"{what} that does not hold it (members {record['batch']['members']}); the line is damaged")
+    if manifest is None:
+        raise SardInputError(f"{what}; pass manifest= the lines of its manifest.jsonl to rebuild it")
+    lines = {(r["defect"], r["index"]): r for r in manifest}
+    missing = [f"{d} #{k}" for d, k in members if (d, k) not in lines]
+    if missing:
+        raise SardInputError(f"{what}; the manifest given has no line for {', '.join(missing)}")
+    return [lines[m] for m in members]
+
+
+def regenerate_batched(record: dict, members: list[dict], bank, checkpoint, texture_dir, sources
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The batched call of `members` made again; the result of `record`, checked to have run as recorded."""
+    jobs = []
+    for r in members:
+        image = read_image(r["source"])
+        jobs.append((image, mask_from_record(r["mask_params"], image, bank), r["seed"], r["defect"]))
+    synth = from_record(record, checkpoint, texture_dir, sources)
+    ids = [(r["defect"], r["index"]) for r in members]
+    result = synth.batch(jobs, len(jobs))[ids.index((record["defect"], record["index"]))]
+    ran = result.timings.get("batch") or {}
+    if (ran.get("size"), ran.get("shape")) != (record["batch"]["size"], record["batch"]["shape"]):
+        raise SardInputError(f"pair {record['defect']} #{record['index']}: its batch ran as {ran.get('size')} jobs of "
+                             f"{ran.get('shape')}, the manifest says {record['batch']['size']} of "
+                             f"{record['batch']['shape']}; the checkpoint or the sources have changed")
     return np.asarray(result.image), np.asarray(result.mask)

@@ -3,13 +3,17 @@
 `SardPipeline.from_pretrained(folder)` rebuilds the generator from `config.json` and loads
 `model.safetensors`; `pipe(image, mask, seed=..., defect=...)` runs the RCD sampler on the
 region around the mask (ROI) or on the whole image and pastes the result into the input, so
-every pixel outside the mask is the input's own, bit for bit.
+every pixel outside the mask is the input's own, bit for bit. `pipe.batch(jobs, size=N)` synthesizes
+many jobs together: regions of one padded size share the network's calls, each job keeping its own
+noise (its seed's generator), so a job's result differs from its one-at-a-time result only by the
+float rounding of a batched network call.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -56,6 +60,24 @@ def pad_to_multiple(x: torch.Tensor, m: int, mode: str) -> tuple[torch.Tensor, t
     if mode == "reflect" and (ph >= H or pw >= W):
         mode = "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode) if mode != "constant" else F.pad(x, (0, pw, 0, ph)), (H, W)
+
+
+@dataclass
+class _Job:
+    """One synthesis job, checked: the caller's image, its pixels, alpha and mask, the defect label, the
+    seed, the reverse steps, and the region the network runs on (box, at `scale`) as x0 [1, C, h, w] and
+    mk [1, 1, h, w]."""
+    image: object
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    m: np.ndarray
+    label: torch.Tensor | None
+    seed: int
+    steps: int
+    box: tuple[int, int, int, int]
+    scale: float
+    x0: torch.Tensor
+    mk: torch.Tensor
 
 
 class SardPipeline:
@@ -119,12 +141,8 @@ class SardPipeline:
         return fit_scale(mask, self.res, self.config.fit_min_width)
 
     # -- synthesis ------------------------------------------------------------------------------
-    def stream(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
-               roi: bool = True, rcd: bool = True, refine: int | None = None) -> Iterator[FrameImages | SynthesisResult]:
-        """Yields a FrameImages per reverse step, then the SynthesisResult. A mask painted at a smaller
-        scale (scale_for) may get `refine` more reverse steps at native scale, started from the scaled
-        result noised to t = refine (default 0: none)."""
-        t0 = time.perf_counter()
+    def _prepare(self, image, mask, seed, defect, steps: int | None, roi: bool, rcd: bool) -> _Job:
+        """A job checked and cut to the region the network runs on."""
         seed = whole_number("seed", seed, 0, 2**63 - 1)   # what torch.Generator takes
         pixels, alpha, m = prepare_inputs(image, mask)
         label = self.label_of(defect)
@@ -132,7 +150,6 @@ class SardPipeline:
         steps = T if steps is None else int(steps)
         if not 1 <= steps <= T:
             raise SardInputError(f"steps: expected 1..{T} (this checkpoint's T), got {steps}")
-        refine = whole_number("refine", 0 if refine is None else refine, 0, T)
         scale = self.scale_for(m) if rcd else 1.0
         if roi and rcd:   # scaled: the window a fit crop of this mask covers (context res / 8 at that scale)
             box = roi_box(m, self.res, margin=self.res // 4) if scale == 1 else \
@@ -140,30 +157,69 @@ class SardPipeline:
         else:  # without RCD the whole image is resampled, so the network must see all of it
             box = (0, 0, m.shape[0], m.shape[1])
         top, left, bottom, right = box
-        C = self.generator.config.image_channels
-        x0 = to_unit(pixels[top:bottom, left:right], C)[None].to(self.device)
+        x0 = to_unit(pixels[top:bottom, left:right], self.channels)[None].to(self.device)
         mk = torch.from_numpy(m[top:bottom, left:right])[None, None].float().to(self.device)
-        rng = torch.Generator(device=self.device).manual_seed(int(seed))
+        return _Job(image, pixels, alpha, m, label, int(seed), steps, box, scale, x0, mk)
+
+    def stream(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
+               roi: bool = True, rcd: bool = True, refine: int | None = None) -> Iterator[FrameImages | SynthesisResult]:
+        """Yields a FrameImages per reverse step, then the SynthesisResult. A mask painted at a smaller
+        scale (scale_for) may get `refine` more reverse steps at native scale, started from the scaled
+        result noised to t = refine (default 0: none)."""
+        t0 = time.perf_counter()
+        job = self._prepare(image, mask, seed, defect, steps, roi, rcd)
+        refine = whole_number("refine", 0 if refine is None else refine, 0, self.schedule.num_steps)
+        rng = torch.Generator(device=self.device).manual_seed(job.seed)
         timed = _TimedGenerator(self.generator, self.device)
         frames, composite = [], None
-        for s, k in [(scale, steps)] + ([(1.0, refine)] if scale < 1 and refine else []):
-            start = x0 if composite is None else paste(composite, x0, mk)   # detail pass: from the scaled result
-            for fi, composite in self._reverse(timed, start, mk, s, k, rng, label, rcd):
+        for s, k in [(job.scale, job.steps)] + ([(1.0, refine)] if job.scale < 1 and refine else []):
+            start = job.x0 if composite is None else paste(composite, job.x0, job.mk)   # detail pass: from the scaled result
+            for fi, composite in self._reverse(timed, start, job.mk, s, k, rng, job.label, rcd):
                 frames.append(fi)
                 yield fi
-        out = self._paste(pixels, m, composite[0], box, rcd)
-        result_image = as_input_type(image, out, alpha)
-        total = time.perf_counter() - t0
-        timings = {"total_s": total, "network_s": timed.seconds, "network_calls": timed.calls,
-                   "roi": list(box), "roi_pixels": (bottom - top) * (right - left), "scale": scale}
-        yield SynthesisResult(result_image, m.astype(np.uint8) * 255, frames, box, timings,
-                              self.defects[int(label)] if label is not None else None, int(seed),
-                              colour_mode(self.channels, pixels))
+        yield self._result(job, composite[0], frames, rcd, t0, timed)
 
-    def _reverse(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool
-                 ) -> Iterator[tuple[FrameImages, torch.Tensor]]:
-        """One reverse process on the region x0 [1, C, h, w] (mask mk) run at `scale` of its size; yields
-        each step's pictures and composite at the region's own size."""
+    def batch(self, jobs: Sequence[tuple], size: int = 8, steps: int | None = None, roi: bool = True,
+              rcd: bool = True) -> list[SynthesisResult]:
+        """Many (image, mask, seed, defect) jobs at once: regions of one padded size go through the network
+        together, at most `size` a call per reverse step, each job drawing its noise from its own seed.
+        Results in the order of `jobs`, without frames; timings["batch"] gives the network input's size
+        and the jobs (indices into `jobs`, in call order) of each one's call."""
+        t0 = time.perf_counter()
+        size = whole_number("batch", size, 1)
+        ready = [self._prepare(image, mask, seed, defect, steps, roi, rcd) for image, mask, seed, defect in jobs]
+        inputs = [self._network_input(job.x0, job.mk, job.scale) for job in ready]
+        buckets: dict[tuple[int, ...], list[int]] = {}
+        for n, (x0p, _, _) in enumerate(inputs):
+            buckets.setdefault(tuple(x0p.shape), []).append(n)
+        results: list[SynthesisResult] = [None] * len(ready)
+        for shape, members in buckets.items():
+            for lo in range(0, len(members), size):
+                chunk = members[lo:lo + size]
+                timed = _TimedGenerator(self.generator, self.device)
+                composites = self._sample_together(timed, [ready[n] for n in chunk], [inputs[n] for n in chunk], rcd)
+                for n, composite in zip(chunk, composites):
+                    results[n] = self._result(ready[n], composite, [], rcd, t0, timed, len(chunk),
+                                              {"size": len(chunk), "shape": list(shape[-2:]), "members": chunk})
+        each = (time.perf_counter() - t0) / max(1, len(results))
+        for r in results:   # the call's time, shared
+            r.timings["total_s"] = each
+        return results
+
+    def _sample_together(self, timed, jobs: list[_Job], inputs: list[tuple], rcd: bool) -> list[torch.Tensor]:
+        """One reverse process for jobs whose network inputs (_network_input) have one size: the
+        composite [C, h, w] of each job's region."""
+        x0p, mkp = (torch.cat([x[i] for x in inputs]) for i in (0, 1))
+        labels = None if jobs[0].label is None else torch.cat([job.label for job in jobs])
+        rngs = [torch.Generator(device=self.device).manual_seed(job.seed) for job in jobs]
+        *_, last = rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rngs, labels, rcd,
+                              start_step=jobs[0].steps)
+        return [native(last.composite[b:b + 1])[0] for b, (_, _, native) in enumerate(inputs)]
+
+    def _network_input(self, x0: torch.Tensor, mk: torch.Tensor, scale: float
+                       ) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """The region x0 [1, C, h, w] (mask mk) as the network takes it: at `scale` of its size, padded to
+        the generator's stride; and the map from the network's size back to the region's."""
         h, w = x0.shape[-2:]
         if scale < 1:   # the scale the checkpoint's fit crops trained at; the mask covers every native pixel
             small = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -172,6 +228,13 @@ class SardPipeline:
         x0p, (hs, ws) = pad_to_multiple(x0, stride, "reflect")
         mkp, _ = pad_to_multiple(mk, stride, "constant")
         native = (lambda x: rescale(x[..., :hs, :ws], (h, w))) if scale < 1 else (lambda x: x[..., :h, :w])
+        return x0p, mkp, native
+
+    def _reverse(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool
+                 ) -> Iterator[tuple[FrameImages, torch.Tensor]]:
+        """One reverse process on the region x0 [1, C, h, w] (mask mk) run at `scale` of its size; yields
+        each step's pictures and composite at the region's own size."""
+        x0p, mkp, native = self._network_input(x0, mk, scale)
         for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
                              start_step=steps):
             x_t, composite = native(fr.x_t)[0], native(fr.composite)
@@ -183,6 +246,20 @@ class SardPipeline:
                  roi: bool = True, rcd: bool = True, refine: int | None = None) -> SynthesisResult:
         *_, result = self.stream(image, mask, seed, defect, steps, roi, rcd, refine)
         return result
+
+    def _result(self, job: _Job, composite: torch.Tensor, frames: list[FrameImages], rcd: bool, t0: float, timed,
+                share: int = 1, batch: dict | None = None) -> SynthesisResult:
+        """The job's SynthesisResult from its region's composite [C, h, w]; the `share` jobs of a batched
+        call split the time of its network calls."""
+        out = self._paste(job.pixels, job.m, composite, job.box, rcd)
+        result_image = as_input_type(job.image, out, job.alpha)
+        top, left, bottom, right = job.box
+        timings = {"total_s": time.perf_counter() - t0, "network_s": timed.seconds / share,
+                   "network_calls": timed.calls, "roi": list(job.box), "roi_pixels": (bottom - top) * (right - left),
+                   "scale": job.scale, **({"batch": batch} if batch else {})}
+        return SynthesisResult(result_image, job.m.astype(np.uint8) * 255, frames, job.box, timings,
+                               self.defects[int(job.label)] if job.label is not None else None, job.seed,
+                               colour_mode(self.channels, job.pixels))
 
     def _paste(self, pixels: np.ndarray, m: np.ndarray, composite: torch.Tensor, box, rcd: bool) -> np.ndarray:
         """The synthesized region, in the input's dtype and channels, pasted over a copy of the input."""

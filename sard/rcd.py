@@ -9,7 +9,7 @@ The background then follows the exact forward chain of the clean image, and the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -45,18 +45,27 @@ def rcd_step(schedule: Schedule, x0_hat: torch.Tensor, x_t: torch.Tensor, x0_bg:
     return schedule.posterior_sample(x0_mix, x_t, i, noise)
 
 
+def normal_noise(rng: torch.Generator | Sequence[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+    """N(0, I) of `shape` [B, ...]: from one generator, or sample b's slice from rng[b] alone, so a
+    batched job draws exactly what it draws on its own."""
+    if isinstance(rng, torch.Generator):
+        return torch.randn(*shape, generator=rng, device=rng.device)
+    return torch.cat([torch.randn(1, *shape[1:], generator=g, device=g.device) for g in rng])
+
+
 @torch.no_grad()
 def rcd_sample(generator: GeneratorFn, schedule: Schedule, x0_bg: torch.Tensor, mask: torch.Tensor,
-               nz: int, rng: torch.Generator, label: torch.Tensor | None = None, rcd: bool = True,
-               start_step: int | None = None) -> Iterator[Frame]:
+               nz: int, rng: torch.Generator | Sequence[torch.Generator], label: torch.Tensor | None = None,
+               rcd: bool = True, start_step: int | None = None) -> Iterator[Frame]:
     """Reverse process from x_T to x_0, yielding a Frame per step; the last frame's composite is the result.
 
     x0_bg: [B, C, H, W] normal image in [-1, 1]; mask: [B, 1, H, W] in {0, 1};
-    rng: the only source of randomness (z and noise), so a seed fixes the output;
+    rng: the only source of randomness (z and noise), so a seed fixes the output: one generator, or
+    one per sample (a batch of jobs, each drawing from its own seed);
     start_step k < T starts from x_k ~ q(x_k | x0_bg) and runs k steps (a milder change)."""
     B = x0_bg.shape[0]
     T = schedule.num_steps if start_step is None else start_step
-    randn = lambda *shape: torch.randn(*shape, generator=rng, device=rng.device).to(x0_bg)  # noqa: E731
+    randn = lambda *shape: normal_noise(rng, shape).to(x0_bg)  # noqa: E731
     context = paste(torch.zeros_like(x0_bg), x0_bg, mask)          # (1 - m) * x0, the clean context
     # Start: x_T ~ q(x_T | x0_bg), the background's forward chain; DDGAN's pure noise without RCD.
     i_T = torch.full((B,), T, dtype=torch.long, device=x0_bg.device)

@@ -26,9 +26,17 @@ class Synthesizer:
     params: dict                   # what the manifest records to build it again
     run: Callable[..., SynthesisResult]
     pipeline: SardPipeline | None = None
+    run_batch: Callable[..., list[SynthesisResult]] | None = None   # SARD: jobs sharing the network's calls
 
     def __call__(self, image, mask, seed: int = 0, defect: str | None = None) -> SynthesisResult:
         return self.run(image, mask, seed, defect)
+
+    def batch(self, jobs: list[tuple], size: int) -> list[SynthesisResult]:
+        """Each (image, mask, seed, defect) job's result: SARD at most `size` jobs a network call
+        (SardPipeline.batch), a baseline or size 1 one job at a time, as __call__."""
+        if self.run_batch is None or size == 1:
+            return [self(*job) for job in jobs]
+        return self.run_batch(jobs, size)
 
     @property
     def defects(self) -> list[str]:
@@ -66,7 +74,11 @@ def build(method: str, checkpoint: str | Path | None = None, *, steps: int | Non
 
     def run(image, mask, seed, defect):
         return pipe(image, mask, seed=seed, defect=defect_label(pipe, defect), steps=steps, roi=roi, rcd=rcd)
-    return Synthesizer(method, params, run, pipe)
+
+    def run_batch(jobs, size):
+        return pipe.batch([(image, mask, seed, defect_label(pipe, defect)) for image, mask, seed, defect in jobs],
+                          size, steps=steps, roi=roi, rcd=rcd)
+    return Synthesizer(method, params, run, pipe, run_batch)
 
 
 def from_record(record: dict, checkpoint: str | Path | None = None, texture_dir=None, sources: list | None = None,

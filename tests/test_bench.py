@@ -16,9 +16,12 @@ def test_bench_quick(tmp_path):
     assert [row["size"] for row in rep["roi_curve"]] == [128, 256]
     assert rep["roi_curve"][-1]["full_s"] > rep["roi_curve"][-1]["roi_s"]   # ROI pays off on the larger image
     assert 0 < rep["network_share"] <= 1
+    b = rep["batched_export"]   # side by side in this run: a ratio, never a time limit
+    assert b["size"] == 256 and b["batch"] == 8 and b["unbatched_pairs_per_s"] > 0 and b["batched_pairs_per_s"] > 0
     assert rep["training"]["train_s_per_step_128"] > rep["training"]["train_s_per_step_64"]
     for m in rep["peak_memory"] if Path("/proc/self/clear_refs").exists() else []:   # Linux: peak of the synthesis alone
         assert "error" not in m, m
         assert m["peak_mib"] >= m["before_synthesis_mib"] > 100     # torch and the model are resident
         assert m["synthesis_mib"] > 0                               # synthesis allocates: output, activations
     assert "Seconds per synthesized pair" in (tmp_path / "b.md").read_text()
+    assert "## Batched export" in (tmp_path / "b.md").read_text()

@@ -364,6 +364,20 @@ def test_the_committed_run_cache_stays_a_hit_whatever_the_device(tmp_path):
     assert len(checked) >= 8, checked          # every method of at least one category
 
 
+def test_batched_sard_pairs_get_run_records_of_their_own(tmp_path):
+    """--synth-batch N > 1: a SARD checkpoint's runs are keyed apart (its pairs may differ by a grey
+    level); a baseline's and Real only's keys stay as they are, as do all keys at --synth-batch 1."""
+    key = {"data": str(REPO), "pairs_per_type": 40, "res": 0, "crop": 64, "iters": 10, "batch": 8, "lr": 2e-3,
+           "real_fraction": 0.5, "split_seed": 0, "pair_seed": 0}
+    s = _settings_of(key, tmp_path, "cpu")
+    sard_method = common.Method("sard", REPO / "checkpoints" / "sard-magnetic-tile", "f" * 12)
+    glass = common.Method("glass", None, "glass")
+    for method in (sard_method, glass):
+        one, batched = (run_key(replace(s, synth_batch=n), method, "unet", 0, ["crack"], 0.5) for n in (1, 4))
+        assert "synth_batch" not in one
+        assert (batched == one) == (method is glass) and batched.get("synth_batch", 4) == 4
+
+
 def test_segmenter_training_on_the_cpu_is_the_same_with_the_device_named():
     rng = np.random.default_rng(0)
     data = SegData([torch.from_numpy(rng.integers(0, 255, (1, 40, 40), dtype=np.uint8)) for _ in range(3)],

@@ -73,9 +73,12 @@ def check_checkpoint_split(m: Method, data: Path, split_seed: int, defects: list
         check_defects(defects, cfg.defects, f"checkpoint '{m.checkpoint}' of method '{m.name}'")
 
 
-def pair_category(data: Path, split_seed: int, seed: int, method: Method) -> str:
-    """Folder name of a method's pairs: what they depend on besides k (data, split, job seed, weights)."""
-    return SAFE.sub("_", f"{data.resolve().name}-split{split_seed}-seed{seed}-{method.fingerprint}")[:64]
+def pair_category(data: Path, split_seed: int, seed: int, method: Method, batch: int = 1) -> str:
+    """Folder name of a method's pairs: what they depend on besides k (data, split, job seed, weights);
+    pairs synthesized in batches (batch > 1) have a folder of their own, since a batched network call may
+    round otherwise: the one-at-a-time folders, and the caches made from them, stay as they are."""
+    batched = f"-batch{batch}" if batch > 1 else ""
+    return SAFE.sub("_", f"{data.resolve().name}-split{split_seed}-seed{seed}{batched}-{method.fingerprint}")[:64]
 
 
 def _missing(writer: PairWriter, jobs: list[PairJob]) -> list[PairJob]:
@@ -94,11 +97,14 @@ def _missing(writer: PairWriter, jobs: list[PairJob]) -> list[PairJob]:
 
 
 def ensure_pairs(method: Method, jobs: dict[str, list[PairJob]], proto: Protocol, work: Path, split_seed: int,
-                 seed: int, progress: bool = True, device=None) -> tuple[list[tuple[str, Path, Path]], dict]:
+                 seed: int, progress: bool = True, device=None,
+                 batch: int = 1) -> tuple[list[tuple[str, Path, Path]], dict]:
     """Synthesize the method's missing pairs into <work>/pairs/<method>/ (SARD on `device`, default CUDA
-    when present); return every pair's (type, image path, mask path) and a summary (written, reused,
-    failed with why)."""
-    writer = PairWriter(work / "pairs" / method.name, pair_category(proto.data, split_seed, seed, method),
+    when present; a SARD checkpoint's at most `batch` a network call, opt-in, as batched pairs may differ
+    from one-at-a-time ones by a grey level); return every pair's (type, image path, mask path) and a
+    summary (written, reused, failed with why)."""
+    batch = batch if method.checkpoint is not None else 1    # baselines: one at a time
+    writer = PairWriter(work / "pairs" / method.name, pair_category(proto.data, split_seed, seed, method, batch),
                         digits=PAIR_DIGITS)
     all_jobs = [j for d in proto.defects for j in jobs[d]]
     todo = _missing(writer, all_jobs)
@@ -109,10 +115,11 @@ def ensure_pairs(method: Method, jobs: dict[str, list[PairJob]], proto: Protocol
             j = pair.job
             return {"method": method.name, "checkpoint": str(method.checkpoint) if method.checkpoint else None,
                     "fingerprint": method.fingerprint, "normal": str(j.normal), "mask_seed": j.mask_seed,
-                    "synth_seed": j.synth_seed, "mask": pair.mask_params}
+                    "synth_seed": j.synth_seed, "mask": pair.mask_params,
+                    **({"batch": pair.batch} if pair.batch else {})}
         write_pairs(todo, writer, build(method.name, method.checkpoint, sources=proto.textures, device=device),
                     MaskSource("bank", None, proto.bank), record, failed=failed, desc=f"synthesize {method.name}",
-                    progress=progress)
+                    progress=progress, batch=batch)
     pairs = [(j.defect, *writer.paths(j.defect, j.k)) for j in all_jobs if writer.done(j.defect, j.k)]
     summary = {"folder": str(writer.base), "pairs": len(pairs), "written": len(todo) - len(failed),
                "reused": len(all_jobs) - len(todo), "failed": failed,

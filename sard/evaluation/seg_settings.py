@@ -25,7 +25,7 @@ DEFAULTS = {"backbones": "unet", "seeds": 3, "pairs_per_type": 40,
 QUICK = {"seeds": 1, "pairs_per_type": 6, "iters": 40, "defects": 2}   # defects, an int: the first n types (sorted)
 MAX_SIZE, MIN_SIZE = 4096, {"--res": 32, "--crop": 16}     # --res and --crop: 0 or MIN_SIZE..MAX_SIZE px
 BOUNDS = {"--seeds": (1, 1000), "--pairs-per-type": (1, MAX_PAIRS), "--res": (0, MAX_SIZE),
-          "--crop": (0, MAX_SIZE), "--iters": (1, MAX_ITERS), "--batch": (1, 1024), "--threads": (1, MAX_THREADS),
+          "--crop": (0, MAX_SIZE), "--iters": (1, MAX_ITERS), "--batch": (1, 1024), "--synth-batch": (1, 1024), "--threads": (1, MAX_THREADS),
           "--split-seed": (0, SEED_MAX), "--seed": (0, SEED_MAX)}   # whole numbers, before anything is read
 
 
@@ -59,6 +59,7 @@ class Settings:
     left_out: list[str] = field(default_factory=list)   # default variants without a committed checkpoint
     # where segmenters train and SARD synthesizes; no part of a run's cache key (records say it)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    synth_batch: int = 1           # SARD pairs a network call (1: one at a time, the cached records' pairs)
 
     @property
     def main_fraction(self) -> float:
@@ -77,6 +78,8 @@ class Settings:
         args = ["python", "-m", "sard.evaluate", "segmentation"] + [str(x) for kv in flags.items() for x in kv]
         if self.reading:
             args += ["--reading", str(self.reading)]
+        if self.synth_batch > 1:
+            args += ["--synth-batch", str(self.synth_batch)]
         if self.defects:
             args += ["--defects", ",".join(self.defects) if isinstance(self.defects, list) else str(self.defects)]
         return shlex.join(args)
@@ -136,7 +139,8 @@ def resolve_settings(a: argparse.Namespace) -> Settings:
                  chart=Path(a.chart) if a.chart else out.with_suffix(".png"), quick=bool(a.quick),
                  from_cache=bool(getattr(a, "from_cache", False)), left_out=missing,
                  reading=Path(a.reading) if getattr(a, "reading", None) else None,
-                 device=pick_device(getattr(a, "device", None), "--device"))
+                 device=pick_device(getattr(a, "device", None), "--device"),
+                 synth_batch=1 if getattr(a, "synth_batch", None) is None else a.synth_batch)
     check_settings(s)
     return s
 
@@ -194,6 +198,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the real-defect split (as the checkpoints')")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthesis job list")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--synth-batch", type=int, help="SARD pairs synthesized a network call (default 1; above 1 the "
+                                                   "pairs may differ by a grey level and get a pair folder and run "
+                                                   "records of their own)")
     p.add_argument("--device", help="cpu or cuda: where the segmenters train and SARD synthesizes (default: cuda "
                                     "when present); the run cache is shared across devices, each record says its own")
     p.add_argument("--work", default="runs/segmentation", help="cache of pairs and per-run results (resumable)")

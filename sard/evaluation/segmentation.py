@@ -63,7 +63,9 @@ def run_key(s: Settings, method: Method, backbone: str, seed: int, defects: list
             "pairs_per_type": s.pairs_per_type if method.synthetic else 0, "method": method.name,
             "method_fingerprint": method.fingerprint, "backbone": backbone, "seed": seed, "res": s.res,
             "crop": s.crop, "iters": s.iters, "batch": arm_batch(s, fraction), "lr": s.lr, "real_fraction": fraction,
-            "protocol": f"val{VAL_SHARE}+{VAL_GOOD}/std/patches/ce+dice/scores{SCORE_BINS}/v3"}
+            "protocol": f"val{VAL_SHARE}+{VAL_GOOD}/std/patches/ce+dice/scores{SCORE_BINS}/v3",
+            # batched pairs differ from one-at-a-time ones by a grey level: their runs are cached apart
+            **({"synth_batch": s.synth_batch} if s.synth_batch > 1 and method.checkpoint is not None else {})}
 
 
 def run_path(results: Path, key: dict) -> Path:
@@ -130,7 +132,7 @@ class Bench:
         synthetic = None
         if m.synthetic:
             pairs, self.synthesis[m.name] = ensure_pairs(m, self.jobs, proto, s.work, s.split_seed, s.seed,
-                                                         device=s.device)
+                                                         device=s.device, batch=s.synth_batch)
             done = self.synthesis[m.name]
             say(f"{m.name}: {len(pairs)} pairs ({done['written']} new, {len(done['failed'])} failed) in "
                 f"{done['seconds']:.0f} s")
