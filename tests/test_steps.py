@@ -63,7 +63,7 @@ def test_training_steps_run_in_x0_mode_with_r1_and_move_both_nets():
     amp = torch.autocast("cpu", enabled=False)
     d_out = d_step(G, D, opt_d, sch, b, rng, cfg, step=0, amp=lambda: amp, gaps=gaps)   # step 0: R1 is due
     g_out = g_step(G, D, opt_g, sch, b, rng, cfg, amp=lambda: amp)
-    assert "r1" in d_out and all(torch.isfinite(torch.tensor(v)) for v in (*d_out.values(), *g_out.values()))
+    assert "r1" in d_out and all(torch.isfinite(torch.as_tensor(v)) for v in (*d_out.values(), *g_out.values()))
     assert any(not torch.equal(p, q) for p, q in zip(G.parameters(), before_g))
     assert any(not torch.equal(p, q) for p, q in zip(D.parameters(), before_d))
     assert gaps.fields(dmg=True)                                                  # the gap is logged per step
