@@ -152,7 +152,12 @@ def draw_mask(job: PairJob, source: Path, image: np.ndarray, masks: MaskSource) 
 
 def make_pair(job: PairJob, source: Path, image: np.ndarray, synth: Synthesizer, masks: MaskSource) -> Pair:
     """Draw the job's mask on `image` and synthesize in it; errors name the normal image."""
-    mask, mask_params = draw_mask(job, source, image, masks)
+    return synthesize_pair(job, source, image, *draw_mask(job, source, image, masks), synth)
+
+
+def synthesize_pair(job: PairJob, source: Path, image: np.ndarray, mask: np.ndarray, mask_params: dict,
+                    synth: Synthesizer) -> Pair:
+    """The job's pair in a mask already drawn; errors name the normal image."""
     try:
         t = time.perf_counter()
         result = synth(image, mask, seed=job.synth_seed, defect=job.defect)
@@ -206,9 +211,9 @@ def make_pairs(jobs: list[PairJob], synth: Synthesizer, masks: MaskSource, open_
         together = make_pairs_together(drawn, synth, size) if drawn else []
     except SardInputError:
         together = []
-        for job, source, image, *_ in drawn:
+        for job, source, image, mask, mask_params in drawn:     # the masks drawn once, kept
             try:
-                together.append(make_pair(job, source, image, synth, masks))
+                together.append(synthesize_pair(job, source, image, mask, mask_params, synth))
             except SardInputError as e:
                 _failed(job, e, failed)
     yield from together
