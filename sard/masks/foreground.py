@@ -32,7 +32,10 @@ def is_texture(image) -> bool:
     """True unless the image shows a part on a plain background: the Otsu classes well apart
     (separation >= 0.8), the background holding >= 90 % of the image border, the part < 95 %
     of the image. (Magnetic-tile crops, shaded but plain, score 0.5-0.76.)"""
-    part, separation = _otsu_part(image)
+    return _textured(*_otsu_part(image))
+
+
+def _textured(part: np.ndarray | None, separation: float) -> bool:
     if part is None or separation < 0.8:
         return True
     border = np.concatenate([part[0], part[-1], part[:, 0], part[:, -1]])
@@ -44,8 +47,12 @@ def object_foreground(image, texture: bool = False) -> np.ndarray:
     less of the border, small holes (< 2 % of the image) filled, components kept that are at
     least a quarter of the largest one. All True for textures and flat images."""
     pixels = prepare_image(image)[0]
-    H, W = pixels.shape[:2]
-    part = None if texture else _otsu_part(pixels)[0]
+    return _whole_part(None if texture else _otsu_part(pixels)[0], pixels.shape[:2])
+
+
+def _whole_part(part: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """The Otsu class as a part: small holes filled, small components dropped (object_foreground)."""
+    H, W = shape
     if part is None or not part.any():
         return np.ones((H, W), bool)
     part = remove_small_holes(part, max_size=max(16, H * W // 50))
@@ -75,9 +82,11 @@ def part_for_masks(image, mode: str = "auto") -> Part:
         raise SardInputError(f"on-part mode {mode!r}: expected one of {', '.join(ON_PART_MODES)}")
     if mode == "off":
         return Part(None, "anywhere (asked)")
-    if mode == "auto" and is_texture(image):
+    pixels = prepare_image(image)[0]
+    otsu = _otsu_part(pixels)          # once: both the texture test and the part read it
+    if mode == "auto" and _textured(*otsu):
         return Part(None, "anywhere (a texture)")
-    fg = object_foreground(image)
+    fg = _whole_part(otsu[0], pixels.shape[:2])
     share = float(fg.mean())
     if mode == "auto" and not PART_SHARE[0] <= share <= PART_SHARE[1]:
         return Part(None, f"anywhere (the part could not be found: Otsu kept {100 * share:.0f} % of the image)")
