@@ -39,13 +39,17 @@ class LossConfig:
     chroma: float = 0.0        # > 0, colour images: weight of the unblurred chroma error inside the mask, so
                                # the hue follows the real defect and only luminance texture is left to D
                                # (bottle, 800-1600 steps: reports/fit_crops.md, "loss.chroma")
+    texture: float = 0.0       # > 0: weight of the texture-moment term: the std of the level and of the fine
+                               # detail inside the mask match the real defect's (what the low-pass MSE leaves free)
+    settle: float = 0.0        # > 0: weight of the step-consistency term: the next reverse step keeps what x_t
+                               # holds of this step's x0_hat, so the step-through settles instead of repainting
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def problems(self) -> list[str]:
         """What is wrong with these values, as 'field: expected ..., got ...' lines (empty: fine)."""
-        weights = ("lam", "l_img", "l_mask", "alpha", "r1_gamma", "diversity", "chroma") + \
+        weights = ("lam", "l_img", "l_mask", "alpha", "r1_gamma", "diversity", "chroma", "texture", "settle") + \
             (("beta",) if self.beta is not None else ())
         return problems_of(
             *(out_of_bounds(k, getattr(self, k), 0, MAX_WEIGHT) for k in weights),
@@ -134,6 +138,39 @@ def chroma_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor) -> t
     return (m * sq).sum(1) / m.sum(1).clamp(min=1)
 
 
+def masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B] std of x's pixels (all channels) inside the mask, per sample."""
+    m = mask.expand_as(x).flatten(1)
+    x = x.flatten(1)
+    n = m.sum(1).clamp(min=1)
+    mean = (m * x).sum(1, keepdim=True) / n[:, None]
+    return ((m * (x - mean).pow(2)).sum(1) / n + 1e-8).sqrt()
+
+
+DETAIL_SIGMA = 1.0   # px: the fine detail is what a Gaussian blur of this sigma removes (the part's grain)
+
+
+def texture_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per sample, (std_m(x0_hat) - std_m(x0))^2 + (std_m(d(x0_hat)) - std_m(d(x0)))^2 on luminance,
+    d(x) = x - blur(x): the two moments the card's texture figure (c) and the eye read. MSE's
+    minimiser is the mean over what x_t leaves open, which is smoother than any one defect; a
+    moment's minimiser is the expected moment, so grain is asked for, not a particular grain."""
+    if x0.shape[1] == 3:
+        x0_hat, x0 = luma_of(x0_hat), luma_of(x0)
+    terms = []
+    for a, b in ((x0_hat, x0), (x0_hat - gaussian_blur(x0_hat, DETAIL_SIGMA), x0 - gaussian_blur(x0, DETAIL_SIGMA))):
+        terms.append((masked_std(a, mask) - masked_std(b, mask)).pow(2))
+    return terms[0] + terms[1]
+
+
+def settle_loss(x0_next: torch.Tensor, x0_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per sample, the mean over the mask of (x0_next - sg(x0_hat))^2: the next reverse step's
+    prediction from the fake x_t against this step's (stop-gradient: the later step follows)."""
+    m = mask.expand_as(x0_hat).flatten(1)
+    sq = (x0_next - x0_hat.detach()).pow(2).flatten(1)
+    return (m * sq).sum(1) / m.sum(1).clamp(min=1)
+
+
 def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, cap: float,
                    luma: bool = False) -> torch.Tensor:
     """-E_b min(mean_mask |x0_a - x0_b|, tau): two latents z for one x_t must paint different defects.
@@ -164,4 +201,7 @@ def generator_loss(d_fake: DOutput, x0_hat: torch.Tensor, x0: torch.Tensor, mask
     if cfg.chroma > 0 and x0.shape[1] == 3:
         out["chroma"] = (chroma_loss(x0_hat, x0, mask) * weight).mean()
         out["total"] = total + cfg.chroma * out["chroma"]
+    if cfg.texture > 0:
+        out["texture"] = texture_loss(x0_hat, x0, mask).mean()
+        out["total"] = out["total"] + cfg.texture * out["texture"]
     return out

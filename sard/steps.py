@@ -12,7 +12,7 @@ from torch import nn
 from sard.augment import augment_pair
 from sard.config import TrainConfig
 from sard.losses import (LossConfig, d_fake_loss, d_real_loss, diversity_loss, generator_loss, r1_penalty,
-                         real_logits)
+                         real_logits, settle_loss)
 from sard.nets.discriminator import Discriminator
 from sard.nets.generator import Generator
 from sard.rcd import paste, rcd_step
@@ -55,6 +55,15 @@ def fake_pair(G: nn.Module, schedule: Schedule, b: Batch, x_next: torch.Tensor, 
     x0_hat = predict_x0(G, b, x_next, i, rng, nz)
     noise = torch.randn(b.x0.shape, generator=rng, device=rng.device).to(b.x0)
     return x0_hat, rcd_step(schedule, x0_hat.float(), x_next, b.x0, b.mask, i, noise, rcd)
+
+
+def settle_term(G: nn.Module, schedule: Schedule, b: Batch, x_fake: torch.Tensor, x0_hat: torch.Tensor,
+                i: torch.Tensor, rng: torch.Generator, nz: int) -> torch.Tensor:
+    """The next reverse step (i - 1) run on the fake x_i must keep what x_i holds of x0_hat, weighted
+    by that share, alpha_bar_i (0 at i = 0, where there is no next step): coarse early, detail late."""
+    x0_next = predict_x0(G, b, x_fake.to(b.x0), (i - 1).clamp(min=0), rng, nz)
+    share = schedule.signal(i).pow(2) * (i > 0)
+    return (settle_loss(x0_next.float(), x0_hat.float(), b.mask) * share).mean()
 
 
 def diffuse(schedule: Schedule, b: Batch, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,6 +164,9 @@ def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[
             losses["div"] = diversity_loss(x0_hat.float(), x0_other.float(), b.mask, lc.diversity_cap,
                                             lc.diversity_luma)
             losses["total"] = losses["total"] + lc.diversity * losses["div"]
+        if lc.settle > 0:
+            losses["settle"] = settle_term(G, schedule, b, x_fake, x0_hat, i, rng, cfg.generator.nz)
+            losses["total"] = losses["total"] + lc.settle * losses["settle"]
     opt_g.zero_grad(set_to_none=True)
     losses["total"].backward()
     opt_g.step()

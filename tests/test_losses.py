@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from sard.losses import (LossConfig, chroma_loss, d_fake_loss, d_real_loss, diversity_loss, generator_loss, mse_loss,
-                         r1_penalty)
+from sard.losses import (LossConfig, chroma_loss, d_fake_loss, d_real_loss, diversity_loss, gaussian_blur,
+                         generator_loss, mse_loss, r1_penalty, settle_loss, texture_loss)
 
 
 def discriminator_loss(d_real, d_fake, lam):
@@ -160,3 +160,39 @@ def test_chroma_loss_charges_a_hue_error_not_a_brightness_error_and_only_inside_
     assert a["total"].item() == pytest.approx(b["total"].item() + 2.0 * flat, rel=1e-5)
     gray = torch.zeros(1, 1, 8, 8)
     assert "chroma" not in generator_loss(d, gray + m * 0.3, gray, m, on, 0.0)
+
+
+def test_texture_loss_charges_lost_grain_not_a_different_grain_and_only_inside_the_mask():
+    """Another draw of the same grain costs ~nothing (a moment, not a pixel match, unlike MSE); the grain
+    blurred away or doubled costs; grain outside the mask is all but free (only the detail filter's 1 px reach crosses the edge); its gradient puts grain back."""
+    g = torch.Generator().manual_seed(0)
+    m = torch.zeros(2, 1, 32, 32)
+    m[..., 6:26, 6:26] = 1
+    real, other = (0.3 * torch.randn(2, 1, 32, 32, generator=g) for _ in range(2))
+    same = texture_loss(other, real, m)
+    smooth = texture_loss(gaussian_blur(real, 2.0), real, m)
+    assert same.max() < 0.01 * smooth.min() and mse_loss(other, real, m, 0.0) > 0.1
+    assert texture_loss(2 * real, real, m).min() > 0.05
+    assert texture_loss(real + (1 - m) * torch.randn(2, 1, 32, 32, generator=g), real, m).max() < 0.01 * smooth.min()
+    flat = torch.zeros(2, 1, 32, 32).add_(0.01 * torch.randn(2, 1, 32, 32, generator=g)).requires_grad_(True)
+    opt = torch.optim.Adam([flat], lr=0.02)
+    for _ in range(100):
+        opt.zero_grad()
+        texture_loss(flat, real, m).sum().backward()
+        opt.step()
+    assert texture_loss(flat.detach(), real, m).max() < 0.05 * smooth.min()
+    d = DOutput(img=torch.zeros(2), fg=torch.zeros(2))
+    on, off = LossConfig(texture=3.0, alpha_fade=False), LossConfig(alpha_fade=False)
+    a, b = generator_loss(d, other, real, m, on, 0.0), generator_loss(d, other, real, m, off, 0.0)
+    assert "texture" not in b and a["total"].item() == pytest.approx(b["total"].item() + 3.0 * a["texture"].item())
+
+
+def test_settle_loss_moves_the_later_prediction_only():
+    """The stop-gradient sits on this step's x0_hat: only the next step's prediction gets a gradient."""
+    m = torch.zeros(1, 1, 8, 8)
+    m[..., 2:6, 2:6] = 1
+    earlier, later = torch.zeros(1, 1, 8, 8, requires_grad=True), torch.ones(1, 1, 8, 8, requires_grad=True)
+    loss = settle_loss(later, earlier, m)
+    loss.sum().backward()
+    assert loss.item() == pytest.approx(1.0) and earlier.grad is None
+    assert later.grad[m.bool()].abs().min() > 0 and later.grad[~m.bool()].abs().max() == 0
