@@ -133,29 +133,46 @@ def training_examples(data: Path) -> tuple[list, list[str]]:
 
 
 def train_step_seconds(examples: list, defects: list[str], res: int, batch: int, repeats: int,
-                       device: torch.device | str = "cpu") -> float:
-    """Seconds per training step of the default nets at res px and this batch, from real steps of the
-    trainer's functions on `device` (bf16 autocast on CUDA, as the trainer)."""
+                       device: torch.device | str = "cpu", fast: str | None = None, backend: str = "inductor") -> float:
+    """Seconds per training step of the default nets at res px and this batch (train_step_timing's)."""
+    return train_step_timing(examples, defects, res, batch, repeats, device, fast, backend)[0]
+
+
+def train_step_timing(examples: list, defects: list[str], res: int, batch: int, repeats: int,
+                      device: torch.device | str = "cpu", fast: str | None = None,
+                      backend: str = "inductor") -> tuple[float, float]:
+    """(seconds per step, seconds of the warm-up steps) of the default nets at res px and this batch, from
+    real steps of the trainer's functions on `device` (bf16 autocast on CUDA, as the trainer). fast: None
+    for the eager step (one warm-up step), else the fast step's torch.compile mode (sard.fast_step;
+    three warm-up steps, where it compiles and CUDA graphs are recorded, timed apart)."""
     from sard.config import TrainConfig
     from sard.data.crops import CropSampler
+    from sard.fast_step import step_nets
     from sard.schedule import Schedule
     from sard.steps import Batch, GapMeter, build_models, train_step
     dev = torch.device(device)
     cfg = TrainConfig(res=res, batch=batch)
     cfg.generator.num_classes = cfg.discriminator.num_classes = len(defects)
     m = build_models(cfg, dev)
+    if fast is not None:
+        torch._dynamo.reset()        # each mode and size compiled afresh: its compile time is its own
+    nets = step_nets(m.G, m.D, "off" if fast is None else "on", dev, fast or "default", backend)
     sampler, rng, sched = CropSampler(examples, res, 0), torch.Generator(device=dev).manual_seed(0), Schedule()
     amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")  # noqa: E731
-    step = [0]
 
-    def one():
-        x0, mask, label = sampler.batch(batch)
-        b = Batch(x0.to(dev), mask.to(dev), label.to(dev))
-        train_step(m.G, m.D, m.opt_g, m.opt_d, sched, b, rng, cfg, step[0], amp, GapMeter(sched.num_steps, dev))
-        if dev.type == "cuda":      # the step's kernels are done, not only queued
+    def steps(first: int, n: int) -> float:
+        t = time.perf_counter()
+        for step in range(first, first + n):
+            x0, mask, label = sampler.batch(batch)
+            b = Batch(x0.to(dev), mask.to(dev), label.to(dev))
+            nets.begin_step()
+            train_step(nets.G, nets.D, m.opt_g, m.opt_d, sched, b, rng, cfg, step, amp, GapMeter(sched.num_steps, dev))
+        if dev.type == "cuda":      # the steps' kernels are done, not only queued
             torch.cuda.synchronize(dev)
-        step[0] += 1
-    return timed(one, repeats)
+        return time.perf_counter() - t
+    warm = 1 if fast is None else 3
+    warmup_s = steps(0, warm)
+    return steps(warm, repeats) / repeats, warmup_s
 
 
 def bench_training(data: Path, repeats: int) -> dict:

@@ -9,10 +9,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sard.fast_step import COMPILE_MODES, FAST_CHOICES
 from sard.io import SardInputError
 from sard.validate import SEED_MAX
 from sard.losses import LossConfig
-from sard.nets.bounds import MAX_ITERS, out_of_bounds, problems_of
+from sard.nets.bounds import MAX_ITERS, choice, out_of_bounds, problems_of
 from sard.nets.discriminator import DiscriminatorConfig
 from sard.nets.generator import GeneratorConfig
 from sard.schedule import ScheduleConfig
@@ -21,7 +22,8 @@ from sard.typed import from_dict
 SECTIONS = ("generator", "discriminator", "schedule", "loss")
 FLAGS = {"iters": "--iters", "minutes": "--minutes", "res": "--res", "batch": "--batch", "seed": "--seed",
          "fit_crops": "--fit-crops", "log_every": "--log-every", "sample_every": "--sample-every",
-         "ckpt_every": "--ckpt-every"}   # the fields sard.train's flags set
+         "ckpt_every": "--ckpt-every", "fast": "--fast",
+         "fast_mode": "--fast-mode"}   # the fields sard.train's flags set
 MAX_MINUTES = 1e7       # about 19 years
 MAX_D_STEPS = 100       # discriminator steps per generator step
 MAX_FIT_WIDTH = 1e4     # px
@@ -56,6 +58,8 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 500
     ckpt_every: int = 500
+    fast: str = "auto"             # the compiled step (sard.fast_step): auto = on CUDA only, on, off
+    fast_mode: str = "default"     # its torch.compile mode
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -80,7 +84,8 @@ class TrainConfig:
             b("lr_g", self.lr_g, 0, 1, above=True), b("lr_d", self.lr_d, 0, 1, above=True),
             *(b(f"betas[{k}]", v, 0, 1, below=True) for k, v in enumerate(self.betas)),
             b("d_steps", self.d_steps, 1, MAX_D_STEPS, whole=True), b("ema", self.ema, 0, 1, below=True),
-            b(n("fit_crops"), self.fit_crops, 0, 1), b("fit_min_width", self.fit_min_width, 0, MAX_FIT_WIDTH))
+            b(n("fit_crops"), self.fit_crops, 0, 1), b("fit_min_width", self.fit_min_width, 0, MAX_FIT_WIDTH),
+            choice(n("fast"), self.fast, FAST_CHOICES), choice(n("fast_mode"), self.fast_mode, COMPILE_MODES))
 
     def validate(self) -> "TrainConfig":
         """Every field and section checked (a flag's value named by the flag): SardInputError naming the

@@ -28,6 +28,7 @@ from sard.masks import write_bank
 from sard.memory import check_fits
 from sard.nets.discriminator import texture_gain
 from sard.nets.generator import Generator
+from sard.fast_step import StepNets, step_nets
 from sard.finetune import generator_config_from, transfer_generator
 from sard.devices import pick_device
 from sard.schedule import Schedule
@@ -107,7 +108,7 @@ def resolve_run_config(cfg: TrainConfig, out: Path, resume: bool) -> tuple[Train
         stored = {"fit_crops": 0.0, "fit_min_width": 0.0, **meta["config"]}
         cfg = replace(config_from_dict(stored, str(out / TRAIN_STATE_NAME)), iters=cfg.iters,
                       minutes=cfg.minutes, sample_every=cfg.sample_every, ckpt_every=cfg.ckpt_every,
-                      log_every=cfg.log_every)
+                      log_every=cfg.log_every, fast=cfg.fast, fast_mode=cfg.fast_mode)
     elif meta is not None:
         raise SardInputError(f"--out {out}: already holds a training checkpoint; pass --resume to continue it "
                              f"or choose another folder (nothing was overwritten)")
@@ -283,8 +284,9 @@ def _out_of_time(seconds: float, budget: float, d: Dist) -> bool:
     return bool(over.item())
 
 
-def train_loop(run: Run, G_train: nn.Module, D_train: nn.Module, grid: SampleGrid | None, budget: float) -> None:
-    """Steps run.start..cfg.iters, or until the --minutes budget: D's and G's steps (sard.steps), the EMA,
+def train_loop(run: Run, train_nets: StepNets, grid: SampleGrid | None, budget: float) -> None:
+    """Steps run.start..cfg.iters, or until the --minutes budget: D's and G's steps (sard.steps) through
+    train_nets (compiled or not), the EMA,
     then on their cadence a log line, a sample grid and a checkpoint (the last step always has all three)."""
     cfg, d, dev, nets = run.cfg, run.d, run.d.device, run.nets
     amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")  # noqa: E731
@@ -297,7 +299,8 @@ def train_loop(run: Run, G_train: nn.Module, D_train: nn.Module, grid: SampleGri
     for step in bar:
         x0, m, y = run.data.sampler.batch(cfg.batch)
         b = Batch(x0.to(dev), m.to(dev), y.to(dev))
-        stats = train_step(G_train, D_train, nets.opt_g, nets.opt_d, run.schedule, b, run.rng, cfg, step, amp, gaps)
+        train_nets.begin_step()
+        stats = train_step(train_nets.G, train_nets.D, nets.opt_g, nets.opt_d, run.schedule, b, run.rng, cfg, step, amp, gaps)
         ema_update(run.G_ema, nets.G, ema_decay(cfg, step))
         done = step + 1
         seconds = run.seconds_before + time.perf_counter() - t_start
@@ -331,10 +334,11 @@ def train_loop(run: Run, G_train: nn.Module, D_train: nn.Module, grid: SampleGri
 
 
 # -- the whole run --------------------------------------------------------------------------------
-def train(cfg: TrainConfig, resume: bool = False, device: str | None = None) -> Path:
+def train(cfg: TrainConfig, resume: bool = False, device: str | None = None, backend: str = "inductor") -> Path:
+    """backend: torch.compile's for the fast step (the tests' "aot_eager" on the CPU)."""
     out = Path(cfg.out)
     d = setup_distributed(device)
-    result = _train(cfg, out, resume, d)
+    result = _train(cfg, out, resume, d, backend)
     if d.world > 1:
         # All ranks tear gloo down together: a rank that destroys while another still writes the last
         # checkpoint was seen to abort under load. On an error no teardown (it could deadlock; exit ends it).
@@ -343,7 +347,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: str | None = None) -> 
     return result
 
 
-def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
+def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist, backend: str) -> Path:
     cfg, fresh = resolve_run_config(cfg, out, resume)
     check_fits(cfg, d.device)
     if d.main:
@@ -353,7 +357,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
     run = build_run(cfg, out, data, d, fresh)
     if not fresh:
         resume_state(run)
-    G_train, D_train = replicate(run)
+    train_nets = step_nets(*replicate(run), cfg.fast, d.device, cfg.fast_mode, backend)
+    if d.main and train_nets.compiled:
+        print(f"[sard.train] fast step: G and D compiled ({cfg.fast_mode}); the first steps compile", file=sys.stderr)
     grid = start_logging(run) if d.main else None
     budget = cfg.minutes * 60 if cfg.minutes else float("inf")
     if run.seconds_before >= budget:
@@ -361,7 +367,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, d: Dist) -> Path:
             print(f"[sard.train] {out}: already trained {run.seconds_before / 60:.1f} of --minutes {cfg.minutes:g}; "
                   f"nothing to do (raise --minutes to continue)", file=sys.stderr)
         return out
-    train_loop(run, G_train, D_train, grid, budget)
+    train_loop(run, train_nets, grid, budget)
     return out
 
 
@@ -391,6 +397,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                   "sard-magnetic-tile): its generator's reusable weights, adapted to this data's "
                                   "defect types and gray/RGB; the discriminator starts fresh")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--fast", help="auto, on or off: the compiled step (default auto: on CUDA only)")
+    p.add_argument("--fast-mode", help="torch.compile mode of the fast step (default: default)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     return p.parse_args(argv)
 
@@ -398,7 +406,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
     cfg = load_config_file(a.config) if a.config else TrainConfig()
     flags = {"data": a.data, "out": a.out, "iters": a.iters, "minutes": a.minutes, "res": a.res, "batch": a.batch,
-             "seed": a.seed, "fit_crops": a.fit_crops,
+             "seed": a.seed, "fit_crops": a.fit_crops, "fast": a.fast, "fast_mode": a.fast_mode,
              "sample_every": a.sample_every, "ckpt_every": a.ckpt_every, "log_every": a.log_every}
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     if a.defects:

@@ -44,6 +44,13 @@ def test_the_cpu_smoke_run_writes_every_key_with_sane_values(tmp_path):
     sizes = {"64x4", "128x16", "256x16"}
     assert set(rep["train_steps_per_s"]) == set(rep["train_steps_per_s_eager"]) == sizes
     assert all(v > 0 for v in [*rep["train_steps_per_s"].values(), *rep["train_steps_per_s_eager"].values()])
+    # the fast step through aot_eager at the first size (the GPU run: every mode, then the best at every size)
+    assert rep["train_fast_errors"] == {} and rep["fast_mode_best"] == "default"
+    assert set(rep["train_steps_per_s_fast"]["default"]) == set(rep["compile_s"]["default"]) == {"64x4"}
+    assert rep["train_steps_per_s_fast"]["default"]["64x4"] > 0 and rep["compile_s"]["default"]["64x4"] > 0
+    assert rep["train_steps_per_s"]["64x4"] == max(rep["train_steps_per_s_eager"]["64x4"],
+                                                   rep["train_steps_per_s_fast"]["default"]["64x4"])
+    assert rep["train_best"]["64x4"] in ("eager", "fast default") and rep["train_best"]["128x16"] == "eager"
     assert set(rep["synth_s_per_pair"]) == {"256", "1024", "2048"} and all(v > 0 for v in rep["synth_s_per_pair"].values())
     assert rep["export_pairs_per_s"] > 0 and rep["export_pairs"] == 4
     assert rep["background_max_diff"] == 0 and rep["background_syntheses"] > 0
@@ -52,7 +59,7 @@ def test_the_cpu_smoke_run_writes_every_key_with_sane_values(tmp_path):
     assert rep["ddp_ok"] is True and rep["ddp_backend"] == "gloo"
     assert rep["tests_passed"]["passed"] > 0 and rep["tests_passed"]["failed"] == 0
     md = out.with_suffix(".md").read_text()
-    assert "fast path is not built" in md and "CPU smoke run" in md and "45 records" in md and "**0** (must be 0)" in md
+    assert "fast default steps / s" in md and "CPU smoke run" in md and "45 records" in md and "**0** (must be 0)" in md
     print(f"smoke run {time.perf_counter() - t:.0f} s")
 
 

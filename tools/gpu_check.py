@@ -3,12 +3,14 @@ reports/speed/bench_gpu.json and .md (`bash scripts/gpu_check.sh` runs it on a b
 
 Each part runs under its own time budget; one that fails or runs out of time is recorded as null with
 its error, and the others still run:
-- train: training steps per second at 64 px x batch 4, 128 x 16 and 256 x 16 (sard.bench's real step);
+- train: training steps per second at 64 px x batch 4, 128 x 16 and 256 x 16 (sard.bench's real step, eager);
+- train_fast (last, on what time is left): the same with the fast step (sard.fast_step, torch.compile),
+  each compile mode at 64 x 4, then the best mode at the other sizes; compile time reported apart;
 - synth: seconds per synthesized pair with ROI on 256, 1024 and 2048 px images (sard.bench's ROI curve);
 - background: max |output - input| outside the mask over 20 held-out syntheses (the card's check; 0);
 - export: pairs per second of sard.export with real bank masks;
 - seg: a quick segmentation benchmark run, and its extrapolation to one category's 45 records;
-- ddp: torchrun --nproc_per_node=1 -m sard.train ... --iters 3 (nccl on CUDA, gloo on the CPU);
+- ddp: torchrun --nproc_per_node=1 -m sard.train ... --iters 3 --fast off (nccl on CUDA, gloo on the CPU);
 - tests: pytest on the library's test files that need neither gradio nor a browser.
 
 Without CUDA, or with --cpu-smoke, every part runs at tiny sizes on the CPU: a check that the script
@@ -45,7 +47,8 @@ GPU_TESTS = ("tests/test_rcd.py", "tests/test_schedule.py", "tests/test_steps.py
              "tests/test_discriminator.py", "tests/test_pipeline_colour.py")
 KEYS = {"train": ("train_steps_per_s", "train_steps_per_s_eager"), "synth": ("synth_s_per_pair",),
         "background": ("background_max_diff",), "export": ("export_pairs_per_s",),
-        "seg": ("seg_quick_s", "seg_quick"), "ddp": ("ddp_ok",), "tests": ("tests_passed",)}
+        "seg": ("seg_quick_s", "seg_quick"), "ddp": ("ddp_ok",), "tests": ("tests_passed",),
+        "train_fast": ("train_steps_per_s_fast", "compile_s", "fast_mode_best")}
 
 
 @dataclass(frozen=True)
@@ -60,18 +63,28 @@ class Sizes:
     seg_flags: tuple[str, ...]
     ddp_flags: tuple[str, ...]
     tests: tuple[str, ...]
+    fast_modes: tuple[str, ...]            # the fast step's torch.compile modes tried at the first size
+    fast_backend: str                      # torch.compile's backend for them
+    fast_sizes: int                        # how many of the train sizes the best mode is measured at
     budgets: dict[str, float]              # seconds per part
 
 
 GPU = Sizes(train={"64x4": (64, 4), "128x16": (128, 16), "256x16": (256, 16)}, train_repeats=10,
             synth=(256, 1024, 2048), synth_repeats=5, whole=True, export_per_type=20, background_n=20,
-            seg_flags=(), ddp_flags=("--res", "64", "--batch", "4"), tests=GPU_TESTS,
-            budgets={"train": 80, "synth": 45, "background": 30, "export": 35, "seg": 140, "ddp": 60, "tests": 50})
+            # the DDP run eager: compiling inside it would not fit its budget (train_fast measures compiling)
+            seg_flags=(), ddp_flags=("--res", "64", "--batch", "4", "--fast", "off"), tests=GPU_TESTS,
+            fast_modes=("default", "reduce-overhead"), fast_backend="inductor", fast_sizes=3,
+            budgets={"train": 80, "synth": 45, "background": 30, "export": 35, "seg": 140, "ddp": 60, "tests": 50,
+                     "train_fast": 300})
 SMOKE = Sizes(train={"64x4": (32, 2), "128x16": (32, 2), "256x16": (32, 2)}, train_repeats=1,
               synth=(256, 1024, 2048), synth_repeats=1, whole=False, export_per_type=2, background_n=3,
-              seg_flags=("--iters", "2", "--pairs-per-type", "2"), ddp_flags=("--res", "32", "--batch", "2"),
+              seg_flags=("--iters", "2", "--pairs-per-type", "2"),
+              ddp_flags=("--res", "32", "--batch", "2", "--fast", "off"),
               tests=("tests/test_schedule.py",),
-              budgets={"train": 60, "synth": 30, "background": 20, "export": 20, "seg": 60, "ddp": 60, "tests": 60})
+              # the fast step on the CPU through AOTAutograd without code generation, at the first size only
+              fast_modes=("default",), fast_backend="aot_eager", fast_sizes=1,
+              budgets={"train": 60, "synth": 30, "background": 20, "export": 20, "seg": 60, "ddp": 60, "tests": 60,
+                       "train_fast": 60})
 
 
 @dataclass
@@ -160,10 +173,50 @@ def part_train(c: Check, out: dict) -> None:
     from sard.bench import train_step_seconds, training_examples
     examples, defects = training_examples(c.data)
     eager = {key: None for key in c.sizes.train}
-    # no fast path (compiled or graph-captured step) in the trainer yet: both keys are the eager step
-    out.update(train_steps_per_s=eager, train_steps_per_s_eager=eager, fast_path=None)
+    out.update(train_steps_per_s=eager, train_steps_per_s_eager=eager)   # the best of both: best_train
     for key, (res, batch) in c.sizes.train.items():
         eager[key] = 1 / train_step_seconds(examples, defects, res, batch, c.sizes.train_repeats, c.device)
+
+
+def part_train_fast(c: Check, out: dict) -> None:
+    """Each compile mode at the first size, then the best one at the others, each apart: a mode that fails
+    is said in train_fast_errors and the others still run (running out of time ends the part)."""
+    from sard.bench import train_step_timing, training_examples
+    examples, defects = training_examples(c.data)
+    modes, sizes = c.sizes.fast_modes, list(c.sizes.train)
+    fast, compile_s = ({m: {} for m in modes} for _ in range(2))
+    out.update(train_steps_per_s_fast=fast, compile_s=compile_s, train_fast_errors={}, fast_mode_best=None)
+
+    def measure(mode: str, key: str) -> None:
+        res, batch = c.sizes.train[key]
+        try:
+            s, warm = train_step_timing(examples, defects, res, batch, c.sizes.train_repeats, c.device, mode,
+                                        c.sizes.fast_backend)
+            fast[mode][key], compile_s[mode][key] = 1 / s, warm
+        except OutOfTime:
+            raise
+        except Exception as e:  # noqa: BLE001 - one mode's failure is a result; the others still run
+            out["train_fast_errors"][f"{mode} {key}"] = f"{type(e).__name__}: {last_lines(str(e))}"
+        finally:
+            if c.device.type == "cuda":
+                torch.cuda.empty_cache()
+    for mode in modes:
+        measure(mode, sizes[0])
+    best = max((m for m in modes if sizes[0] in fast[m]), key=lambda m: fast[m][sizes[0]], default=None)
+    out["fast_mode_best"] = best
+    for key in sizes[1:c.sizes.fast_sizes] if best is not None else ():
+        measure(best, key)
+
+
+def best_train(rep: dict) -> dict:
+    """Per size, the best steps per second measured (eager or a fast mode) and which it was."""
+    variants = {"eager": rep.get("train_steps_per_s_eager") or {},
+                **{f"fast {m}": v for m, v in (rep.get("train_steps_per_s_fast") or {}).items()}}
+    best, which = {}, {}
+    for key in dict.fromkeys(k for v in variants.values() for k in v):
+        ranked = sorted(((v[key], name) for name, v in variants.items() if v.get(key) is not None), reverse=True)
+        best[key], which[key] = ranked[0] if ranked else (None, None)
+    return {"train_steps_per_s": best or None, "train_best": which or None}
 
 
 def part_synth(c: Check, out: dict) -> None:
@@ -248,7 +301,7 @@ def part_tests(c: Check, out: dict) -> None:
 
 
 PARTS = {"train": part_train, "synth": part_synth, "background": part_background, "export": part_export,
-         "seg": part_seg, "ddp": part_ddp, "tests": part_tests}
+         "seg": part_seg, "ddp": part_ddp, "tests": part_tests, "train_fast": part_train_fast}
 
 
 # -- the report -------------------------------------------------------------------------------------
@@ -258,7 +311,7 @@ def _num(v, fmt: str) -> str:
 
 
 def markdown(rep: dict) -> str:
-    smoke, train, synth = rep["mode"] == "cpu-smoke", rep.get("train_steps_per_s") or {}, rep.get("synth_s_per_pair") or {}
+    smoke, synth = rep["mode"] == "cpu-smoke", rep.get("synth_s_per_pair") or {}
     lines = ["# SARD on a GPU (`bash scripts/gpu_check.sh`)", "",
              f"Device: {rep['device']}; torch {rep['torch']}; data `{rep['data']}`; checkpoint `{rep['checkpoint']}`; "
              f"wall time {rep['wall_s']:.0f} s.", ""]
@@ -266,11 +319,7 @@ def markdown(rep: dict) -> str:
         lines += ["**CPU smoke run**: every part at tiny sizes (training crops x batch measured as "
                   + ", ".join(f"{k} -> {r}x{b}" for k, (r, b) in SMOKE.train.items())
                   + "): a check that the script works, not figures.", ""]
-    lines += ["## Training steps per second", "",
-              "The trainer has no fast path (a compiled or graph-captured step) yet: the fast path is not built, "
-              "so `train_steps_per_s` is the eager step, as `train_steps_per_s_eager`.", "",
-              "| crop x batch | steps / s |", "|---|---|"]
-    lines += [f"| {k} | {_num(v, '.2f')} |" for k, v in train.items()]
+    lines += ["## Training steps per second", ""] + train_lines(rep)
     lines += ["", "## Synthesis, a 2000 px defect with ROI", "", "| image | s / pair |", "|---|---|"]
     lines += [f"| {k} x {k} | {_num(v, '.4f')} |" for k, v in synth.items()]
     lines += ["", f"Export: {_num(rep.get('export_pairs_per_s'), '.2f')} pairs / s (sard.export, real bank masks).",
@@ -278,7 +327,7 @@ def markdown(rep: dict) -> str:
               f"held-out syntheses: **{_num(rep.get('background_max_diff'), 'd')}** (must be 0).", ""]
     lines += seg_lines(rep)
     ddp, tests = rep.get("ddp_ok"), rep.get("tests_passed")
-    lines += [f"DDP: `torchrun --nproc_per_node=1 -m sard.train ... --iters 3` with {rep.get('ddp_backend', '-')}: "
+    lines += [f"DDP: `torchrun --nproc_per_node=1 -m sard.train ... --iters 3 --fast off` with {rep.get('ddp_backend', '-')}: "
               + ("ok" if ddp else "failed" if ddp is False else "not measured")
               + " (one process: the process group is made, the nets are not wrapped).",
               "Tests: " + (f"{tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped in "
@@ -288,6 +337,30 @@ def markdown(rep: dict) -> str:
     lines += [f"Seconds per part: {', '.join(f'{k} {v:g}' for k, v in rep['seconds'].items())}.",
               f"Command: `{rep['command']}`.", ""]
     return "\n".join(lines)
+
+
+def train_lines(rep: dict) -> list[str]:
+    """The eager step beside the fast one (sard.fast_step: G and D compiled) in each mode measured."""
+    eager, fast = rep.get("train_steps_per_s_eager") or {}, rep.get("train_steps_per_s_fast") or {}
+    compile_s, best = rep.get("compile_s") or {}, rep.get("train_steps_per_s") or {}
+    modes = list(fast)
+    lines = ["`train_steps_per_s` is the best of the eager step (`train_steps_per_s_eager`) and the fast step "
+             "(`--fast on`, `train_steps_per_s_fast` per torch.compile mode); compile seconds are the warm-up "
+             "steps', not counted in steps / s. Best mode at the first size: "
+             f"`{rep.get('fast_mode_best') or 'none'}`.", "",
+             "| crop x batch | eager steps / s | " + " | ".join(f"fast {m} steps / s (compile s)" for m in modes)
+             + " | best |", "|---|---|" + "---|" * len(modes) + "---|"]
+    for k in eager or best:
+        cells = [f"{_cell(fast[m].get(k), '.2f')} ({_cell(compile_s.get(m, {}).get(k), '.0f')})" for m in modes]
+        lines.append(f"| {k} | {_num(eager.get(k), '.2f')} | " + " | ".join(cells)
+                     + f" | {_cell(best.get(k), '.2f')} {(rep.get('train_best') or {}).get(k) or ''} |")
+    errors = rep.get("train_fast_errors") or {}
+    return lines + [""] + ([f"Fast step failures: {'; '.join(f'{k}: {v}' for k, v in errors.items())}.", ""]
+                           if errors else [])
+
+
+def _cell(v, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
 
 
 def seg_lines(rep: dict) -> list[str]:
@@ -355,6 +428,7 @@ def main(argv=None) -> int:
 
     def write(rep: dict) -> None:        # after every part: a run stopped from outside keeps what it measured
         rep["wall_s"] = time.perf_counter() - t0
+        rep.update(best_train(rep))
         atomic_write_json(a.out, rep)
         atomic_write_bytes(a.out.with_suffix(".md"), markdown(rep).encode())
     with tempfile.TemporaryDirectory(prefix="sard-gpu-check-") as tmp:
