@@ -34,6 +34,9 @@ class LossConfig:
                                # defect in the large only, texture left to D; 0: the plain error (paper)
     diversity: float = 1.0     # > 0: weight of the seed-diversity hinge (two z, one x_t; DSGAN); 0: off (paper)
     diversity_cap: float = 0.25  # tau: mean |x0_hat(z1) - x0_hat(z2)| inside the mask worth rewarding ([-1, 1] units)
+    diversity_fade: bool = False  # True: the hinge weighted by the noise share 1 - sqrt(alpha_bar_{i+1}) of G's
+                                  # input, so seeds part where x_t leaves room, not at the last step, where
+                                  # a new z repainting what x_t holds makes the step-through grow, not settle
     diversity_luma: bool = False  # True: on colour images that distance on luminance, so a hue shift earns
                                   # nothing (bottle, 1000 steps: C2ST 76.8 % vs 70.7 % on RGB; sard-bottle card)
     chroma: float = 0.0        # > 0, colour images: weight of the unblurred chroma error inside the mask, so
@@ -172,7 +175,7 @@ def settle_loss(x0_next: torch.Tensor, x0_hat: torch.Tensor, mask: torch.Tensor)
 
 
 def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, cap: float,
-                   luma: bool = False) -> torch.Tensor:
+                   luma: bool = False, weight: torch.Tensor | None = None) -> torch.Tensor:
     """-E_b min(mean_mask |x0_a - x0_b|, tau): two latents z for one x_t must paint different defects.
 
     The diversity-sensitive term of DSGAN (Yang et al., ICLR 2019) on the mask only (RCD discards the
@@ -184,7 +187,8 @@ def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, c
         diff = luma_of(diff)
     m = mask.expand_as(diff).flatten(1)
     dist = (diff.abs().flatten(1) * m).sum(1) / m.sum(1).clamp(min=1)
-    return -dist.clamp(max=cap).mean()
+    dist = dist.clamp(max=cap)
+    return -(dist * weight).mean() if weight is not None else -dist.mean()
 
 
 def generator_loss(d_fake: DOutput, x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor,

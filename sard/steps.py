@@ -63,9 +63,9 @@ def fake_pair(G: nn.Module, schedule: Schedule, b: Batch, x_next: torch.Tensor, 
 def settle_term(G: nn.Module, schedule: Schedule, b: Batch, x_fake: torch.Tensor, x0_hat: torch.Tensor,
                 i: torch.Tensor, rng: torch.Generator, nz: int) -> torch.Tensor:
     """The next reverse step (i - 1) run on the fake x_i must keep what x_i holds of x0_hat, weighted
-    by that share, alpha_bar_i (0 at i = 0, where there is no next step): coarse early, detail late."""
+    by that share, sqrt(alpha_bar_i) (0 at i = 0, where there is no next step): coarse early, detail late."""
     x0_next = predict_x0(G, b, x_fake.to(b.x0), (i - 1).clamp(min=0), rng, nz)
-    share = schedule.signal(i).pow(2) * (i > 0)
+    share = schedule.signal(i) * (i > 0)
     return (settle_loss(x0_next.float(), x0_hat.float(), b.mask) * share).mean()
 
 
@@ -164,8 +164,9 @@ def g_step(G, D, opt_g, schedule, b: Batch, rng, cfg: TrainConfig, amp) -> dict[
         losses = generator_loss(d_fake, x0_hat.float(), b.x0, b.mask, lc, lc.background_weight(cfg.rcd), alpha_i)
         if lc.diversity > 0:   # a second z on the same x_t: seeds must differ (DSGAN)
             x0_other = predict_x0(G, b, x_next, i, rng, cfg.generator.nz)
+            room = 1 - schedule.signal(i + 1) if lc.diversity_fade else None
             losses["div"] = diversity_loss(x0_hat.float(), x0_other.float(), b.mask, lc.diversity_cap,
-                                            lc.diversity_luma)
+                                            lc.diversity_luma, room)
             losses["total"] = losses["total"] + lc.diversity * losses["div"]
         if lc.settle > 0:
             losses["settle"] = settle_term(G, schedule, b, x_fake, x0_hat, i, rng, cfg.generator.nz)

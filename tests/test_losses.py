@@ -123,6 +123,9 @@ def test_diversity_loss_counts_the_mask_only_and_stops_at_its_cap():
     b.requires_grad_(True)
     diversity_loss(a, b, m, cap=0.25).backward()
     assert b.grad[0, 0, 0, 0] < 0 and b.grad[1].abs().sum() == 0
+    # weight (diversity_fade's noise share): each sample's capped distance scaled by its own factor
+    w = torch.tensor([1.0, 0.2])
+    assert diversity_loss(a, b.detach(), m, cap=0.25, weight=w).item() == pytest.approx(-(0.1 + 0.2 * 0.25) / 2)
 
 
 def test_diversity_loss_on_luminance_gives_a_pure_hue_shift_nothing():

@@ -1,5 +1,6 @@
 """What the discriminator judges in a training step: DDGAN's pair (x_{t-1}, x_t), or with
 discriminator.judges = "x0" the clean image beside x_t, G's prediction pasted on the real background."""
+import pytest
 import torch
 
 from sard.augment import augment_pair
@@ -102,6 +103,16 @@ def test_the_diversity_term_makes_two_latents_paint_apart():
     assert all(o["g_div"] <= 0 for o in outs)
     after = spread()
     assert after > 2 * before
+    # diversity_fade: at the last reverse step (i = 0) x_1 holds sqrt(alpha_bar_1) of x0, so the hinge
+    # weighs 1 - sqrt(alpha_bar_1) there; a seed whose first draw puts every sample at i = 0:
+    seed = next(k for k in range(100000)
+                if not torch.randint(0, sch.num_steps, (4,), generator=torch.Generator().manual_seed(k)).any())
+    still = torch.optim.Adam(G.parameters(), lr=0.0)
+    div = {}
+    for fade in (True, False):
+        cfg.loss.diversity_fade = fade
+        div[fade] = g_step(G, D, still, sch, b, torch.Generator().manual_seed(seed), cfg, amp=lambda: amp)["g_div"]
+    assert div[False] < 0 and (div[True] / div[False]).item() == pytest.approx(1 - sch.signal(torch.tensor([1])).item(), rel=1e-4)
     cfg.loss.diversity = 0.0
     assert "g_div" not in g_step(G, D, opt_g, sch, b, torch.Generator().manual_seed(0), cfg, amp=lambda: amp)
 
