@@ -42,8 +42,9 @@ class LossConfig:
     chroma: float = 0.0        # > 0, colour images: weight of the unblurred chroma error inside the mask, so
                                # the hue follows the real defect and only luminance texture is left to D
                                # (bottle, 800-1600 steps: reports/fit_crops.md, "loss.chroma")
-    texture: float = 0.0       # > 0: weight of the texture-moment term: the std of the level and of the fine
-                               # detail inside the mask match the real defect's (what the low-pass MSE leaves free)
+    texture: float = 40.0      # > 0: weight of the texture-moment term: the std of the level and of the fine
+                               # detail inside the mask match the real defect's (what the low-pass MSE leaves free;
+                               # reports/magnetic_tile/texture_steps.md); 0: off (paper)
     settle: float = 0.0        # > 0: weight of the step-consistency term: the next reverse step keeps what x_t
                                # holds of this step's x0_hat, so the step-through settles instead of repainting
 

@@ -81,7 +81,7 @@ def test_the_diversity_term_makes_two_latents_paint_apart():
     cfg = TrainConfig()
     cfg.generator.base_channels, cfg.discriminator.base_channels = 8, 8
     cfg.discriminator.num_classes = cfg.generator.num_classes = 1
-    cfg.loss.l_img = cfg.loss.l_mask = cfg.loss.alpha = 0.0
+    cfg.loss.l_img = cfg.loss.l_mask = cfg.loss.alpha = cfg.loss.texture = 0.0
     cfg.loss.diversity, cfg.loss.diversity_cap = 1.0, 10.0
     torch.manual_seed(0)
     G, D = Generator(cfg.generator), Discriminator(cfg.discriminator)
@@ -137,7 +137,7 @@ def test_the_settle_term_makes_the_next_step_keep_what_x_t_holds():
     cfg = TrainConfig()
     cfg.generator.base_channels, cfg.discriminator.base_channels = 8, 8
     cfg.discriminator.num_classes = cfg.generator.num_classes = 1
-    cfg.loss.l_img = cfg.loss.l_mask = cfg.loss.alpha = cfg.loss.diversity = 0.0
+    cfg.loss.l_img = cfg.loss.l_mask = cfg.loss.alpha = cfg.loss.diversity = cfg.loss.texture = 0.0
     cfg.loss.settle = 1.0
     torch.manual_seed(0)
     G, D = Generator(cfg.generator), Discriminator(cfg.discriminator)

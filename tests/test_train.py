@@ -198,7 +198,7 @@ def test_paper_literal_config_is_one_switch_away():
     cfg = load_config_file(REPO / "configs" / "paper-literal.json")
     assert not cfg.ema_warmup and not cfg.augment and cfg.lr_d == 1e-4 and cfg.d_steps == 1 and cfg.fit_crops == 0
     assert (cfg.loss.beta, cfg.loss.r1_gamma, cfg.loss.r1_on_logits, cfg.loss.region_mean, cfg.loss.alpha_fade,
-            cfg.loss.mse_lowpass, cfg.loss.diversity) == (0.1, 1.0, False, False, False, 0.0, 0.0)
+            cfg.loss.mse_lowpass, cfg.loss.diversity, cfg.loss.texture) == (0.1, 1.0, False, False, False, 0.0, 0.0, 0.0)
     assert asdict(cfg.discriminator) == asdict(DiscriminatorConfig.ddgan_literal())
 
 
