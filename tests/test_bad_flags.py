@@ -152,7 +152,7 @@ TRAIN_CONFIG = ("--data", NODATA, "--out", OUT, "--config", CFG)
 LEGIT_ZERO = {"seed", "split_seed", "fit_crops", "fit_min_width", "ema", "betas", "generator.num_classes",
               "generator.num_res_blocks", "discriminator.dmg_layer", "discriminator.num_classes", "schedule.beta_min",
               "loss.lam", "loss.l_img", "loss.l_mask", "loss.alpha", "loss.beta", "loss.r1_gamma", "loss.mse_lowpass",
-              "loss.diversity", "loss.diversity_cap", "loss.chroma"}
+              "loss.diversity", "loss.diversity_cap", "loss.chroma", "loss.texture", "loss.settle"}
 # sizes bounded by memory: a value the machine cannot hold (it must be refused naming what fits)
 MEMORY_HUGE = {"batch": 100000000, "res": 1000000, "generator.base_channels": 100000000, "generator.nz": 100000000,
                "generator.style_dim": 100000000, "discriminator.base_channels": 100000000,
