@@ -134,21 +134,22 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
     return x - luma_of(x)
 
 
+def mask_mean(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B] mean of v [B, C, H, W] over each sample's mask pixels (all channels)."""
+    m = mask.expand_as(v).flatten(1)
+    return (m * v.flatten(1)).sum(1) / m.sum(1).clamp(min=1)
+
+
 def chroma_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per sample, the mean over the mask of ||chroma(x0_hat - x0)||^2: L_MSE's low-pass leaves the
     fill's hue free at fine scales, where a strong D drives it to saturated rings (bottle, 1600 steps)."""
-    m = mask.expand_as(x0_hat).flatten(1)
-    sq = chroma(x0_hat - x0).pow(2).flatten(1)
-    return (m * sq).sum(1) / m.sum(1).clamp(min=1)
+    return mask_mean(chroma(x0_hat - x0).pow(2), mask)
 
 
 def masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[B] std of x's pixels (all channels) inside the mask, per sample."""
-    m = mask.expand_as(x).flatten(1)
-    x = x.flatten(1)
-    n = m.sum(1).clamp(min=1)
-    mean = (m * x).sum(1, keepdim=True) / n[:, None]
-    return ((m * (x - mean).pow(2)).sum(1) / n + 1e-8).sqrt()
+    mean = mask_mean(x, mask).view(-1, 1, 1, 1)
+    return (mask_mean((x - mean).pow(2), mask) + 1e-8).sqrt()
 
 
 DETAIL_SIGMA = 1.0   # px: the fine detail is what a Gaussian blur of this sigma removes (the part's grain)
@@ -161,18 +162,18 @@ def texture_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor) -> 
     moment's minimiser is the expected moment, so grain is asked for, not a particular grain."""
     if x0.shape[1] == 3:
         x0_hat, x0 = luma_of(x0_hat), luma_of(x0)
-    terms = []
-    for a, b in ((x0_hat, x0), (x0_hat - gaussian_blur(x0_hat, DETAIL_SIGMA), x0 - gaussian_blur(x0, DETAIL_SIGMA))):
-        terms.append((masked_std(a, mask) - masked_std(b, mask)).pow(2))
-    return terms[0] + terms[1]
+
+    def detail(x):
+        return x - gaussian_blur(x, DETAIL_SIGMA)
+    level = masked_std(x0_hat, mask) - masked_std(x0, mask)
+    grain = masked_std(detail(x0_hat), mask) - masked_std(detail(x0), mask)
+    return level.pow(2) + grain.pow(2)
 
 
 def settle_loss(x0_next: torch.Tensor, x0_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per sample, the mean over the mask of (x0_next - sg(x0_hat))^2: the next reverse step's
     prediction from the fake x_t against this step's (stop-gradient: the later step follows)."""
-    m = mask.expand_as(x0_hat).flatten(1)
-    sq = (x0_next - x0_hat.detach()).pow(2).flatten(1)
-    return (m * sq).sum(1) / m.sum(1).clamp(min=1)
+    return mask_mean((x0_next - x0_hat.detach()).pow(2), mask)
 
 
 def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, cap: float,
@@ -186,9 +187,7 @@ def diversity_loss(x0_a: torch.Tensor, x0_b: torch.Tensor, mask: torch.Tensor, c
     diff = x0_a - x0_b
     if luma and diff.shape[1] == 3:
         diff = luma_of(diff)
-    m = mask.expand_as(diff).flatten(1)
-    dist = (diff.abs().flatten(1) * m).sum(1) / m.sum(1).clamp(min=1)
-    dist = dist.clamp(max=cap)
+    dist = mask_mean(diff.abs(), mask).clamp(max=cap)
     return -(dist * weight).mean() if weight is not None else -dist.mean()
 
 

@@ -286,8 +286,8 @@ def _out_of_time(seconds: float, budget: float, d: Dist) -> bool:
 
 def train_loop(run: Run, train_nets: StepNets, grid: SampleGrid | None, budget: float) -> None:
     """Steps run.start..cfg.iters, or until the --minutes budget: D's and G's steps (sard.steps) through
-    train_nets (compiled or not), the EMA,
-    then on their cadence a log line, a sample grid and a checkpoint (the last step always has all three)."""
+    train_nets (compiled or not), the EMA, then on their cadence a log line, a sample grid and a checkpoint
+    (the last step always has all three)."""
     cfg, d, dev, nets = run.cfg, run.d, run.d.device, run.nets
     amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")  # noqa: E731
     log_file = open(run.out / "log.jsonl", "a") if d.main else None
