@@ -13,6 +13,7 @@ from sard.fast_step import COMPILE_MODES, FAST_CHOICES
 from sard.io import SardInputError
 from sard.validate import SEED_MAX
 from sard.losses import LossConfig
+from sard.store.model_folder import MAX_Z_CARRY
 from sard.nets.bounds import MAX_ITERS, choice, out_of_bounds, problems_of
 from sard.nets.discriminator import DiscriminatorConfig
 from sard.nets.generator import GeneratorConfig
@@ -58,6 +59,7 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 500
     ckpt_every: int = 500
+    z_carry: float = 8.0           # the shipped sampler's latent carried across reverse steps (sard.rcd.carry_latent); 0: DDGAN's fresh z
     fast: str = "auto"             # the compiled step (sard.fast_step): auto = on CUDA only, on, off
     fast_mode: str = "default"     # its torch.compile mode
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -85,6 +87,7 @@ class TrainConfig:
             *(b(f"betas[{k}]", v, 0, 1, below=True) for k, v in enumerate(self.betas)),
             b("d_steps", self.d_steps, 1, MAX_D_STEPS, whole=True), b("ema", self.ema, 0, 1, below=True),
             b(n("fit_crops"), self.fit_crops, 0, 1), b("fit_min_width", self.fit_min_width, 0, MAX_FIT_WIDTH),
+            b("z_carry", self.z_carry, 0, MAX_Z_CARRY),
             choice(n("fast"), self.fast, FAST_CHOICES), choice(n("fast_mode"), self.fast_mode, COMPILE_MODES))
 
     def validate(self) -> "TrainConfig":

@@ -137,7 +137,7 @@ def card(a: argparse.Namespace, command: str) -> Report:
 def card_figures(a: argparse.Namespace) -> dict:
     from sard.data.crops import infer_channels
     from sard.evaluation.card import (background_check, defect_grid, game_pulse, held_out_inputs, loss_curve,
-                                      repaint_grid, speed_256, synthesis_quality)
+                                      repaint_grid, speed_256, step_through_grid, synthesis_quality)
     from sard.evaluation.defect_types import type_separability
     from sard.evaluation.realism import Normals
     from sard.evaluation.sheets import save_grid
@@ -162,6 +162,10 @@ def card_figures(a: argparse.Namespace) -> dict:
         if repaint is not None:
             save_grid(repaint, out / f"repaint_{defect}.png")
             figures.setdefault("repaint_grids", []).append(defect)
+        steps = step_through_grid(pipe, split.held_out, defect if pipe.defects else None)
+        if steps is not None:
+            save_grid(steps, out / f"steps_{defect}.png")
+            figures.setdefault("step_grids", []).append(defect)
     if a.log:
         loss_curve(Path(a.log), out / "loss_curve.png")
         figures["d_gap"] = game_pulse(Path(a.log))

@@ -27,8 +27,8 @@ from sard.nets.generator import Generator
 from sard.rcd import paste, rcd_sample
 from sard.results import FrameImages, SynthesisResult
 from sard.schedule import Schedule
-from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
-from sard.store.tensors import file_hash, load_state_checked, load_tensors
+from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, synthesis_hash
+from sard.store.tensors import load_state_checked, load_tensors
 from sard.validate import whole_number
 
 
@@ -104,7 +104,7 @@ class SardPipeline:
         except (TypeError, ValueError) as e:
             raise SardInputError(f"{folder / CONFIG_NAME}: config does not describe a generator ({e})") from None
         load_state_checked(gen, load_tensors(folder / WEIGHTS_NAME), folder / WEIGHTS_NAME)
-        return cls(gen.float(), schedule, config, pick_device(device), file_hash(folder / WEIGHTS_NAME))
+        return cls(gen.float(), schedule, config, pick_device(device), synthesis_hash(folder, config))
 
     # -- inputs ---------------------------------------------------------------------------------
     @property
@@ -213,7 +213,7 @@ class SardPipeline:
         labels = None if jobs[0].label is None else torch.cat([job.label for job in jobs])
         rngs = [torch.Generator(device=self.device).manual_seed(job.seed) for job in jobs]
         *_, last = rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rngs, labels, rcd,
-                              start_step=jobs[0].steps)
+                              start_step=jobs[0].steps, z_carry=self.config.z_carry)
         return [native(last.composite[b:b + 1])[0] for b, (_, _, native) in enumerate(inputs)]
 
     def _network_input(self, x0: torch.Tensor, mk: torch.Tensor, scale: float
@@ -236,7 +236,7 @@ class SardPipeline:
         each step's pictures and composite at the region's own size."""
         x0p, mkp, native = self._network_input(x0, mk, scale)
         for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
-                             start_step=steps):
+                             start_step=steps, z_carry=self.config.z_carry):
             x_t, composite = native(fr.x_t)[0], native(fr.composite)
             lo, hi = float(x_t.min()), float(x_t.max())
             yield FrameImages(fr.step, _picture(2 * (x_t - lo) / max(hi - lo, 1e-6) - 1), _picture(native(fr.x0_hat)[0]),

@@ -4,10 +4,12 @@
 x0_mix = m * x0_hat + (1 - m) * x0_bg, then sample the posterior q(x_{t-1} | x_t, x0_mix).
 The background then follows the exact forward chain of the clean image, and the last step
 (no noise, A_0 = 1, B_0 = 0) returns it; the final hard paste makes it exact to the bit.
-`rcd_sample` is the whole reverse process, one frame per step, in the manner of EDM's sampler.
+`rcd_sample` is the whole reverse process, one frame per step, in the manner of EDM's sampler;
+`carry_latent` is its optional annealed latent (DESIGN.md: the latent across reverse steps).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -53,16 +55,28 @@ def normal_noise(rng: torch.Generator | Sequence[torch.Generator], shape: tuple[
     return torch.cat([torch.randn(1, *shape[1:], generator=g, device=g.device) for g in rng])
 
 
+def carry_latent(schedule: Schedule, z_prev: torch.Tensor, fresh: torch.Tensor, step: int, z_carry: float) -> torch.Tensor:
+    """z_i = rho_i z_{i+1} + sqrt(1 - rho_i^2) eps_i with rho_i = sqrt(alpha_bar_{i+1}) ** (1 / z_carry): each
+    step keeps more of the previous step's latent as its input x_{i+1} holds more of the image, so the
+    defect G commits to early is refined, not redrawn, at the last steps (still N(0, I) at every step,
+    as in training). z_carry 0 is eq. 4 as DDGAN samples it: a fresh z each step."""
+    if z_carry <= 0:
+        return fresh
+    rho = float(schedule.sqrt_alpha_bar[step + 1]) ** (1.0 / z_carry)
+    return rho * z_prev + math.sqrt(max(0.0, 1.0 - rho * rho)) * fresh
+
+
 @torch.no_grad()
 def rcd_sample(generator: GeneratorFn, schedule: Schedule, x0_bg: torch.Tensor, mask: torch.Tensor,
                nz: int, rng: torch.Generator | Sequence[torch.Generator], label: torch.Tensor | None = None,
-               rcd: bool = True, start_step: int | None = None) -> Iterator[Frame]:
+               rcd: bool = True, start_step: int | None = None, z_carry: float = 0.0) -> Iterator[Frame]:
     """Reverse process from x_T to x_0, yielding a Frame per step; the last frame's composite is the result.
 
     x0_bg: [B, C, H, W] normal image in [-1, 1]; mask: [B, 1, H, W] in {0, 1};
     rng: the only source of randomness (z and noise), so a seed fixes the output: one generator, or
     one per sample (a batch of jobs, each drawing from its own seed);
-    start_step k < T starts from x_k ~ q(x_k | x0_bg) and runs k steps (a milder change)."""
+    start_step k < T starts from x_k ~ q(x_k | x0_bg) and runs k steps (a milder change);
+    z_carry > 0 carries the latent from step to step (carry_latent)."""
     B = x0_bg.shape[0]
     T = schedule.num_steps if start_step is None else start_step
     randn = lambda *shape: normal_noise(rng, shape).to(x0_bg)  # noqa: E731
@@ -71,9 +85,12 @@ def rcd_sample(generator: GeneratorFn, schedule: Schedule, x0_bg: torch.Tensor, 
     i_T = torch.full((B,), T, dtype=torch.long, device=x0_bg.device)
     plain = not rcd and T == schedule.num_steps
     x_t = randn(*x0_bg.shape) if plain else schedule.q_sample(x0_bg, i_T, randn(*x0_bg.shape))
+    z = None
     for step in reversed(range(T)):
         i = torch.full((B,), step, dtype=torch.long, device=x0_bg.device)
-        x0_hat = generator(x_t, i, randn(B, nz), mask, context, label).to(x0_bg)   # eq. 4
+        fresh = randn(B, nz)
+        z = fresh if z is None else carry_latent(schedule, z, fresh, step, z_carry)
+        x0_hat = generator(x_t, i, z, mask, context, label).to(x0_bg)   # eq. 4
         x_prev = rcd_step(schedule, x0_hat, x_t, x0_bg, mask, i, randn(*x0_bg.shape), rcd)  # eq. 6-7
         composite = paste(x0_hat, x0_bg, mask) if rcd else x_prev
         yield Frame(step=step, x_t=x_t, x0_hat=x0_hat, x_prev=x_prev, composite=composite)

@@ -246,7 +246,7 @@ def trim_log(log_path: Path, step: int) -> None:
 def model_config(cfg: TrainConfig, defects: list[str], step: int, seconds: float) -> ModelConfig:
     """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
     return ModelConfig(generator=cfg.generator, schedule=cfg.schedule, defects=list(defects), res=cfg.res,
-                       fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width, rcd=cfg.rcd, dmg=cfg.dmg,
+                       fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width, rcd=cfg.rcd, dmg=cfg.dmg, z_carry=cfg.z_carry,
                        split_seed=cfg.split_seed, data=Path(cfg.data).name, step=step, init=cfg.init or None,
                        train_seconds=round(seconds, 1))
 
@@ -316,7 +316,7 @@ def train_loop(run: Run, train_nets: StepNets, grid: SampleGrid | None, budget: 
             bar.set_postfix(d=f"{stats['d_real'] + stats['d_fake']:.3f}", gap0=f"{gap.get('d_gap_img_0', 0):.2f}",
                             g=f"{stats['g_total']:.3f}", mse=f"{stats['g_mse']:.4f}")
         if d.main and (done % cfg.sample_every == 0 or last):
-            grid.save(run.out / "samples" / f"step_{done:08d}.png", run.G_ema, run.schedule, dev)
+            grid.save(run.out / "samples" / f"step_{done:08d}.png", run.G_ema, run.schedule, dev, cfg.z_carry)
         if done % cfg.ckpt_every == 0 or last:
             check_replicas(d, nets.G, nets.D)
             rng_states = gather_rng_states(run.rng, run.data.sampler, d)

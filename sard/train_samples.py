@@ -59,13 +59,13 @@ class SampleGrid:
         return fallback  # no normal image large enough: show synthesis on the real crop itself
 
     @torch.no_grad()
-    def save(self, path: Path, G, schedule: Schedule, device: torch.device) -> Path:
+    def save(self, path: Path, G, schedule: Schedule, device: torch.device, z_carry: float = 0.0) -> Path:
         n = len(self.labels)
         bg = self.bg.repeat(SEEDS, 1, 1, 1).to(device)
         mask = self.mask.repeat(SEEDS, 1, 1, 1).to(device)
         labels = self.labels.repeat(SEEDS).to(device) if G.config.num_classes else None
         rng = torch.Generator(device=device).manual_seed(0)
-        *_, last = rcd_sample(G, schedule, bg, mask, G.config.nz, rng, labels)
+        *_, last = rcd_sample(G, schedule, bg, mask, G.config.nz, rng, labels, z_carry=z_carry)
         synth = last.composite.cpu()
         rows = []
         for k in range(n):

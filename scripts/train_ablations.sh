@@ -5,7 +5,8 @@
 # Each finished run is shipped (EMA weights, fp16) to checkpoints/ablations/<category>/<name>, where
 # `python -m sard.evaluate segmentation` finds them by default; commit that folder. Git keeps one copy of
 # each file: a bank identical to the shipped model's is a relative link to it (e.g. bank -> ../../../sard-bottle/bank),
-# and magnetic_tile/sard, the shipped default itself, links to ../../sard-magnetic-tile.
+# and each category's sard variant is its shipped model itself (magnetic_tile/sard -> ../../sard-magnetic-tile,
+# bottle/sard -> ../../sard-bottle), so the benchmarks measure what users get.
 #   bash scripts/train_ablations.sh [ITERS] [DATA]
 set -u
 cd "$(dirname "$0")/.."

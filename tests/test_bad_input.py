@@ -132,6 +132,11 @@ def test_checkpoint_whose_config_does_not_match_is_refused(tmp_path):
     (tmp_path / "ck" / "config.json").write_text('{"format": "something-else"}')
     with pytest.raises(SardInputError, match="not a SARD generator config"):
         SardPipeline.from_pretrained(tmp_path / "ck")
+    for bad in (-1, 1e9, "8"):     # the sampler's latent carry: a number from 0 to 1000
+        save_model(tmp_path / "ck", g.state_dict(), {"format": MODEL_FORMAT, "z_carry": bad,
+                                                       "generator": {"base_channels": 8, "channel_mult": [1, 2]}})
+        with pytest.raises(SardInputError, match=r"config\.json.*z_carry.*expected"):
+            SardPipeline.from_pretrained(tmp_path / "ck")
 
 
 @requires_data

@@ -60,6 +60,10 @@ def test_realism_and_card_commands(tmp_path, small_data):
     repaint = Image.open(tmp_path / "card" / "repaint_crack.png")
     rows, rest = divmod(repaint.height - 32, 166)
     assert rest == 0 and 1 <= rows <= 4 and "crack" in fig["repaint_grids"]
+    # the step-through: the real defect and one frame per reverse step, 140 px rows, at most 2
+    steps = Image.open(tmp_path / "card" / "steps_crack.png")
+    rows, rest = divmod(steps.height - 32, 146)
+    assert rest == 0 and 1 <= rows <= 2 and steps.width > 5 * 96 and "crack" in fig["step_grids"]
     # card.md: the same tables for any checkpoint, its C2ST taken from the realism report
     card = (tmp_path / "card" / "card.md").read_text()
     assert f"{100 * rep['methods']['tiny']['mean']:.1f} %" in card and "![crack](grid_crack.png)" in card
@@ -67,7 +71,7 @@ def test_realism_and_card_commands(tmp_path, small_data):
     types = fig["types"]         # the tiny checkpoint paints two types: their separability is in the card
     assert sorted(types["types"]) == ["blowhole", "crack"] and 0 <= types["synthetic_accuracy"] <= 1
     assert f"synthesized **{100 * types['synthetic_accuracy']:.0f} %**" in card
-    assert "![crack repainted](repaint_crack.png)" in card
+    assert "![crack repainted](repaint_crack.png)" in card and "![crack step-through](steps_crack.png)" in card
     assert all(f"| {d} |" in card for d in fig["quality"]) and "**0** (bit-exact)" in card
     assert all(len(v["colour_real"]) == len(v["colour_synth"]) == 1 for v in fig["quality"].values())
     r = run_module("sard.evaluate", "realism", "--data", tmp_path / "missing", "--out", out)

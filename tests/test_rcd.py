@@ -1,11 +1,13 @@
 """RCD keeps the background exact; rcd=False does not; the sampler yields a frame per step."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from sard.nets.generator import Generator, GeneratorConfig
 from sard.pipeline import SardPipeline
-from sard.rcd import rcd_sample
+from sard.rcd import carry_latent, rcd_sample
 from sard.schedule import Schedule, ScheduleConfig
 from sard.store.model_folder import ModelConfig
 
@@ -170,3 +172,57 @@ def test_the_width_floor_keeps_a_thin_mask_at_native_scale_in_crops_and_in_synth
     img8 = np.random.default_rng(5).integers(0, 256, (*shape, 3), dtype=np.uint8)
     r = pipe(img8, stroke, seed=0)
     assert r.timings["scale"] == 1.0 and np.array_equal(r.image[~stroke], img8[~stroke])
+
+
+def _latents_seen(T: int, z_carry: float, batch: int = 2000) -> list[torch.Tensor]:
+    """The z the generator receives at each reverse step of one rcd_sample run."""
+    seen = []
+
+    def generator(x_t, i, z, mask, context, label):
+        seen.append(z.clone())
+        return torch.zeros_like(x_t)
+    x0, m = torch.zeros(batch, 1, 8, 8), torch.ones(batch, 1, 8, 8)
+    list(rcd_sample(generator, Schedule(ScheduleConfig(num_steps=T)), x0, m, 16, torch.Generator().manual_seed(0),
+                    z_carry=z_carry))
+    return seen
+
+
+@pytest.mark.parametrize("z_carry", [1.0, 4.0])
+def test_the_carried_latent_keeps_each_step_standard_normal_and_correlated_as_its_schedule_says(z_carry):
+    sched = Schedule(ScheduleConfig(num_steps=4))
+    zs = _latents_seen(4, z_carry)
+    for k, (prev, cur) in enumerate(zip(zs, zs[1:])):
+        step = 4 - 2 - k                                   # cur is the z of reverse step `step`
+        rho = float(sched.sqrt_alpha_bar[step + 1]) ** (1 / z_carry)
+        corr = float((prev * cur).mean() / (prev.std() * cur.std()))
+        assert abs(corr - rho) < 0.03, (step, corr, rho)
+        assert abs(float(cur.std()) - 1) < 0.03
+    assert carry_latent(sched, zs[0], zs[1], 0, 0.0) is zs[1]      # 0: a fresh z, eq. 4 as DDGAN samples
+
+
+def test_no_carry_draws_what_the_sampler_always_drew():
+    """z_carry 0 takes the same random draws in the same order: old exports regenerate bit for bit."""
+    zs = _latents_seen(4, 0.0, batch=3)
+    g = torch.Generator().manual_seed(0)
+    torch.randn(3, 1, 8, 8, generator=g)                  # x_T
+    for z in zs:
+        assert torch.equal(z, torch.randn(3, 16, generator=g))
+        torch.randn(3, 1, 8, 8, generator=g)              # the posterior's noise
+
+
+def test_a_checkpoint_with_a_carried_latent_synthesizes_otherwise_and_says_so_in_its_hash(tmp_path):
+    from sard.store.model_folder import save_model
+    pipe = random_pipeline(1)
+    with torch.no_grad():   # the untrained style path starts at zero: make z matter
+        for w in pipe.generator.parameters():
+            if not w.any():
+                w.normal_(0, 0.05)
+    save_model(tmp_path / "fresh", pipe.generator.state_dict(), pipe.config)
+    save_model(tmp_path / "carry", pipe.generator.state_dict(), dataclasses.replace(pipe.config, z_carry=4.0))
+    a, b = (SardPipeline.from_pretrained(tmp_path / n) for n in ("fresh", "carry"))
+    assert b.config.z_carry == 4.0 and b.checkpoint_hash == a.checkpoint_hash + "-zc4"
+    img = np.random.default_rng(3).integers(0, 256, (33, 35), dtype=np.uint8)
+    m = blob_mask(33, 35)
+    ra, rb = a(img, m, seed=7), b(img, m, seed=7)
+    assert not np.array_equal(ra.image, rb.image) and np.array_equal(ra.image[~m], rb.image[~m])
+    assert np.array_equal(ra.image, pipe(img, m, seed=7).image)

@@ -1,5 +1,6 @@
-"""One copy of each model file in git: the ablation twin of a shipped model is a relative symbolic
-link to it, and every other ablation's mask bank links to its shipped model's bank."""
+"""One copy of each model file in git: the ablation twin of a shipped model (the `sard` variant of each
+category) is a relative symbolic link to it, and every other ablation's mask bank links to its shipped
+model's bank."""
 import os
 
 import pytest
@@ -11,9 +12,9 @@ from sard.io import replace_folder
 from sard.masks import read_bank
 
 CHECKPOINTS = REPO / "checkpoints"
-LINKS = {"ablations/magnetic_tile/sard": "../../sard-magnetic-tile",
+LINKS = {"ablations/magnetic_tile/sard": "../../sard-magnetic-tile", "ablations/bottle/sard": "../../sard-bottle",
          **{f"ablations/magnetic_tile/{v}/bank": "../../../sard-magnetic-tile/bank" for v in ("ddgan", "w_rcd", "w_dmg")},
-         **{f"ablations/bottle/{v}/bank": "../../../sard-bottle/bank" for v in ("ddgan", "w_rcd", "w_dmg", "sard")}}
+         **{f"ablations/bottle/{v}/bank": "../../../sard-bottle/bank" for v in ("ddgan", "w_rcd", "w_dmg")}}
 
 
 @pytest.mark.parametrize("link", LINKS)
@@ -32,8 +33,9 @@ def test_every_ablation_reads_through_its_links(folder):
     assert read_bank(ck).defects == read_bank(shipped).defects
 
 
-def test_the_shipped_default_and_its_ablation_twin_are_one_model():
-    twin, shipped = CHECKPOINTS / "ablations/magnetic_tile/sard", CHECKPOINTS / "sard-magnetic-tile"
+@pytest.mark.parametrize("category,shipped", [("magnetic_tile", "sard-magnetic-tile"), ("bottle", "sard-bottle")])
+def test_each_shipped_model_and_its_ablation_twin_are_one_model(category, shipped):
+    twin, shipped = CHECKPOINTS / f"ablations/{category}/sard", CHECKPOINTS / shipped
     assert file_hash(twin / WEIGHTS_NAME) == file_hash(shipped / WEIGHTS_NAME)
     assert twin.resolve() == shipped.resolve()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 from PIL import Image
@@ -94,19 +94,26 @@ def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect
     return columns(rows, labels, height, 8, f"{defect}: whole image (top), zoom on the mask (bottom)")
 
 
+def held_out_defects(held_out: list, defect: str | None, n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The first n held-out real defects of the type whose mask is usable: (image, bool mask)."""
+    found = 0
+    for s in [s for s in held_out if defect is None or s.defect == defect]:
+        if found == n:
+            return
+        image = read_image(s.image)
+        m = read_mask(s.mask, size=image.shape[:2]) > 0
+        if m.sum() >= 10:
+            found += 1
+            yield image, m
+
+
 def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int = 4, seeds=(0, 1),
                  height: int = 160, zoom_size: int = 96, refine: int = 0) -> Image.Image | None:
     """One row per held-out real defect of the type: the real defect, its mask, and the synthesis inside
     that mask for each seed, zoomed on the mask: what (b) and (c) measure, to be looked at (a seed that
     paints a faint defect, a texture unlike the part's). None when the type has no usable held-out defect."""
     rows = []
-    for s in [s for s in held_out if defect is None or s.defect == defect]:
-        if len(rows) == n:
-            break
-        image = read_image(s.image)
-        m = read_mask(s.mask, size=image.shape[:2]) > 0
-        if m.sum() < 10:
-            continue
+    for image, m in held_out_defects(held_out, defect, n):
         tiles = [rgb(image), overlay(rgb(image), m)]
         tiles += [rgb(np.asarray(pipe(image, m, seed=k, defect=defect, refine=refine).image)) for k in seeds]
         rows.append([fit_h(_zoom(t, m, zoom_size), height) for t in tiles])
@@ -114,6 +121,27 @@ def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int 
         return None
     labels = ["real (held out)", "its mask", *(f"seed {k}" for k in seeds)]
     return columns(rows, labels, height, 6, f"{defect or 'defect'}: real defects repainted inside their own masks")
+
+
+def step_through_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int = 2, seed: int = 0,
+                      height: int = 140, zoom_size: int = 96) -> Image.Image | None:
+    """One row per held-out real defect of the type: the real defect, then the composite the studio's
+    step-through shows after each reverse step (figure e, to be looked at: a defect that forms and
+    settles, or one redrawn at every step). None when the type has no usable held-out defect."""
+    rows = []
+    for image, m in held_out_defects(held_out, defect, n):
+        res = pipe(image, m, seed=seed, defect=defect)
+        top, left, bottom, right = res.roi
+        frames = []
+        for fr in res.frames:   # each step's composite (at the region's size) pasted back where the network ran
+            whole = rgb(image).copy()
+            whole[top:bottom, left:right] = rgb(fr.composite)
+            frames.append(whole)
+        rows.append([fit_h(_zoom(t, m, zoom_size), height) for t in (rgb(image), *frames)])
+    if not rows:
+        return None
+    labels = ["real (held out)", *(f"after step {k + 1}" for k in range(len(rows[0]) - 1))]
+    return columns(rows, labels, height, 6, f"{defect or 'defect'}: the step-through, seed {seed}, zoomed on the mask")
 
 
 def _smooth(v: np.ndarray, n: int) -> np.ndarray:
@@ -372,6 +400,10 @@ def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, 
         lines += ["", "Held-out real defects repainted inside their own masks (the pairs (b) and (c) measure): real, "
                   "mask, seeds 0 and 1, zoomed on the mask:", ""]
         lines += [f"![{d} repainted]({grids}repaint_{d}.png)" for d in figures["repaint_grids"]]
+    if figures.get("step_grids"):
+        lines += ["", "The step-through (figure e): a held-out real defect, then the composite after each reverse "
+                  "step inside its own mask:", ""]
+        lines += [f"![{d} step-through]({grids}steps_{d}.png)" for d in figures["step_grids"]]
     if figures.get("command"):
         lines += ["", f"Measured by `{figures['command']}`."]
     return "\n".join(lines) + "\n"

@@ -13,8 +13,7 @@ import torch
 from sard.baselines import BASELINES
 from sard.devices import device_label
 from sard.io import SardInputError
-from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, resolve_checkpoint
-from sard.store.tensors import file_hash
+from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, resolve_checkpoint, synthesis_hash
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
@@ -68,7 +67,7 @@ def _checkpoint_method(name: str, folder: Path) -> Method:
     config = ModelConfig.read(folder)
     if not (folder / WEIGHTS_NAME).is_file():
         raise SardInputError(f"--methods: checkpoint folder '{folder}' of method '{name}' has no {WEIGHTS_NAME}")
-    return Method(name, folder, f"{name}-{file_hash(folder / WEIGHTS_NAME)}", config)
+    return Method(name, folder, f"{name}-{synthesis_hash(folder, config)}", config)
 
 
 def machine(threads: int | None = None, device: str | torch.device | None = None) -> str:

@@ -10,15 +10,17 @@ from pathlib import Path
 import torch
 
 from sard.io import SardInputError, atomic_write_json, replace_folder
+from sard.nets.bounds import out_of_bounds, problems_of
 from sard.nets.generator import Generator, GeneratorConfig
 from sard.schedule import ScheduleConfig
-from sard.store.tensors import load_state_checked, load_tensors, read_config, save_tensors
+from sard.store.tensors import file_hash, load_state_checked, load_tensors, read_config, save_tensors
 from sard.typed import from_dict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BANK_DIR = "bank"                 # a model folder's real-mask bank (sard.masks.write_bank)
 MODEL_FORMAT = "sard-generator/1"
+MAX_Z_CARRY = 1e3                 # rho ** (1 / 1000) is 1 to float precision: the same z at every step
 
 # The studio's and sard.export's model when none is named; shipped models lie beside it.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "sard-magnetic-tile"
@@ -37,6 +39,7 @@ class ModelConfig:
     fit_min_width: float = 0.0         # px: fit crops never thinned a stroke below this
     rcd: bool = True                   # trained (and so sampled) with RCD; False: whole-image DDGAN
     dmg: bool = True
+    z_carry: float = 0.0               # the sampler's latent carried across reverse steps (sard.rcd.carry_latent); 0: fresh z
     split_seed: int = 0                # the data set third it trained on (sard.data.split_defects)
     data: str | None = None            # the data set folder's name
     step: int | None = None
@@ -47,6 +50,14 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def problems(self) -> list[str]:
+        return problems_of(out_of_bounds("z_carry", self.z_carry, 0, MAX_Z_CARRY))
+
+    @property
+    def sampler_tag(self) -> str:
+        """What synthesis depends on besides the weights, for a fingerprint ('' for DDGAN's sampler)."""
+        return f"zc{self.z_carry:g}" if self.z_carry else ""
+
     @classmethod
     def read(cls, folder: str | Path) -> "ModelConfig":
         """The folder's config.json, checked to describe a SARD generator; errors name the file and field."""
@@ -56,6 +67,13 @@ class ModelConfig:
             raise SardInputError(f"{path}: not a SARD generator config "
                                  f"(expected \"format\": \"{MODEL_FORMAT}\" and a \"generator\" section)")
         return from_dict(cls, raw, str(path))
+
+
+def synthesis_hash(folder: str | Path, config: ModelConfig) -> str:
+    """The weights' hash, tagged with the sampler when it is not DDGAN's: what a model folder's
+    syntheses depend on (records and exports keyed on it stay valid when only the sampler changes)."""
+    h = file_hash(Path(folder) / WEIGHTS_NAME)
+    return f"{h}-{config.sampler_tag}" if config.sampler_tag else h
 
 
 def resolve_checkpoint(spec: str | Path, flag: str = "--checkpoint") -> Path:
