@@ -4,6 +4,7 @@ manifest records to build it again. Export, the benchmarks, realism, the bench a
 take their methods from here."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,7 +13,7 @@ from sard.baselines import BASELINES, make_baseline
 from sard.io import SardInputError
 from sard.pipeline import SardPipeline
 from sard.results import SynthesisResult
-from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint
+from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint, tagged_hash, z_carry_of
 
 SARD = "sard"
 METHODS = (SARD, *BASELINES)
@@ -52,10 +53,10 @@ def defect_label(pipe: SardPipeline, defect: str | None) -> str | None:
 
 def build(method: str, checkpoint: str | Path | None = None, *, steps: int | None = None, roi: bool | None = None,
           rcd: bool | None = None, texture_dir: str | Path | None = None, sources: list | None = None,
-          device=None) -> Synthesizer:
+          device=None, z_carry: float | None = None) -> Synthesizer:
     """`method`: a baseline, "sard" (default checkpoint unless one is given) or any label with a
     checkpoint. rcd / roi None: as the checkpoint was trained (an ablation without RCD resamples
-    the whole image)."""
+    the whole image); z_carry None: the checkpoint's sampler."""
     if method in BASELINES:
         textured = method in TEXTURED
         base = make_baseline(method, **({"texture_dir": texture_dir, "sources": sources} if textured else {}))
@@ -67,6 +68,9 @@ def build(method: str, checkpoint: str | Path | None = None, *, steps: int | Non
                              f"for a SARD checkpoint")
     folder = resolve_checkpoint(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     pipe = SardPipeline.from_pretrained(folder, device=device)
+    if z_carry is not None and z_carry != pipe.config.z_carry:   # a pair made before the folder's sampler changed
+        pipe.config = dataclasses.replace(pipe.config, z_carry=z_carry)
+        pipe.checkpoint_hash = tagged_hash(pipe.checkpoint_hash.partition("-")[0], pipe.config)
     rcd = pipe.config.rcd if rcd is None else rcd
     roi = rcd if roi is None else roi
     params = {"checkpoint": str(folder), "checkpoint_hash": pipe.checkpoint_hash, "defects": pipe.defects,
@@ -85,6 +89,7 @@ def from_record(record: dict, checkpoint: str | Path | None = None, texture_dir=
                 device=None) -> Synthesizer:
     """The synthesizer a manifest line was made with (its method and method_params)."""
     mp = record["method_params"]
+    made_with = mp.get("checkpoint_hash")
     return build(record["method"], checkpoint or mp.get("checkpoint"), steps=mp.get("steps"),
                  roi=mp.get("roi", True), rcd=mp.get("rcd", True), texture_dir=texture_dir, sources=sources,
-                 device=device)
+                 device=device, z_carry=z_carry_of(made_with) if made_with else None)

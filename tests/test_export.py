@@ -58,6 +58,18 @@ def test_layout_is_read_back_by_the_mvtec_reader_and_manifest_regenerates_pairs(
     img, mask = regenerate(rec)
     assert np.array_equal(img, read_image(base / rec["image"]))
     assert np.array_equal(mask, np.array(Image.open(base / rec["mask"])))
+    # the folder's sampler changed since (ModelConfig.z_carry): the pair is still made as it was
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["z_carry"] = cfg.get("z_carry", 0) + 4
+    (ck / "config.json").write_text(json.dumps(cfg))
+    img2, _ = regenerate(rec)
+    assert np.array_equal(img2, img)
+    now = export("--method", "sard", "--checkpoint", ck, "--normals", tiny_data, "--masks", "bank",
+                 "--per-type", "3", "--out", tmp_path / "now", "--seed", "5")
+    assert now.returncode == 0, now.stderr
+    again = lines(tmp_path / "now" / "mt" / "manifest.jsonl")[4]
+    assert again["method_params"]["checkpoint_hash"].endswith(f"-zc{cfg['z_carry']:g}")
+    assert np.array_equal(regenerate(again)[0], read_image(tmp_path / "now" / "mt" / again["image"]))
 
 
 @pytest.mark.parametrize("method", ["cutpaste", "draem", "glass"])

@@ -226,3 +226,9 @@ def test_a_checkpoint_with_a_carried_latent_synthesizes_otherwise_and_says_so_in
     ra, rb = a(img, m, seed=7), b(img, m, seed=7)
     assert not np.array_equal(ra.image, rb.image) and np.array_equal(ra.image[~m], rb.image[~m])
     assert np.array_equal(ra.image, pipe(img, m, seed=7).image)
+    # a pair recorded before the folder's sampler changed is rebuilt with the sampler it was made with
+    from sard.synthesizers import build, from_record
+    record = {"method": "sard", "method_params": build("sard", tmp_path / "fresh").params}
+    (tmp_path / "fresh" / "config.json").write_bytes((tmp_path / "carry" / "config.json").read_bytes())
+    assert np.array_equal(from_record(record)(img, m, 7, None).image, ra.image)
+    assert np.array_equal(build("sard", tmp_path / "fresh")(img, m, 7, None).image, rb.image)

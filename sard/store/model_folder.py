@@ -72,8 +72,17 @@ class ModelConfig:
 def synthesis_hash(folder: str | Path, config: ModelConfig) -> str:
     """The weights' hash, tagged with the sampler when it is not DDGAN's: what a model folder's
     syntheses depend on (records and exports keyed on it stay valid when only the sampler changes)."""
-    h = file_hash(Path(folder) / WEIGHTS_NAME)
-    return f"{h}-{config.sampler_tag}" if config.sampler_tag else h
+    return tagged_hash(file_hash(Path(folder) / WEIGHTS_NAME), config)
+
+
+def tagged_hash(weights_hash: str, config: ModelConfig) -> str:
+    return f"{weights_hash}-{config.sampler_tag}" if config.sampler_tag else weights_hash
+
+
+def z_carry_of(hash_: str) -> float:
+    """The sampler latent carry a synthesis_hash was made with (untagged: 0, DDGAN's fresh z)."""
+    _, tagged, carry = hash_.partition("-zc")
+    return float(carry) if tagged else 0.0
 
 
 def resolve_checkpoint(spec: str | Path, flag: str = "--checkpoint") -> Path:
