@@ -1,4 +1,5 @@
-"""The README documents every flag of every command, and its layout section names every module."""
+"""The README documents every flag of every command, its layout section names every module, and every
+local link of the documents resolves."""
 import re
 
 import pytest
@@ -27,3 +28,13 @@ def test_the_layout_section_names_every_module():
              for top in ("sard", "ui", "tools") for p in (REPO / top).rglob("*.py")} - {"__init__"}
     missing = sorted(n for n in names if not re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", layout))
     assert not missing, f"modules the README's layout does not name: {missing}"
+
+
+def test_every_local_link_and_picture_of_the_documents_exists():
+    """A report copied under another name keeps pointing at its own picture (a broken ![...](...)
+    shows nothing where people would rather look than read)."""
+    docs = [REPO / "README.md", *(p for d in ("docs", "reports", "checkpoints") for p in (REPO / d).rglob("*.md"))]
+    broken = [f"{p.relative_to(REPO)}: {t}" for p in docs
+              for t in re.findall(r"\]\(([^)#\s]+)\)", p.read_text()) if not t.startswith(("http:", "https:"))
+              and not (p.parent / t).exists()]
+    assert not broken, broken
