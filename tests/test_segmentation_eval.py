@@ -157,6 +157,11 @@ def test_quick_run_end_to_end_and_cache(tmp_path):
     _, report4, _ = _quick(MAGNETIC_TILE, tmp_path, "real,cutpaste,draem", "--results", tmp_path / "kept", *extra)
     assert report4["runs_trained"] == 0 and report4["runs_cached"] == 5
     assert json.dumps(report4["results"], sort_keys=True) == json.dumps(report3["results"], sort_keys=True)
+    # the synthetic-only arm alone, without Real only: a report whose verdict says why it ranks nothing
+    md5, report5, _ = _quick(MAGNETIC_TILE, tmp_path, "cutpaste,draem", "--real-fraction", "0",
+                             "--results", tmp_path / "kept", *extra)
+    assert report5["runs_trained"] == 0 and list(report5["results"]["unet"]) == ["0"]
+    assert "no Real only run" in md5.splitlines()[2] and "synthetic-only arm" in md5
 
 
 @pytest.mark.skipif(not BOTTLE.is_dir(), reason=f"bottle data not found at {BOTTLE}")

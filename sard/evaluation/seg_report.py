@@ -79,13 +79,18 @@ def ranking(per: dict) -> list[tuple[str, bool]]:
     return [(n, i > 0 and _within(per[n]["AP"]["values"], per[names[0]]["AP"]["values"])) for i, n in enumerate(names)]
 
 
+def main_arm(report: dict, arms: dict) -> dict:
+    """The mixed arm's results, the one Real only trains in ({} when this run has none: a run of the
+    synthetic-only arm alone)."""
+    return arms.get(f"{report['settings']['main_fraction']:g}", {})
+
+
 def verdict(report: dict) -> dict:
     """Per backbone: converged or not, and if so the ranking per arm and where SARD stands."""
     out = {}
     labels = {n: m["label"] for n, m in report["methods"].items()}
-    main = f"{report['settings']['main_fraction']:g}"
     for b, arms in report["results"].items():
-        conv = convergence(arms[main])
+        conv = convergence(main_arm(report, arms))
         if not conv["converged"]:
             out[b] = {"converged": False, "text": f"not converged: no ranking ({conv['words']}; converged needs "
                                                   f"both margins above the seed spread)."}
@@ -194,7 +199,6 @@ def _iou_table(report: dict, per: dict, keys: tuple[str, str], heads: tuple[str,
 
 
 def _paper_table(report: dict) -> list[str]:
-    main = f"{report['settings']['main_fraction']:g}"
     L = ["| Method | " + " | ".join(f"{t} mIoU | {t} Acc" for t in PAPER_BOTTLE) +
          " | " + " | ".join(f"ours {b} mIoU | ours {b} Acc" for b in report["results"]) + " |",
          "|---|" + "---|---|" * (len(PAPER_BOTTLE) + len(report["results"]))]
@@ -202,7 +206,7 @@ def _paper_table(report: dict) -> list[str]:
     for label in list(PAPER_BOTTLE["Table I (SegFormer)"]) + [lb for lb in ours if lb not in PAPER_BOTTLE["Table I (SegFormer)"]]:
         cells = [" | ".join(f"{v:.2f}" for v in t[label]) if label in t else "- | -" for t in PAPER_BOTTLE.values()]
         for b, arms in report["results"].items():
-            per = arms[main]
+            per = main_arm(report, arms)
             n = ours.get(label)
             cells.append(" | ".join(_cell(per[n][k]) for k in ("IoU_paper", "Acc_paper")) if n in per else "- | -")
         L.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -276,10 +280,11 @@ def _tables(report: dict) -> list[str]:
             L += [f"## {b}: {title}", ""] + _ap_table(report, per) + [""]
             L += ["IoU and F1 at the validation threshold, pooled with test/good:", ""]
             L += _iou_table(report, per, ("IoU", "F1"), ("IoU", "F1")) + [""]
-        L += [f"## {b}: the paper's columns (secondary)", "",
-              "IoU and Acc (= recall) of the defect class on each type's defect images alone, at the same threshold "
-              f"(real share {main}): they charge nothing for false alarms on good images.", ""]
-        L += _iou_table(report, arms[main], ("IoU_paper", "Acc_paper"), ("IoU", "Acc")) + [""]
+        if main_arm(report, arms):    # a run of the synthetic-only arm alone has no mixed arm to show them for
+            L += [f"## {b}: the paper's columns (secondary)", "",
+                  "IoU and Acc (= recall) of the defect class on each type's defect images alone, at the same "
+                  f"threshold (real share {main}): they charge nothing for false alarms on good images.", ""]
+            L += _iou_table(report, main_arm(report, arms), ("IoU_paper", "Acc_paper"), ("IoU", "Acc")) + [""]
     return L
 
 
@@ -297,7 +302,7 @@ def _convergence_steps(report: dict) -> list[str]:
     st = report["settings"]
     L = ["## Convergence and steps", ""]
     for b, arms in report["results"].items():
-        real = arms[f"{st['main_fraction']:g}"].get("real")
+        real = main_arm(report, arms).get("real")
         if real:
             t = real["loss_tenths"]
             L.append(f"- {b}: Real only training loss per tenth of the steps {', '.join(f'{x:.3f}' for x in t)} "
