@@ -74,6 +74,7 @@ def test_realism_and_card_commands(tmp_path, small_data):
     assert "![crack repainted](repaint_crack.png)" in card and "![crack step-through](steps_crack.png)" in card
     assert all(f"| {d} |" in card for d in fig["quality"]) and "**0** (bit-exact)" in card
     assert all(len(v["colour_real"]) == len(v["colour_synth"]) == 1 for v in fig["quality"].values())
+    assert "(g) native grain synth / real" in card and all("grain_synth" in v for v in fig["quality"].values())
     r = run_module("sard.evaluate", "realism", "--data", tmp_path / "missing", "--out", out)
     assert r.returncode == 2 and "missing" in r.stderr
     # a C2ST name that is not in the report is refused before the card's work starts, not after it

@@ -44,6 +44,7 @@ def probe(pipe: SardPipeline, ck: Path, samples: list, a: argparse.Namespace) ->
     row = {d: {"diversity_ratio": None if v["diversity_ratio"] is None else round(v["diversity_ratio"], 2),
                "relative": None if v["diversity_ratio_relative"] is None else round(v["diversity_ratio_relative"], 2),
                "std_ratio": round(v["std_ratio"], 2), "x0_change": [round(x, 1) for x in v["x0_change_per_step"]],
+               "grain_synth_real": [None if v[k] is None else round(v[k], 2) for k in ("grain_synth", "grain_real")],
                "colour_synth_real": [[round(x) for x in v[k]] for k in ("colour_synth", "colour_real")]}
            for d, v in q.items()}
     log = ck / "log.jsonl"

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from sard.data import Split, list_dataset, normal_images, split_defects
 from sard.imaging import mask_bbox, overlay
+from sard.evaluation.grain import grain_ratio
 from sard.evaluation.sheets import columns, fit_h, rgb
 from sard.io import read_image, read_mask
 from sard.masks import MaskBank, grow_mask, random_mask
@@ -251,6 +252,7 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
     for defect in pipe.defects or [None]:
         samples = [s for s in held_out if defect is None or s.defect == defect][:per_type]
         div, std_s, std_r, spread, spread_rel, change, col_s, col_r = [], [], [], [], [], [], [], []
+        grain = {"synth": [], "real": []}
         loaded = []
         for s in tqdm(samples, desc=f"quality {defect}", leave=False):
             image = read_image(s.image)
@@ -265,6 +267,9 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
             std_r.append(float(_inside(image, m).std()))
             col_s.append(_channel_means(a, m))
             col_r.append(_channel_means(image, m))
+            for k, v in (("synth", grain_ratio(a, m)), ("real", grain_ratio(image, m))):
+                if v is not None:
+                    grain[k].append(v)
             top, left, bottom, right = res[0].roi
             mr = m[top:bottom, left:right]
             change.append(x0_change_per_step(res[0].frames, mr))
@@ -290,6 +295,7 @@ def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, se
                                    for i in range(max(map(len, change)))],
             "colour_synth": [float(v) for v in np.mean(col_s, axis=0)],
             "colour_real": [float(v) for v in np.mean(col_r, axis=0)],
+            **{f"grain_{k}": float(np.median(v)) if v else None for k, v in grain.items()},   # figure (g)
         }
     return out
 
@@ -382,16 +388,20 @@ def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, 
                   "relative: each real defect against its own local background level (the median of an "
                   f"{RING_PX} px ring around its mask), as two seeds share theirs; "
                   "(c) std inside the mask synthesis / real, target within 15 %; (e) mean \\|change of the predicted x0\\| "
-                  "per reverse step; mean level inside the mask synthesis / real (R G B for colour).", "",
+                  "per reverse step; (g) native grain: the std of the finest detail (what a 1 px blur removes) inside "
+                  "the mask over that of an 8 px ring around it, median, synthesis / real (a fill smoother than the "
+                  "part is a cue a segmenter learns instead of the defect); mean level inside the mask synthesis / "
+                  "real (R G B for colour).", "",
                   "| type | (b) seed diversity | real spread | ratio | real spread, relative | ratio | "
-                  "(c) std synth / real | (e) x0 change per step | mean level synth / real |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "(c) std synth / real | (e) x0 change per step | (g) native grain synth / real | mean level synth / real |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for d, v in q.items():
             lines.append(f"| {d} | {v['seed_diversity']:.1f} | {_num(v.get('real_spread'))} | "
                          f"{_num(v.get('diversity_ratio'), '.2f')} | {_num(v.get('real_spread_relative'))} | "
                          f"{_num(v.get('diversity_ratio_relative'), '.2f')} | "
                          f"{v['std_synth']:.1f} / {v['std_real']:.1f} = {v['std_ratio']:.2f} | "
                          f"{' / '.join(f'{x:.1f}' for x in v['x0_change_per_step'])} | "
+                         f"{_num(v.get('grain_synth'), '.2f')} / {_num(v.get('grain_real'), '.2f')} | "
                          f"{_levels(v.get('colour_synth'))} / {_levels(v.get('colour_real'))} |")
     lines += ["", "Held-out normal image, a real mask of the type from the bank, three seeds (top: whole image; "
               "bottom: zoom on the mask):", ""]
