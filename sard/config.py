@@ -59,6 +59,7 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 500
     ckpt_every: int = 500
+    refine: int = 1                # the shipped sampler's native-scale steps after a mask painted at a fit crop's scale; 0: none
     z_carry: float = 8.0           # the shipped sampler's latent carried across reverse steps (sard.rcd.carry_latent); 0: DDGAN's fresh z
     fast: str = "auto"             # the compiled step (sard.fast_step): auto = on CUDA only, on, off
     fast_mode: str = "default"     # its torch.compile mode
@@ -87,7 +88,7 @@ class TrainConfig:
             *(b(f"betas[{k}]", v, 0, 1, below=True) for k, v in enumerate(self.betas)),
             b("d_steps", self.d_steps, 1, MAX_D_STEPS, whole=True), b("ema", self.ema, 0, 1, below=True),
             b(n("fit_crops"), self.fit_crops, 0, 1), b("fit_min_width", self.fit_min_width, 0, MAX_FIT_WIDTH),
-            b("z_carry", self.z_carry, 0, MAX_Z_CARRY),
+            b("z_carry", self.z_carry, 0, MAX_Z_CARRY), b("refine", self.refine, 0, self.schedule.num_steps, whole=True),
             choice(n("fast"), self.fast, FAST_CHOICES), choice(n("fast_mode"), self.fast_mode, COMPILE_MODES))
 
     def validate(self) -> "TrainConfig":

@@ -11,6 +11,7 @@ float rounding of a batched network call.
 from __future__ import annotations
 
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -165,10 +166,10 @@ class SardPipeline:
                roi: bool = True, rcd: bool = True, refine: int | None = None) -> Iterator[FrameImages | SynthesisResult]:
         """Yields a FrameImages per reverse step, then the SynthesisResult. A mask painted at a smaller
         scale (scale_for) may get `refine` more reverse steps at native scale, started from the scaled
-        result noised to t = refine (default 0: none)."""
+        result noised to t = refine (default: the checkpoint's, ModelConfig.refine)."""
         t0 = time.perf_counter()
         job = self._prepare(image, mask, seed, defect, steps, roi, rcd)
-        refine = whole_number("refine", 0 if refine is None else refine, 0, self.schedule.num_steps)
+        refine = whole_number("refine", self.config.refine if refine is None else refine, 0, self.schedule.num_steps)
         rng = torch.Generator(device=self.device).manual_seed(job.seed)
         timed = _TimedGenerator(self.generator, self.device)
         frames, composite = [], None
@@ -184,15 +185,20 @@ class SardPipeline:
         """Many (image, mask, seed, defect) jobs at once: regions of one padded size go through the network
         together, at most `size` a call per reverse step, each job drawing its noise from its own seed.
         Results in the order of `jobs`, without frames; timings["batch"] gives the network input's size
-        and the jobs (indices into `jobs`, in call order) of each one's call."""
+        and the jobs (indices into `jobs`, in call order) of each one's call. A job the checkpoint refines
+        at native scale (ModelConfig.refine, a mask painted at a fit crop's scale) is made on its own."""
         t0 = time.perf_counter()
         size = whole_number("batch", size, 1)
         ready = [self._prepare(image, mask, seed, defect, steps, roi, rcd) for image, mask, seed, defect in jobs]
         inputs = [self._network_input(job.x0, job.mk, job.scale) for job in ready]
+        results: list[SynthesisResult] = [None] * len(ready)
+        alone = [n for n, job in enumerate(ready) if self.config.refine and job.scale < 1]
+        for n in alone:
+            results[n] = dataclasses.replace(self(*jobs[n], steps=steps, roi=roi, rcd=rcd), frames=[])
         buckets: dict[tuple[int, ...], list[int]] = {}
         for n, (x0p, _, _) in enumerate(inputs):
-            buckets.setdefault(tuple(x0p.shape), []).append(n)
-        results: list[SynthesisResult] = [None] * len(ready)
+            if n not in alone:
+                buckets.setdefault(tuple(x0p.shape), []).append(n)
         for shape, members in buckets.items():
             for lo in range(0, len(members), size):
                 chunk = members[lo:lo + size]

@@ -13,7 +13,7 @@ from sard.baselines import BASELINES, make_baseline
 from sard.io import SardInputError
 from sard.pipeline import SardPipeline
 from sard.results import SynthesisResult
-from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint, tagged_hash, z_carry_of
+from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint, sampler_of, tagged_hash
 
 SARD = "sard"
 METHODS = (SARD, *BASELINES)
@@ -53,10 +53,10 @@ def defect_label(pipe: SardPipeline, defect: str | None) -> str | None:
 
 def build(method: str, checkpoint: str | Path | None = None, *, steps: int | None = None, roi: bool | None = None,
           rcd: bool | None = None, texture_dir: str | Path | None = None, sources: list | None = None,
-          device=None, z_carry: float | None = None) -> Synthesizer:
+          device=None, sampler: dict | None = None) -> Synthesizer:
     """`method`: a baseline, "sard" (default checkpoint unless one is given) or any label with a
     checkpoint. rcd / roi None: as the checkpoint was trained (an ablation without RCD resamples
-    the whole image); z_carry None: the checkpoint's sampler."""
+    the whole image); sampler None: the checkpoint's (ModelConfig.sampler), else those choices."""
     if method in BASELINES:
         textured = method in TEXTURED
         base = make_baseline(method, **({"texture_dir": texture_dir, "sources": sources} if textured else {}))
@@ -68,8 +68,8 @@ def build(method: str, checkpoint: str | Path | None = None, *, steps: int | Non
                              f"for a SARD checkpoint")
     folder = resolve_checkpoint(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     pipe = SardPipeline.from_pretrained(folder, device=device)
-    if z_carry is not None and z_carry != pipe.config.z_carry:   # a pair made before the folder's sampler changed
-        pipe.config = dataclasses.replace(pipe.config, z_carry=z_carry)
+    if sampler is not None and sampler != pipe.config.sampler:   # a pair made before the folder's sampler changed
+        pipe.config = dataclasses.replace(pipe.config, **sampler)
         pipe.checkpoint_hash = tagged_hash(pipe.checkpoint_hash.partition("-")[0], pipe.config)
     rcd = pipe.config.rcd if rcd is None else rcd
     roi = rcd if roi is None else roi
@@ -92,4 +92,4 @@ def from_record(record: dict, checkpoint: str | Path | None = None, texture_dir=
     made_with = mp.get("checkpoint_hash")
     return build(record["method"], checkpoint or mp.get("checkpoint"), steps=mp.get("steps"),
                  roi=mp.get("roi", True), rcd=mp.get("rcd", True), texture_dir=texture_dir, sources=sources,
-                 device=device, z_carry=z_carry_of(made_with) if made_with else None)
+                 device=device, sampler=sampler_of(made_with) if made_with else None)

@@ -9,7 +9,7 @@ from sard.nets.generator import Generator, GeneratorConfig
 from sard.pipeline import SardPipeline
 from sard.rcd import carry_latent, rcd_sample
 from sard.schedule import Schedule, ScheduleConfig
-from sard.store.model_folder import ModelConfig
+from sard.store.model_folder import ModelConfig, sampler_of
 
 
 def random_pipeline(channels: int, T: int = 4, seed: int = 0) -> SardPipeline:
@@ -120,6 +120,13 @@ def test_a_fit_crop_checkpoint_paints_a_large_mask_at_its_crop_scale_and_keeps_t
     assert [f.scale for f in fine.frames] == [r.timings["scale"]] * 4 + [1.0] and fine.frames[-1].step == 0
     assert np.array_equal(fine.image[~big], img[~big]) and not np.array_equal(fine.image, r.image)
     assert len(pipe(img, small, seed=1, refine=1).frames) == 4          # nothing to refine at native scale
+    # the checkpoint's own refine (ModelConfig.refine) is the default, and batch() makes such a job as one alone
+    pipe.config.refine = 1
+    assert np.array_equal(pipe(img, big, seed=1).image, fine.image)
+    assert np.array_equal(pipe(img, big, seed=1, refine=0).image, r.image)
+    together = pipe.batch([(img, big, 1, None), (img, small, 2, None), (img, small, 3, None)], size=4)
+    assert np.array_equal(together[0].image, fine.image) and "batch" not in together[0].timings
+    assert together[1].timings["batch"]["size"] == 2 and together[0].frames == together[1].frames == []
 
 
 def test_a_fit_crop_holds_the_whole_mask_scaled_as_synthesis_scales_it():
@@ -221,6 +228,8 @@ def test_a_checkpoint_with_a_carried_latent_synthesizes_otherwise_and_says_so_in
     save_model(tmp_path / "carry", pipe.generator.state_dict(), dataclasses.replace(pipe.config, z_carry=4.0))
     a, b = (SardPipeline.from_pretrained(tmp_path / n) for n in ("fresh", "carry"))
     assert b.config.z_carry == 4.0 and b.checkpoint_hash == a.checkpoint_hash + "-zc4"
+    assert sampler_of(b.checkpoint_hash) == {"z_carry": 4.0, "refine": 0} and sampler_of(a.checkpoint_hash) == \
+        {"z_carry": 0.0, "refine": 0} and sampler_of("abc-zc0.5-r2") == {"z_carry": 0.5, "refine": 2}
     img = np.random.default_rng(3).integers(0, 256, (33, 35), dtype=np.uint8)
     m = blob_mask(33, 35)
     ra, rb = a(img, m, seed=7), b(img, m, seed=7)

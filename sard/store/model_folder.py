@@ -20,6 +20,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BANK_DIR = "bank"                 # a model folder's real-mask bank (sard.masks.write_bank)
 MODEL_FORMAT = "sard-generator/1"
+SAMPLER_TAGS = {"z_carry": "zc", "refine": "r"}   # ModelConfig's sampling fields, as fingerprints name them
 MAX_Z_CARRY = 1e3                 # rho ** (1 / 1000) is 1 to float precision: the same z at every step
 
 # The studio's and sard.export's model when none is named; shipped models lie beside it.
@@ -40,6 +41,7 @@ class ModelConfig:
     rcd: bool = True                   # trained (and so sampled) with RCD; False: whole-image DDGAN
     dmg: bool = True
     z_carry: float = 0.0               # the sampler's latent carried across reverse steps (sard.rcd.carry_latent); 0: fresh z
+    refine: int = 0                    # native-scale reverse steps after a mask painted at a fit crop's scale (its grain)
     split_seed: int = 0                # the data set third it trained on (sard.data.split_defects)
     data: str | None = None            # the data set folder's name
     step: int | None = None
@@ -51,12 +53,18 @@ class ModelConfig:
         return asdict(self)
 
     def problems(self) -> list[str]:
-        return problems_of(out_of_bounds("z_carry", self.z_carry, 0, MAX_Z_CARRY))
+        return problems_of(out_of_bounds("z_carry", self.z_carry, 0, MAX_Z_CARRY),
+                           out_of_bounds("refine", self.refine, 0, self.schedule.num_steps, whole=True))
+
+    @property
+    def sampler(self) -> dict:
+        """The sampling choices a synthesis depends on besides the weights (SAMPLER_TAGS)."""
+        return {k: getattr(self, k) for k in SAMPLER_TAGS}
 
     @property
     def sampler_tag(self) -> str:
-        """What synthesis depends on besides the weights, for a fingerprint ('' for DDGAN's sampler)."""
-        return f"zc{self.z_carry:g}" if self.z_carry else ""
+        """The sampler for a fingerprint: e.g. 'zc8-r1'; '' for DDGAN's (every choice 0)."""
+        return "-".join(f"{tag}{getattr(self, k):g}" for k, tag in SAMPLER_TAGS.items() if getattr(self, k))
 
     @classmethod
     def read(cls, folder: str | Path) -> "ModelConfig":
@@ -79,10 +87,14 @@ def tagged_hash(weights_hash: str, config: ModelConfig) -> str:
     return f"{weights_hash}-{config.sampler_tag}" if config.sampler_tag else weights_hash
 
 
-def z_carry_of(hash_: str) -> float:
-    """The sampler latent carry a synthesis_hash was made with (untagged: 0, DDGAN's fresh z)."""
-    _, tagged, carry = hash_.partition("-zc")
-    return float(carry) if tagged else 0.0
+def sampler_of(hash_: str) -> dict:
+    """The sampling choices a synthesis_hash was made with (a choice not tagged: 0, DDGAN's)."""
+    tags = hash_.split("-")[1:]
+    out = {}
+    for k, tag in SAMPLER_TAGS.items():
+        v = next((t[len(tag):] for t in tags if t.startswith(tag) and t[len(tag):].replace(".", "", 1).isdigit()), "0")
+        out[k] = int(v) if k == "refine" else float(v)
+    return out
 
 
 def resolve_checkpoint(spec: str | Path, flag: str = "--checkpoint") -> Path:
