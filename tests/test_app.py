@@ -652,6 +652,25 @@ def test_step_through_counts_steps_as_its_caption_and_shows_x_t_in_its_own_range
     assert len(re.findall(r"\d\.\d{3}", first[1])) == T - 1   # the change of x0 per step, after the first
 
 
+def test_step_through_shows_the_native_scale_refine_step_after_the_scaled_ones(studio):
+    from sard.pipeline import SardPipeline
+    from ui.session import Session, Variation
+    pipe = SardPipeline.from_pretrained(REPO / "checkpoints" / "sard-bottle")      # refine 1 in its config
+    assert pipe.config.refine == 1
+    image = np.dstack([texture((200, 200), 3)] * 3)
+    m = np.zeros((200, 200), bool)
+    m[30:170, 40:160] = True                                  # larger than its 64 px crops: painted scaled
+    r = pipe(image, m, seed=2, defect="contamination")
+    T = pipe.schedule.num_steps
+    assert len(r.frames) == T + 1 and r.frames[0].scale < 1 and r.frames[-1].scale == 1
+    session = Session()
+    session.new_image("/x.png", image, 1.0)
+    session.variations = [Variation(r.image, r.mask, r.frames, r.roi, {"method": "sard"})]
+    last = studio.step_view(0, None, session)
+    assert last[0]["maximum"] == T + 1 and f"Reverse step {T + 1}/{T + 1}" in last[1]
+    assert "refine step" in last[1] and "refine step" not in studio.step_view(0, T, session)[1]
+
+
 def test_x0_changes_are_mean_absolute_differences_inside_the_mask():
     from sard.results import FrameImages
     from ui.pictures import x0_changes

@@ -153,6 +153,9 @@ class Synthesis:
         region = f"{right - left}x{bottom - top} px" if f.scale == 1 else \
             (f"{right - left}x{bottom - top} px painted at {f.scale:.2f} of its size, the scale of the crops the model "
              f"learnt masks this large from; shown at full size")
+        if f.scale == 1 and v.frames[0].scale < 1:   # the checkpoint's refine (ModelConfig.refine)
+            region += (f", at native scale: a refine step that paints the image's own fine grain into the fill "
+                       f"painted at {v.frames[0].scale:.2f} of its size")
         caption = (f"**Reverse step {k + 1}/{n}** (x_t at t = {f.step + 1} of {self.pipe.schedule.num_steps}; network "
                    f"region {region}). x_t as the network sees it: values {f.x_t_range[0]:.2f} "
                    f"to {f.x_t_range[1]:.2f}, shown black to white. Mean |change of the predicted x0| inside the mask "
