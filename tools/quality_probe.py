@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("checkpoints", nargs="+", type=Path)
     p.add_argument("--per-type", type=int, default=8)
     p.add_argument("--grids", type=Path)
-    p.add_argument("--refine", type=int, default=0)
+    p.add_argument("--refine", type=int, help="native-scale refine steps (default: each checkpoint's own)")
     p.add_argument("--z-carry", help="comma list of sampler latent carries (default: each checkpoint's own)")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -50,7 +50,7 @@ def probe(pipe: SardPipeline, ck: Path, samples: list, a: argparse.Namespace) ->
     log = ck / "log.jsonl"
     gaps = {k: [None if x is None else round(x, 3) for x in v["mean_by_third"]]
             for k, v in (game_pulse(log) if log.is_file() else {}).items()}
-    print(json.dumps({"checkpoint": str(ck), "z_carry": pipe.config.z_carry, "refine": a.refine, "quality": row,
+    print(json.dumps({"checkpoint": str(ck), "z_carry": pipe.config.z_carry, "refine": pipe.config.refine if a.refine is None else a.refine, "quality": row,
                       "d_gap_by_third": gaps}), flush=True)
     if a.grids:
         folder = a.grids / (ck.name + (f"-zc{pipe.config.z_carry:g}" if a.z_carry else ""))

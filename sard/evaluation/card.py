@@ -109,7 +109,7 @@ def held_out_defects(held_out: list, defect: str | None, n: int) -> Iterator[tup
 
 
 def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int = 4, seeds=(0, 1),
-                 height: int = 160, zoom_size: int = 96, refine: int = 0) -> Image.Image | None:
+                 height: int = 160, zoom_size: int = 96, refine: int | None = None) -> Image.Image | None:
     """One row per held-out real defect of the type: the real defect, its mask, and the synthesis inside
     that mask for each seed, zoomed on the mask: what (b) and (c) measure, to be looked at (a seed that
     paints a faint defect, a texture unlike the part's). None when the type has no usable held-out defect."""
@@ -235,7 +235,7 @@ def _aligned_difference(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.nda
     return float(np.mean(vals)) if len(vals) >= 10 else None
 
 
-def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, seeds=(0, 1), refine: int = 0) -> dict:
+def synthesis_quality(pipe: SardPipeline, held_out: list, per_type: int = 20, seeds=(0, 1), refine: int | None = None) -> dict:
     """Per defect type, on held-out real defect images with their own masks (the real defect is
     repainted, so synthesis and reality share mask and surroundings), in gray levels 0-255:
     - seed_diversity: mean |seed a - seed b| inside the mask;
