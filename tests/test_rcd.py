@@ -241,3 +241,20 @@ def test_a_checkpoint_with_a_carried_latent_synthesizes_otherwise_and_says_so_in
     (tmp_path / "fresh" / "config.json").write_bytes((tmp_path / "carry" / "config.json").read_bytes())
     assert np.array_equal(from_record(record)(img, m, 7, None).image, ra.image)
     assert np.array_equal(build("sard", tmp_path / "fresh")(img, m, 7, None).image, rb.image)
+
+
+def test_the_cards_step_through_grid_holds_refined_and_native_masks_side_by_side(tmp_path):
+    from types import SimpleNamespace
+    from PIL import Image
+    from sard.evaluation.card import step_through_grid
+    pipe = random_pipeline(3)
+    pipe.config.fit_crops, pipe.config.refine = 0.5, 1
+    img = np.random.default_rng(4).integers(0, 256, (120, 140, 3), dtype=np.uint8)
+    held = []
+    for k, m in enumerate((large_mask(120, 140, 20, 30, 80, 60), large_mask(120, 140, 50, 60, 8, 8))):
+        Image.fromarray(img).save(tmp_path / f"{k}.png")
+        Image.fromarray(m.astype(np.uint8) * 255).save(tmp_path / f"{k}_mask.png")
+        held.append(SimpleNamespace(image=tmp_path / f"{k}.png", mask=tmp_path / f"{k}_mask.png", defect=None))
+    grid = step_through_grid(pipe, held, None, height=40, zoom_size=32)
+    # the real defect, 4 reverse steps and one native refine step; the native mask's row left blank there
+    assert grid.width >= 6 * 40 and grid.height >= 2 * 40

@@ -141,7 +141,10 @@ def step_through_grid(pipe: SardPipeline, held_out: list, defect: str | None, n:
         rows.append([fit_h(_zoom(t, m, zoom_size), height) for t in (rgb(image), *frames)])
     if not rows:
         return None
-    labels = ["real (held out)", *(f"after step {k + 1}" for k in range(len(rows[0]) - 1))]
+    width = max(map(len, rows))   # a mask painted at a fit crop's scale may get native refine steps too
+    rows = [r + [Image.new("RGB", (height, height), "white")] * (width - len(r)) for r in rows]
+    T = pipe.schedule.num_steps
+    labels = ["real (held out)", *(f"after step {k + 1}" if k < T else f"native refine {k + 1 - T}" for k in range(width - 1))]
     return columns(rows, labels, height, 6, f"{defect or 'defect'}: the step-through, seed {seed}, zoomed on the mask")
 
 
