@@ -406,8 +406,16 @@ def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, 
                          f"{' / '.join(f'{x:.1f}' for x in v['x0_change_per_step'])} | "
                          f"{_num(v.get('grain_synth'), '.2f')} / {_num(v.get('grain_real'), '.2f')} | "
                          f"{_levels(v.get('colour_synth'))} / {_levels(v.get('colour_real'))} |")
-    lines += ["", "Held-out normal image, a real mask of the type from the bank, three seeds (top: whole image; "
-              "bottom: zoom on the mask):", ""]
+    lines += _picture_lines(figures, types, grids)
+    if figures.get("command"):
+        lines += ["", f"Measured by `{figures['command']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def _picture_lines(figures: dict, types: list[str], grids: str) -> list[str]:
+    """The card's pictures: a grid per type, then the repaint and step-through grids where made."""
+    lines = ["", "Held-out normal image, a real mask of the type from the bank, three seeds (top: whole image; "
+             "bottom: zoom on the mask):", ""]
     lines += [f"![{d}]({grids}grid_{d}.png)" for d in types]
     if figures.get("repaint_grids"):
         lines += ["", "Held-out real defects repainted inside their own masks (the pairs (b) and (c) measure): real, "
@@ -417,6 +425,4 @@ def card_markdown(figures: dict, config: ModelConfig, c2st: dict | None = None, 
         lines += ["", "The step-through (figure e): a held-out real defect, then the composite after each reverse "
                   "step inside its own mask:", ""]
         lines += [f"![{d} step-through]({grids}steps_{d}.png)" for d in figures["step_grids"]]
-    if figures.get("command"):
-        lines += ["", f"Measured by `{figures['command']}`."]
-    return "\n".join(lines) + "\n"
+    return lines
