@@ -190,15 +190,16 @@ class SardPipeline:
         t0 = time.perf_counter()
         size = whole_number("batch", size, 1)
         ready = [self._prepare(image, mask, seed, defect, steps, roi, rcd) for image, mask, seed, defect in jobs]
-        inputs = [self._network_input(job.x0, job.mk, job.scale) for job in ready]
         results: list[SynthesisResult] = [None] * len(ready)
-        alone = [n for n, job in enumerate(ready) if self.config.refine and job.scale < 1]
-        for n in alone:
-            results[n] = dataclasses.replace(self(*jobs[n], steps=steps, roi=roi, rcd=rcd), frames=[])
+        inputs = {}
+        for n, job in enumerate(ready):
+            if self.config.refine and job.scale < 1:
+                results[n] = dataclasses.replace(self(*jobs[n], steps=steps, roi=roi, rcd=rcd), frames=[])
+            else:
+                inputs[n] = self._network_input(job.x0, job.mk, job.scale)
         buckets: dict[tuple[int, ...], list[int]] = {}
-        for n, (x0p, _, _) in enumerate(inputs):
-            if n not in alone:
-                buckets.setdefault(tuple(x0p.shape), []).append(n)
+        for n, (x0p, _, _) in inputs.items():
+            buckets.setdefault(tuple(x0p.shape), []).append(n)
         for shape, members in buckets.items():
             for lo in range(0, len(members), size):
                 chunk = members[lo:lo + size]

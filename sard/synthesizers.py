@@ -13,7 +13,7 @@ from sard.baselines import BASELINES, make_baseline
 from sard.io import SardInputError
 from sard.pipeline import SardPipeline
 from sard.results import SynthesisResult
-from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint, sampler_of, tagged_hash
+from sard.store.model_folder import DEFAULT_CHECKPOINT, resolve_checkpoint, sampler_of, synthesis_hash
 
 SARD = "sard"
 METHODS = (SARD, *BASELINES)
@@ -70,7 +70,7 @@ def build(method: str, checkpoint: str | Path | None = None, *, steps: int | Non
     pipe = SardPipeline.from_pretrained(folder, device=device)
     if sampler is not None and sampler != pipe.config.sampler:   # a pair made before the folder's sampler changed
         pipe.config = dataclasses.replace(pipe.config, **sampler)
-        pipe.checkpoint_hash = tagged_hash(pipe.checkpoint_hash.partition("-")[0], pipe.config)
+        pipe.checkpoint_hash = synthesis_hash(folder, pipe.config)
     rcd = pipe.config.rcd if rcd is None else rcd
     roi = rcd if roi is None else roi
     params = {"checkpoint": str(folder), "checkpoint_hash": pipe.checkpoint_hash, "defects": pipe.defects,

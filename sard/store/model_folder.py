@@ -4,7 +4,7 @@ trainer (save_model) and by `python -m sard.checkpoint` (ship)."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -80,20 +80,18 @@ class ModelConfig:
 def synthesis_hash(folder: str | Path, config: ModelConfig) -> str:
     """The weights' hash, tagged with the sampler when it is not DDGAN's: what a model folder's
     syntheses depend on (records and exports keyed on it stay valid when only the sampler changes)."""
-    return tagged_hash(file_hash(Path(folder) / WEIGHTS_NAME), config)
-
-
-def tagged_hash(weights_hash: str, config: ModelConfig) -> str:
-    return f"{weights_hash}-{config.sampler_tag}" if config.sampler_tag else weights_hash
+    h = file_hash(Path(folder) / WEIGHTS_NAME)
+    return f"{h}-{config.sampler_tag}" if config.sampler_tag else h
 
 
 def sampler_of(hash_: str) -> dict:
     """The sampling choices a synthesis_hash was made with (a choice not tagged: 0, DDGAN's)."""
     tags = hash_.split("-")[1:]
+    kinds = {f.name: f.type for f in fields(ModelConfig)}   # "int" or "float", as the field is declared
     out = {}
     for k, tag in SAMPLER_TAGS.items():
         v = next((t[len(tag):] for t in tags if t.startswith(tag) and t[len(tag):].replace(".", "", 1).isdigit()), "0")
-        out[k] = int(v) if k == "refine" else float(v)
+        out[k] = int(v) if kinds[k] == "int" else float(v)
     return out
 
 
