@@ -172,10 +172,10 @@ class SardPipeline:
         refine = whole_number("refine", self.config.refine if refine is None else refine, 0, self.schedule.num_steps)
         rng = torch.Generator(device=self.device).manual_seed(job.seed)
         timed = _TimedGenerator(self.generator, self.device)
-        frames, composite = [], None
+        frames, composite, z = [], None, None
         for s, k in [(job.scale, job.steps)] + ([(1.0, refine)] if job.scale < 1 and refine else []):
             start = job.x0 if composite is None else paste(composite, job.x0, job.mk)   # detail pass: from the scaled result
-            for fi, composite in self._reverse(timed, start, job.mk, s, k, rng, job.label, rcd):
+            for fi, composite, z in self._reverse(timed, start, job.mk, s, k, rng, job.label, rcd, z):
                 frames.append(fi)
                 yield fi
         yield self._result(job, composite[0], frames, rcd, t0, timed)
@@ -237,17 +237,18 @@ class SardPipeline:
         native = (lambda x: rescale(x[..., :hs, :ws], (h, w))) if scale < 1 else (lambda x: x[..., :h, :w])
         return x0p, mkp, native
 
-    def _reverse(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool
-                 ) -> Iterator[tuple[FrameImages, torch.Tensor]]:
+    def _reverse(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool,
+                 z_prev: torch.Tensor | None = None) -> Iterator[tuple[FrameImages, torch.Tensor, torch.Tensor]]:
         """One reverse process on the region x0 [1, C, h, w] (mask mk) run at `scale` of its size; yields
-        each step's pictures and composite at the region's own size."""
+        each step's pictures, composite at the region's own size and latent. z_prev: the previous pass's
+        last latent, kept as ModelConfig.refine_carry says (the refine pass refines, not redraws)."""
         x0p, mkp, native = self._network_input(x0, mk, scale)
         for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
-                             start_step=steps, z_carry=self.config.z_carry):
+                             start_step=steps, z_carry=self.config.z_carry, z_prev=z_prev, keep=self.config.refine_carry):
             x_t, composite = native(fr.x_t)[0], native(fr.composite)
             lo, hi = float(x_t.min()), float(x_t.max())
             yield FrameImages(fr.step, _picture(2 * (x_t - lo) / max(hi - lo, 1e-6) - 1), _picture(native(fr.x0_hat)[0]),
-                              _picture(composite[0]), (lo, hi), scale), composite
+                              _picture(composite[0]), (lo, hi), scale), composite, fr.z
 
     def __call__(self, image, mask, seed: int = 0, defect: str | int | None = None, steps: int | None = None,
                  roi: bool = True, rcd: bool = True, refine: int | None = None) -> SynthesisResult:

@@ -29,6 +29,7 @@ class Frame:
     x0_hat: torch.Tensor       # G's prediction of the clean image      [B, C, H, W]
     x_prev: torch.Tensor       # the step's output x_i                   [B, C, H, W]
     composite: torch.Tensor    # m * x0_hat + (1 - m) * x0_bg (RCD), else x0_hat
+    z: torch.Tensor | None = None   # the latent G painted this step with [B, nz]
 
 
 def paste(x_fg: torch.Tensor, x_bg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -62,21 +63,28 @@ def carry_latent(schedule: Schedule, z_prev: torch.Tensor, fresh: torch.Tensor, 
     as in training). z_carry 0 is eq. 4 as DDGAN samples it: a fresh z each step."""
     if z_carry <= 0:
         return fresh
-    rho = float(schedule.sqrt_alpha_bar[step + 1]) ** (1.0 / z_carry)
+    return keep_latent(z_prev, fresh, float(schedule.sqrt_alpha_bar[step + 1]) ** (1.0 / z_carry))
+
+
+def keep_latent(z_prev: torch.Tensor, fresh: torch.Tensor, rho: float) -> torch.Tensor:
+    """rho z_prev + sqrt(1 - rho^2) fresh: N(0, I) again, correlated rho with z_prev (1: z_prev itself)."""
     return rho * z_prev + math.sqrt(max(0.0, 1.0 - rho * rho)) * fresh
 
 
 @torch.no_grad()
 def rcd_sample(generator: GeneratorFn, schedule: Schedule, x0_bg: torch.Tensor, mask: torch.Tensor,
                nz: int, rng: torch.Generator | Sequence[torch.Generator], label: torch.Tensor | None = None,
-               rcd: bool = True, start_step: int | None = None, z_carry: float = 0.0) -> Iterator[Frame]:
+               rcd: bool = True, start_step: int | None = None, z_carry: float = 0.0,
+               z_prev: torch.Tensor | None = None, keep: float = 0.0) -> Iterator[Frame]:
     """Reverse process from x_T to x_0, yielding a Frame per step; the last frame's composite is the result.
 
     x0_bg: [B, C, H, W] normal image in [-1, 1]; mask: [B, 1, H, W] in {0, 1};
     rng: the only source of randomness (z and noise), so a seed fixes the output: one generator, or
     one per sample (a batch of jobs, each drawing from its own seed);
     start_step k < T starts from x_k ~ q(x_k | x0_bg) and runs k steps (a milder change);
-    z_carry > 0 carries the latent from step to step (carry_latent)."""
+    z_carry > 0 carries the latent from step to step (carry_latent);
+    z_prev: a latent the first step keeps with correlation `keep` (keep_latent; 0: a fresh z), e.g. a
+    native-scale refine pass going on from the scaled pass's last z."""
     B = x0_bg.shape[0]
     T = schedule.num_steps if start_step is None else start_step
     randn = lambda *shape: normal_noise(rng, shape).to(x0_bg)  # noqa: E731
@@ -89,9 +97,12 @@ def rcd_sample(generator: GeneratorFn, schedule: Schedule, x0_bg: torch.Tensor, 
     for step in reversed(range(T)):
         i = torch.full((B,), step, dtype=torch.long, device=x0_bg.device)
         fresh = randn(B, nz)
-        z = fresh if z is None else carry_latent(schedule, z, fresh, step, z_carry)
+        if z is not None:
+            z = carry_latent(schedule, z, fresh, step, z_carry)
+        else:
+            z = keep_latent(z_prev.to(fresh), fresh, keep) if z_prev is not None and keep > 0 else fresh
         x0_hat = generator(x_t, i, z, mask, context, label).to(x0_bg)   # eq. 4
         x_prev = rcd_step(schedule, x0_hat, x_t, x0_bg, mask, i, randn(*x0_bg.shape), rcd)  # eq. 6-7
         composite = paste(x0_hat, x0_bg, mask) if rcd else x_prev
-        yield Frame(step=step, x_t=x_t, x0_hat=x0_hat, x_prev=x_prev, composite=composite)
+        yield Frame(step=step, x_t=x_t, x0_hat=x0_hat, x_prev=x_prev, composite=composite, z=z)
         x_t = x_prev

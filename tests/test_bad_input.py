@@ -132,8 +132,10 @@ def test_checkpoint_whose_config_does_not_match_is_refused(tmp_path):
     (tmp_path / "ck" / "config.json").write_text('{"format": "something-else"}')
     with pytest.raises(SardInputError, match="not a SARD generator config"):
         SardPipeline.from_pretrained(tmp_path / "ck")
-    # the sampler: a latent carry from 0 to 1000, native-scale refine steps from 0 to the schedule's T
-    for field, bad in (("z_carry", -1), ("z_carry", 1e9), ("z_carry", "8"), ("refine", 5), ("refine", 0.5)):
+    # the sampler: a latent carry from 0 to 1000, native-scale refine steps from 0 to the schedule's T,
+    # the share of the last latent the refine pass keeps from 0 to 1
+    for field, bad in (("z_carry", -1), ("z_carry", 1e9), ("z_carry", "8"), ("refine", 5), ("refine", 0.5),
+                       ("refine_carry", 1.5), ("refine_carry", -0.1)):
         save_model(tmp_path / "ck", g.state_dict(), {"format": MODEL_FORMAT, field: bad,
                                                        "generator": {"base_channels": 8, "channel_mult": [1, 2]}})
         with pytest.raises(SardInputError, match=rf"config\.json.*{field}.*expected"):

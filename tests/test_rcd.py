@@ -21,6 +21,29 @@ def random_pipeline(channels: int, T: int = 4, seed: int = 0) -> SardPipeline:
     return SardPipeline(g, Schedule(ScheduleConfig(num_steps=T)), ModelConfig(g.config, res=16), torch.device("cpu"))
 
 
+def test_the_refine_pass_goes_on_with_the_scaled_pass_latent_as_refine_carry_says():
+    pipe = random_pipeline(3)
+    pipe.config.fit_crops, pipe.config.refine, pipe.config.z_carry = 0.5, 1, 8.0
+    with torch.no_grad():   # the untrained style path starts at zero: make z matter
+        for w in pipe.generator.parameters():
+            if not w.any():
+                w.normal_(0, 0.05)
+    img = np.random.default_rng(4).integers(0, 256, (120, 140, 3), dtype=np.uint8)
+    big = large_mask(120, 140, 20, 30, 80, 60)
+    seen = []
+    pipe.generator.register_forward_pre_hook(lambda module, args: seen.append(args[2].clone()))
+    fresh = pipe(img, big, seed=1)                      # refine_carry 0: the refine pass draws a fresh z
+    assert len(seen) == 5 and not torch.allclose(seen[4], seen[3])
+    pipe.config.refine_carry = 1.0                      # 1: it paints with the scaled pass's last z
+    kept = pipe(img, big, seed=1)
+    assert torch.equal(seen[9], seen[8]) and all(torch.equal(a, b) for a, b in zip(seen[:4], seen[5:9]))
+    assert np.array_equal(kept.image[~big], img[~big]) and not np.array_equal(kept.image, fresh.image)
+    pipe.config.refine_carry = 0.5                      # between: N(0, I) again, part of the last z kept
+    pipe(img, big, seed=1)
+    corr = float(torch.nn.functional.cosine_similarity(seen[14], seen[13]).mean())
+    assert 0.2 < corr < 0.8, corr
+
+
 def blob_mask(h, w, seed=0):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:h, :w]
@@ -228,8 +251,10 @@ def test_a_checkpoint_with_a_carried_latent_synthesizes_otherwise_and_says_so_in
     save_model(tmp_path / "carry", pipe.generator.state_dict(), dataclasses.replace(pipe.config, z_carry=4.0))
     a, b = (SardPipeline.from_pretrained(tmp_path / n) for n in ("fresh", "carry"))
     assert b.config.z_carry == 4.0 and b.checkpoint_hash == a.checkpoint_hash + "-zc4"
-    assert sampler_of(b.checkpoint_hash) == {"z_carry": 4.0, "refine": 0} and sampler_of(a.checkpoint_hash) == \
-        {"z_carry": 0.0, "refine": 0} and sampler_of("abc-zc0.5-r2") == {"z_carry": 0.5, "refine": 2}
+    none = {"z_carry": 0.0, "refine": 0, "refine_carry": 0.0}
+    assert sampler_of(b.checkpoint_hash) == {**none, "z_carry": 4.0} and sampler_of(a.checkpoint_hash) == none
+    assert sampler_of("abc-zc0.5-r2") == {**none, "z_carry": 0.5, "refine": 2}
+    assert sampler_of("abc-zc8-r1-rc1") == {"z_carry": 8.0, "refine": 1, "refine_carry": 1.0}
     img = np.random.default_rng(3).integers(0, 256, (33, 35), dtype=np.uint8)
     m = blob_mask(33, 35)
     ra, rb = a(img, m, seed=7), b(img, m, seed=7)
