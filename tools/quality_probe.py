@@ -5,6 +5,7 @@ thirds of training. The model card's measures (sard.evaluation.card) at a smalle
 --refine N: N native-scale reverse steps after a mask painted at a fit crop's scale (SardPipeline's refine).
 --grids writes the card's repaint grids (real | mask | seeds 0, 1) and step-through grids to DIR/<checkpoint name>/.
 --z-carry 0,8: each checkpoint measured with each sampler latent carry in turn (ModelConfig.z_carry).
+--refine-carry X: the share of the scaled pass's last latent the refine pass keeps (ModelConfig.refine_carry).
 """
 import argparse
 import dataclasses
@@ -27,11 +28,14 @@ def main() -> None:
     p.add_argument("--grids", type=Path)
     p.add_argument("--refine", type=int, help="native-scale refine steps (default: each checkpoint's own)")
     p.add_argument("--z-carry", help="comma list of sampler latent carries (default: each checkpoint's own)")
+    p.add_argument("--refine-carry", type=float, help="the refine pass's kept latent share (default: each checkpoint's own)")
     a = p.parse_args()
     torch.set_num_threads(1)
     samples = list_dataset(a.data)
     for ck in a.checkpoints:
         base = SardPipeline.from_pretrained(ck)
+        if a.refine_carry is not None:
+            base.config = dataclasses.replace(base.config, refine_carry=a.refine_carry)
         for carry in ([float(x) for x in a.z_carry.split(",")] if a.z_carry else [base.config.z_carry]):
             base.config = dataclasses.replace(base.config, z_carry=carry)
             probe(base, ck, samples, a)
@@ -50,7 +54,8 @@ def probe(pipe: SardPipeline, ck: Path, samples: list, a: argparse.Namespace) ->
     log = ck / "log.jsonl"
     gaps = {k: [None if x is None else round(x, 3) for x in v["mean_by_third"]]
             for k, v in (game_pulse(log) if log.is_file() else {}).items()}
-    print(json.dumps({"checkpoint": str(ck), "z_carry": pipe.config.z_carry, "refine": pipe.config.refine if a.refine is None else a.refine, "quality": row,
+    print(json.dumps({"checkpoint": str(ck), "z_carry": pipe.config.z_carry, "refine": pipe.config.refine if a.refine is None else a.refine,
+                      "refine_carry": pipe.config.refine_carry, "quality": row,
                       "d_gap_by_third": gaps}), flush=True)
     if a.grids:
         folder = a.grids / (ck.name + (f"-zc{pipe.config.z_carry:g}" if a.z_carry else ""))
