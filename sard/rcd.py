@@ -99,8 +99,10 @@ def rcd_sample(generator: GeneratorFn, schedule: Schedule, x0_bg: torch.Tensor, 
         fresh = randn(B, nz)
         if z is not None:
             z = carry_latent(schedule, z, fresh, step, z_carry)
+        elif z_prev is not None and keep > 0:   # a refine pass going on from the scaled pass's latent
+            z = keep_latent(z_prev.to(fresh), fresh, keep)
         else:
-            z = keep_latent(z_prev.to(fresh), fresh, keep) if z_prev is not None and keep > 0 else fresh
+            z = fresh
         x0_hat = generator(x_t, i, z, mask, context, label).to(x0_bg)   # eq. 4
         x_prev = rcd_step(schedule, x0_hat, x_t, x0_bg, mask, i, randn(*x0_bg.shape), rcd)  # eq. 6-7
         composite = paste(x0_hat, x0_bg, mask) if rcd else x_prev
