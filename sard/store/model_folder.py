@@ -3,6 +3,7 @@ and optionally `bank/`, its real-mask bank. Read in one place (ModelConfig.read)
 trainer (save_model) and by `python -m sard.checkpoint` (ship)."""
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -88,13 +89,9 @@ def synthesis_hash(folder: str | Path, config: ModelConfig) -> str:
 
 def sampler_of(hash_: str) -> dict:
     """The sampling choices a synthesis_hash was made with (a choice not tagged: 0, DDGAN's)."""
-    tags = hash_.split("-")[1:]
+    found = dict(m.groups() for t in hash_.split("-")[1:] if (m := re.fullmatch(r"([a-z]+)(\d+(?:\.\d+)?)", t)))
     kinds = {f.name: f.type for f in fields(ModelConfig)}   # "int" or "float", as the field is declared
-    out = {}
-    for k, tag in SAMPLER_TAGS.items():
-        v = next((t[len(tag):] for t in tags if t.startswith(tag) and t[len(tag):].replace(".", "", 1).isdigit()), "0")
-        out[k] = int(v) if kinds[k] == "int" else float(v)
-    return out
+    return {k: (int if kinds[k] == "int" else float)(found.get(tag, "0")) for k, tag in SAMPLER_TAGS.items()}
 
 
 def resolve_checkpoint(spec: str | Path, flag: str = "--checkpoint") -> Path:
