@@ -11,7 +11,6 @@ float rounding of a batched network call.
 from __future__ import annotations
 
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -186,17 +185,13 @@ class SardPipeline:
         together, at most `size` a call per reverse step, each job drawing its noise from its own seed.
         Results in the order of `jobs`, without frames; timings["batch"] gives the network input's size
         and the jobs (indices into `jobs`, in call order) of each one's call. A job the checkpoint refines
-        at native scale (ModelConfig.refine, a mask painted at a fit crop's scale) is made on its own."""
+        at native scale (ModelConfig.refine) goes on alone from its batched scaled pass, with its own
+        seed's draws and latent, so it is what the job makes on its own."""
         t0 = time.perf_counter()
         size = whole_number("batch", size, 1)
         ready = [self._prepare(image, mask, seed, defect, steps, roi, rcd) for image, mask, seed, defect in jobs]
         results: list[SynthesisResult] = [None] * len(ready)
-        inputs = {}
-        for n, job in enumerate(ready):
-            if self.config.refine and job.scale < 1:
-                results[n] = dataclasses.replace(self(*jobs[n], steps=steps, roi=roi, rcd=rcd), frames=[])
-            else:
-                inputs[n] = self._network_input(job.x0, job.mk, job.scale)
+        inputs = {n: self._network_input(job.x0, job.mk, job.scale) for n, job in enumerate(ready)}
         buckets: dict[tuple[int, ...], list[int]] = {}
         for n, (x0p, _, _) in inputs.items():
             buckets.setdefault(tuple(x0p.shape), []).append(n)
@@ -204,8 +199,10 @@ class SardPipeline:
             for lo in range(0, len(members), size):
                 chunk = members[lo:lo + size]
                 timed = _TimedGenerator(self.generator, self.device)
-                composites = self._sample_together(timed, [ready[n] for n in chunk], [inputs[n] for n in chunk], rcd)
-                for n, composite in zip(chunk, composites):
+                done = self._sample_together(timed, [ready[n] for n in chunk], [inputs[n] for n in chunk], rcd)
+                for n, (composite, rng, z) in zip(chunk, done):
+                    if self.config.refine and ready[n].scale < 1:
+                        composite = self._refine_alone(timed, ready[n], composite, rng, z, rcd)
                     results[n] = self._result(ready[n], composite, [], rcd, t0, timed, len(chunk),
                                               {"size": len(chunk), "shape": list(shape[-2:]), "members": chunk})
         each = (time.perf_counter() - t0) / max(1, len(results))
@@ -213,15 +210,23 @@ class SardPipeline:
             r.timings["total_s"] = each
         return results
 
-    def _sample_together(self, timed, jobs: list[_Job], inputs: list[tuple], rcd: bool) -> list[torch.Tensor]:
-        """One reverse process for jobs whose network inputs (_network_input) have one size: the
-        composite [C, h, w] of each job's region."""
+    def _sample_together(self, timed, jobs: list[_Job], inputs: list[tuple], rcd: bool
+                         ) -> list[tuple[torch.Tensor, torch.Generator, torch.Tensor]]:
+        """One reverse process for jobs whose network inputs (_network_input) have one size: per job, the
+        composite [C, h, w] of its region, its generator (drawn as far as its own call draws) and last latent."""
         x0p, mkp = (torch.cat([x[i] for x in inputs]) for i in (0, 1))
         labels = None if jobs[0].label is None else torch.cat([job.label for job in jobs])
         rngs = [torch.Generator(device=self.device).manual_seed(job.seed) for job in jobs]
         *_, last = rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rngs, labels, rcd,
                               start_step=jobs[0].steps, z_carry=self.config.z_carry)
-        return [native(last.composite[b:b + 1])[0] for b, (_, _, native) in enumerate(inputs)]
+        return [(native(last.composite[b:b + 1])[0], rngs[b], last.z[b:b + 1])
+                for b, (_, _, native) in enumerate(inputs)]
+
+    def _refine_alone(self, timed, job: _Job, composite: torch.Tensor, rng, z: torch.Tensor, rcd: bool) -> torch.Tensor:
+        """The native-scale refine pass (stream's second pass) of one job from its scaled composite [C, h, w]."""
+        start = paste(composite[None], job.x0, job.mk)
+        *_, (_, last, _) = self._reverse(timed, start, job.mk, 1.0, self.config.refine, rng, job.label, rcd, z)
+        return last[0]
 
     def _network_input(self, x0: torch.Tensor, mk: torch.Tensor, scale: float
                        ) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:

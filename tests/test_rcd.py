@@ -143,13 +143,20 @@ def test_a_fit_crop_checkpoint_paints_a_large_mask_at_its_crop_scale_and_keeps_t
     assert [f.scale for f in fine.frames] == [r.timings["scale"]] * 4 + [1.0] and fine.frames[-1].step == 0
     assert np.array_equal(fine.image[~big], img[~big]) and not np.array_equal(fine.image, r.image)
     assert len(pipe(img, small, seed=1, refine=1).frames) == 4          # nothing to refine at native scale
-    # the checkpoint's own refine (ModelConfig.refine) is the default, and batch() makes such a job as one alone
+    # the checkpoint's own refine (ModelConfig.refine) is the default; batch() shares the scaled pass's calls
+    # and refines each job alone, as it is made on its own
     pipe.config.refine = 1
     assert np.array_equal(pipe(img, big, seed=1).image, fine.image)
     assert np.array_equal(pipe(img, big, seed=1, refine=0).image, r.image)
-    together = pipe.batch([(img, big, 1, None), (img, small, 2, None), (img, small, 3, None)], size=4)
-    assert np.array_equal(together[0].image, fine.image) and "batch" not in together[0].timings
-    assert together[1].timings["batch"]["size"] == 2 and together[0].frames == together[1].frames == []
+    other = np.roll(img, 7, axis=1)
+    together = pipe.batch([(img, big, 1, None), (img, small, 2, None), (other, big, 5, None), (img, small, 3, None)],
+                          size=4)
+    assert [t.timings["batch"]["size"] for t in together] == [2, 2, 2, 2] and all(t.frames == [] for t in together)
+    for t, (image, seed) in zip(together[::2], ((img, 1), (other, 5))):
+        alone = pipe(image, big, seed=seed)
+        assert int(np.abs(t.image.astype(int) - alone.image.astype(int)).max()) <= 1   # a batched call's rounding
+        assert np.array_equal(t.image[~big], image[~big])
+    assert not np.array_equal(together[0].image, pipe(img, big, seed=1, refine=0).image)   # the refine step ran
 
 
 def test_a_fit_crop_holds_the_whole_mask_scaled_as_synthesis_scales_it():
