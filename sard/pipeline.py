@@ -24,7 +24,7 @@ from sard.imaging import (as_input_type, colour_mode, fit_scale, from_unit, mask
                           rescale, rescale_mask, restore_layout, to_unit)
 from sard.io import SardInputError
 from sard.nets.generator import Generator
-from sard.rcd import paste, rcd_sample
+from sard.rcd import Frame, paste, rcd_sample
 from sard.results import FrameImages, SynthesisResult
 from sard.schedule import Schedule
 from sard.store.model_folder import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, synthesis_hash
@@ -225,8 +225,8 @@ class SardPipeline:
     def _refine_alone(self, timed, job: _Job, composite: torch.Tensor, rng, z: torch.Tensor, rcd: bool) -> torch.Tensor:
         """The native-scale refine pass (stream's second pass) of one job from its scaled composite [C, h, w]."""
         start = paste(composite[None], job.x0, job.mk)
-        *_, (_, last, _) = self._reverse(timed, start, job.mk, 1.0, self.config.refine, rng, job.label, rcd, z)
-        return last[0]
+        *_, (last, native) = self._steps(timed, start, job.mk, 1.0, self.config.refine, rng, job.label, rcd, z)
+        return native(last.composite)[0]   # no pictures: a batch keeps no frames
 
     def _network_input(self, x0: torch.Tensor, mk: torch.Tensor, scale: float
                        ) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
@@ -242,14 +242,20 @@ class SardPipeline:
         native = (lambda x: rescale(x[..., :hs, :ws], (h, w))) if scale < 1 else (lambda x: x[..., :h, :w])
         return x0p, mkp, native
 
-    def _reverse(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool,
-                 z_prev: torch.Tensor | None = None) -> Iterator[tuple[FrameImages, torch.Tensor, torch.Tensor]]:
-        """One reverse process on the region x0 [1, C, h, w] (mask mk) run at `scale` of its size; yields
-        each step's pictures, composite at the region's own size and latent. z_prev: the previous pass's
+    def _steps(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool,
+               z_prev: torch.Tensor | None = None) -> Iterator[tuple[Frame, Callable[[torch.Tensor], torch.Tensor]]]:
+        """One reverse process on the region x0 [1, C, h, w] (mask mk) run at `scale` of its size: each
+        step's Frame at the network's size and the map back to the region's. z_prev: the previous pass's
         last latent, kept as ModelConfig.refine_carry says (the refine pass refines, not redraws)."""
         x0p, mkp, native = self._network_input(x0, mk, scale)
         for fr in rcd_sample(timed, self.schedule, x0p, mkp, self.generator.config.nz, rng, label, rcd,
                              start_step=steps, z_carry=self.config.z_carry, z_prev=z_prev, keep=self.config.refine_carry):
+            yield fr, native
+
+    def _reverse(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool,
+                 z_prev: torch.Tensor | None = None) -> Iterator[tuple[FrameImages, torch.Tensor, torch.Tensor]]:
+        """_steps with each step's pictures: yields them, the composite at the region's own size and the latent."""
+        for fr, native in self._steps(timed, x0, mk, scale, steps, rng, label, rcd, z_prev):
             x_t, composite = native(fr.x_t)[0], native(fr.composite)
             lo, hi = float(x_t.min()), float(x_t.max())
             yield FrameImages(fr.step, _picture(2 * (x_t - lo) / max(hi - lo, 1e-6) - 1), _picture(native(fr.x0_hat)[0]),
