@@ -62,6 +62,7 @@ class TrainConfig:
     refine: int = 1                # the shipped sampler's native-scale steps after a mask painted at a fit crop's scale; 0: none
     refine_carry: float = 1.0      # the share of the scaled pass's last z the refine pass keeps (sard.rcd.keep_latent); 0: fresh z
     z_carry: float = 8.0           # the shipped sampler's latent carried across reverse steps (sard.rcd.carry_latent); 0: DDGAN's fresh z
+    part_grain: float = 0.0        # share of the part's own band finer than a fit crop's scale kept in such a mask's fill (reports/sampler/part_grain.md)
     fast: str = "auto"             # the compiled step (sard.fast_step): auto = on CUDA only, on, off
     fast_mode: str = "default"     # its torch.compile mode
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -90,7 +91,7 @@ class TrainConfig:
             b("d_steps", self.d_steps, 1, MAX_D_STEPS, whole=True), b("ema", self.ema, 0, 1, below=True),
             b(n("fit_crops"), self.fit_crops, 0, 1), b("fit_min_width", self.fit_min_width, 0, MAX_FIT_WIDTH),
             b("z_carry", self.z_carry, 0, MAX_Z_CARRY), b("refine", self.refine, 0, self.schedule.num_steps, whole=True),
-            b("refine_carry", self.refine_carry, 0, 1),
+            b("refine_carry", self.refine_carry, 0, 1), b("part_grain", self.part_grain, 0, 1),
             choice(n("fast"), self.fast, FAST_CHOICES), choice(n("fast_mode"), self.fast_mode, COMPILE_MODES))
 
     def validate(self) -> "TrainConfig":

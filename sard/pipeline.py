@@ -231,15 +231,19 @@ class SardPipeline:
     def _network_input(self, x0: torch.Tensor, mk: torch.Tensor, scale: float
                        ) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         """The region x0 [1, C, h, w] (mask mk) as the network takes it: at `scale` of its size, padded to
-        the generator's stride; and the map from the network's size back to the region's."""
+        the generator's stride; and the map from the network's size back to the region's (which adds
+        ModelConfig.part_grain of the region's own band finer than that scale)."""
         h, w = x0.shape[-2:]
+        band = 0.0
         if scale < 1:   # the scale the checkpoint's fit crops trained at; the mask covers every native pixel
             small = (max(1, round(h * scale)), max(1, round(w * scale)))
+            if self.config.part_grain:   # the part's detail finer than `small` holds, which the painting cannot
+                band = self.config.part_grain * (x0 - rescale(rescale(x0, small), (h, w)))
             x0, mk = rescale(x0, small), rescale_mask(mk, small, cover=True)
         stride = self.generator.config.stride
         x0p, (hs, ws) = pad_to_multiple(x0, stride, "reflect")
         mkp, _ = pad_to_multiple(mk, stride, "constant")
-        native = (lambda x: rescale(x[..., :hs, :ws], (h, w))) if scale < 1 else (lambda x: x[..., :h, :w])
+        native = (lambda x: rescale(x[..., :hs, :ws], (h, w)) + band) if scale < 1 else (lambda x: x[..., :h, :w])
         return x0p, mkp, native
 
     def _steps(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool,

@@ -247,7 +247,8 @@ def model_config(cfg: TrainConfig, defects: list[str], step: int, seconds: float
     """config.json of the model folder: what synthesis needs to rebuild the EMA generator."""
     return ModelConfig(generator=cfg.generator, schedule=cfg.schedule, defects=list(defects), res=cfg.res,
                        fit_crops=cfg.fit_crops, fit_min_width=cfg.fit_min_width, rcd=cfg.rcd, dmg=cfg.dmg,
-                       z_carry=cfg.z_carry, refine=cfg.refine, refine_carry=cfg.refine_carry, split_seed=cfg.split_seed,
+                       z_carry=cfg.z_carry, refine=cfg.refine, refine_carry=cfg.refine_carry, part_grain=cfg.part_grain,
+                       split_seed=cfg.split_seed,
                        data=Path(cfg.data).name, step=step, init=cfg.init or None,
                        train_seconds=round(seconds, 1))
 

@@ -149,7 +149,7 @@ def flag_cases() -> list[Case]:
 
 # -- the config fields ----------------------------------------------------------------------------
 TRAIN_CONFIG = ("--data", NODATA, "--out", OUT, "--config", CFG)
-LEGIT_ZERO = {"seed", "split_seed", "fit_crops", "fit_min_width", "z_carry", "refine", "refine_carry", "ema", "betas", "generator.num_classes",
+LEGIT_ZERO = {"seed", "split_seed", "fit_crops", "fit_min_width", "z_carry", "refine", "refine_carry", "part_grain", "ema", "betas", "generator.num_classes",
               "generator.num_res_blocks", "discriminator.dmg_layer", "discriminator.num_classes", "schedule.beta_min",
               "loss.lam", "loss.l_img", "loss.l_mask", "loss.alpha", "loss.beta", "loss.r1_gamma", "loss.mse_lowpass",
               "loss.diversity", "loss.diversity_cap", "loss.chroma", "loss.texture", "loss.settle"}

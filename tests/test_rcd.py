@@ -258,10 +258,11 @@ def test_a_checkpoint_with_a_carried_latent_synthesizes_otherwise_and_says_so_in
     save_model(tmp_path / "carry", pipe.generator.state_dict(), dataclasses.replace(pipe.config, z_carry=4.0))
     a, b = (SardPipeline.from_pretrained(tmp_path / n) for n in ("fresh", "carry"))
     assert b.config.z_carry == 4.0 and b.checkpoint_hash == a.checkpoint_hash + "-zc4"
-    none = {"z_carry": 0.0, "refine": 0, "refine_carry": 0.0}
+    none = {"z_carry": 0.0, "refine": 0, "refine_carry": 0.0, "part_grain": 0.0}
     assert sampler_of(b.checkpoint_hash) == {**none, "z_carry": 4.0} and sampler_of(a.checkpoint_hash) == none
     assert sampler_of("abc-zc0.5-r2") == {**none, "z_carry": 0.5, "refine": 2}
-    assert sampler_of("abc-zc8-r1-rc1") == {"z_carry": 8.0, "refine": 1, "refine_carry": 1.0}
+    assert sampler_of("abc-zc8-r1-rc1") == {**none, "z_carry": 8.0, "refine": 1, "refine_carry": 1.0}
+    assert sampler_of("abc-zc8-pg1") == {**none, "z_carry": 8.0, "part_grain": 1.0}
     img = np.random.default_rng(3).integers(0, 256, (33, 35), dtype=np.uint8)
     m = blob_mask(33, 35)
     ra, rb = a(img, m, seed=7), b(img, m, seed=7)
@@ -290,3 +291,24 @@ def test_the_cards_step_through_grid_holds_refined_and_native_masks_side_by_side
     grid = step_through_grid(pipe, held, None, height=40, zoom_size=32)
     # the real defect, 4 reverse steps and one native refine step; the native mask's row left blank there
     assert grid.width >= 6 * 40 and grid.height >= 2 * 40
+
+
+def test_part_grain_keeps_the_parts_band_finer_than_a_scaled_painting_and_nothing_else():
+    pipe = random_pipeline(1)
+    pipe.config.fit_crops = 0.5
+    stripes = np.where(np.arange(140) % 2, 170, 80).astype(np.uint8)   # 1 px streaks, as a ground tile's
+    img = np.repeat(stripes[None], 120, axis=0)
+    big, small = large_mask(120, 140, 20, 30, 80, 60), large_mask(120, 140, 50, 60, 8, 8)
+    plain = pipe(img, big, seed=1)
+    pipe.config.part_grain = 1.0
+    kept = pipe(img, big, seed=1)
+    assert plain.timings["scale"] < 1 and np.array_equal(kept.image[~big], img[~big])
+    core = big & np.roll(big, 2, 1) & np.roll(big, -2, 1)
+    streak = lambda a: float(np.abs(np.diff(a.astype(float), axis=1))[core[:, 1:]].mean())
+    assert streak(plain.image) < 0.2 * streak(img) and streak(kept.image) > 0.6 * streak(img)   # the painting alone smooths them
+    band = img.astype(float) - img.astype(float).mean()                   # the stripes are all band: no coarser detail
+    added = kept.image.astype(float) - plain.image.astype(float)
+    assert np.corrcoef(added[core], band[core])[0, 1] > 0.9
+    with_grain = pipe(img, small, seed=1)
+    pipe.config.part_grain = 0.0
+    assert np.array_equal(with_grain.image, pipe(img, small, seed=1).image)   # a mask painted at native scale: no band to keep

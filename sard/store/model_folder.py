@@ -21,7 +21,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BANK_DIR = "bank"                 # a model folder's real-mask bank (sard.masks.write_bank)
 MODEL_FORMAT = "sard-generator/1"
-SAMPLER_TAGS = {"z_carry": "zc", "refine": "r", "refine_carry": "rc"}   # ModelConfig's sampling fields, as fingerprints name them
+SAMPLER_TAGS = {"z_carry": "zc", "refine": "r", "refine_carry": "rc", "part_grain": "pg"}   # ModelConfig's sampling fields, as fingerprints name them
 MAX_Z_CARRY = 1e3                 # rho ** (1 / 1000) is 1 to float precision: the same z at every step
 
 # The studio's and sard.export's model when none is named; shipped models lie beside it.
@@ -44,6 +44,7 @@ class ModelConfig:
     z_carry: float = 0.0               # the sampler's latent carried across reverse steps (sard.rcd.carry_latent); 0: fresh z
     refine: int = 0                    # native-scale reverse steps after a mask painted at a fit crop's scale (its grain)
     refine_carry: float = 0.0          # how much of the scaled pass's last z the refine pass keeps (1: all); 0: fresh z
+    part_grain: float = 0.0            # share of the part's own fine band kept under a mask painted at a fit crop's scale
     split_seed: int = 0                # the data set third it trained on (sard.data.split_defects)
     data: str | None = None            # the data set folder's name
     step: int | None = None
@@ -57,7 +58,8 @@ class ModelConfig:
     def problems(self) -> list[str]:
         return problems_of(out_of_bounds("z_carry", self.z_carry, 0, MAX_Z_CARRY),
                            out_of_bounds("refine", self.refine, 0, self.schedule.num_steps, whole=True),
-                           out_of_bounds("refine_carry", self.refine_carry, 0, 1))
+                           out_of_bounds("refine_carry", self.refine_carry, 0, 1),
+                           out_of_bounds("part_grain", self.part_grain, 0, 1))
 
     @property
     def sampler(self) -> dict:
