@@ -17,6 +17,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -64,6 +65,14 @@ def _alive(pid: str) -> bool:
     except PermissionError:
         return True
     return int(pid) != os.getpid()
+
+
+def manifest_lines(folder: str | os.PathLike) -> Iterator[tuple[Path, dict]]:
+    """Every pair line of the manifests under folder (sorted), with the folder its paths are relative to; read only."""
+    for manifest in sorted(Path(folder).rglob(MANIFEST)):
+        for line in manifest.read_text().splitlines():
+            if line.strip():
+                yield manifest.parent, json.loads(line)
 
 
 # -- the writer (shared with the studio) ----------------------------------------------------------

@@ -234,7 +234,7 @@ class SardPipeline:
         the generator's stride; and the map from the network's size back to the region's (which adds
         ModelConfig.part_grain of the region's own band finer than that scale)."""
         h, w = x0.shape[-2:]
-        band = 0.0
+        band = None
         if scale < 1:   # the scale the checkpoint's fit crops trained at; the mask covers every native pixel
             small = (max(1, round(h * scale)), max(1, round(w * scale)))
             if self.config.part_grain:   # the part's detail finer than `small` holds, which the painting cannot
@@ -243,8 +243,8 @@ class SardPipeline:
         stride = self.generator.config.stride
         x0p, (hs, ws) = pad_to_multiple(x0, stride, "reflect")
         mkp, _ = pad_to_multiple(mk, stride, "constant")
-        native = (lambda x: rescale(x[..., :hs, :ws], (h, w)) + band) if scale < 1 else (lambda x: x[..., :h, :w])
-        return x0p, mkp, native
+        native = (lambda x: rescale(x[..., :hs, :ws], (h, w))) if scale < 1 else (lambda x: x[..., :h, :w])
+        return x0p, mkp, native if band is None else (lambda x: native(x) + band)
 
     def _steps(self, timed, x0: torch.Tensor, mk: torch.Tensor, scale: float, steps: int, rng, label, rcd: bool,
                z_prev: torch.Tensor | None = None) -> Iterator[tuple[Frame, Callable[[torch.Tensor], torch.Tensor]]]:

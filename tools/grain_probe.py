@@ -13,6 +13,7 @@ import numpy as np
 from sard.data import list_dataset
 from sard.evaluation.grain import grain_ratio
 from sard.io import read_image, read_mask
+from sard.pairs import manifest_lines
 
 
 def medians(rows: list[tuple[str, float | None]]) -> dict:
@@ -33,11 +34,9 @@ def main() -> None:
     print(json.dumps({"real": str(a.data), "grain": medians(real), "n": len(real)}))
     for folder in a.pairs:
         rows = []
-        for manifest in sorted(folder.rglob("manifest.jsonl")):
-            for line in manifest.read_text().splitlines():
-                rec = json.loads(line)
-                image = read_image(manifest.parent / rec["image"])
-                rows.append((rec["defect"], grain_ratio(image, read_mask(manifest.parent / rec["mask"]) > 0)))
+        for root, rec in manifest_lines(folder):
+            image = read_image(root / rec["image"])
+            rows.append((rec["defect"], grain_ratio(image, read_mask(root / rec["mask"]) > 0)))
         print(json.dumps({"pairs": str(folder), "grain": medians(rows), "n": len(rows)}))
 
 

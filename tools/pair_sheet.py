@@ -4,31 +4,24 @@ PAIRS_A / PAIRS_B: folders under which a manifest.jsonl lies (sard.export's, or 
 benchmark's --work/pairs/<method>), made with one pair seed so their lines share normals and masks.
 """
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from sard.evaluation.sheets import columns, rgb, save_grid
+from sard.evaluation.sheets import columns, rgb, save_grid, zoom_on_mask
 from sard.imaging import overlay
 from sard.io import read_image, read_mask
+from sard.pairs import manifest_lines
 
 SIZE = 180   # px: each zoomed picture
 
 
-def manifest(folder: Path) -> tuple[Path, list[dict]]:
-    path = next(folder.rglob("manifest.jsonl"))
-    return path.parent, [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
-def zoom(image: np.ndarray, mask: np.ndarray, pad: int = 16):
-    ys, xs = np.nonzero(mask)
-    top, left = max(0, ys.min() - pad), max(0, xs.min() - pad)
-    crop = rgb(image)[top:ys.max() + 1 + pad, left:xs.max() + 1 + pad]
-    im = Image.fromarray(np.ascontiguousarray(crop))
+def zoom(image: np.ndarray, mask: np.ndarray) -> Image.Image:
+    """The card's zoom on the mask, fitted into a SIZE px square with its aspect kept."""
+    im = Image.fromarray(np.ascontiguousarray(zoom_on_mask(rgb(image), mask, SIZE // 2)))
     im = im.resize((round(im.width * SIZE / max(im.size)), round(im.height * SIZE / max(im.size))), Image.BILINEAR)
-    box = Image.new("RGB", (SIZE, SIZE), "white")   # the aspect kept, centred
+    box = Image.new("RGB", (SIZE, SIZE), "white")
     box.paste(im, ((SIZE - im.width) // 2, (SIZE - im.height) // 2))
     return box
 
@@ -41,11 +34,11 @@ def main() -> None:
     p.add_argument("--types", default="", help="comma list of defect types (default: every type)")
     p.add_argument("--rows", type=int, default=4, help="pairs per type")
     a = p.parse_args()
-    (root_a, lines_a), (root_b, lines_b) = manifest(a.a), manifest(a.b)
-    types = a.types.split(",") if a.types else sorted({x["defect"] for x in lines_a})
+    lines_a, lines_b = list(manifest_lines(a.a)), list(manifest_lines(a.b))
+    types = a.types.split(",") if a.types else sorted({x["defect"] for _, x in lines_a})
     rows = []
     for t in types:
-        for x, y in [(x, y) for x, y in zip(lines_a, lines_b) if x["defect"] == t][:a.rows]:
+        for (root_a, x), (root_b, y) in [(u, v) for u, v in zip(lines_a, lines_b) if u[1]["defect"] == t][:a.rows]:
             if (x["normal"], x["mask_sha256"]) != (y["normal"], y["mask_sha256"]):
                 raise SystemExit(f"{root_a} and {root_b}: line {x['index']} differs in its normal or mask; "
                                  "expected pairs made with one pair seed")

@@ -11,9 +11,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from sard.data import Split, list_dataset, normal_images, split_defects
-from sard.imaging import mask_bbox, overlay
+from sard.imaging import overlay
 from sard.evaluation.grain import grain_ratio
-from sard.evaluation.sheets import columns, fit_h, rgb
+from sard.evaluation.sheets import columns, fit_h, rgb, zoom_on_mask
 from sard.io import read_image, read_mask
 from sard.masks import MaskBank, grow_mask, random_mask
 from sard.results import x0_change_per_step
@@ -75,21 +75,12 @@ def speed_256(pipe: SardPipeline, normals: list[Path], bank, n: int = 10, seed: 
     return out
 
 
-def _zoom(a: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
-    """A square of at least size px around the mask (all of it, with an 8 px margin), kept inside the image."""
-    top, left, bottom, right = mask_bbox(mask)
-    z = max(size, bottom - top + 16, right - left + 16)
-    t0 = int(np.clip((top + bottom) // 2 - z // 2, 0, max(0, mask.shape[0] - z)))
-    l0 = int(np.clip((left + right) // 2 - z // 2, 0, max(0, mask.shape[1] - z)))
-    return a[t0:t0 + z, l0:l0 + z]
-
-
 def defect_grid(pipe: SardPipeline, normal: np.ndarray, mask: np.ndarray, defect: str, seeds=(0, 1, 2),
                 height: int = 220, zoom_size: int = 96) -> Image.Image:
     """Row 1: the normal image, its bank mask, three seeds (whole images). Row 2: the same, zoomed on the mask."""
     results = [np.asarray(pipe(normal, mask, seed=s, defect=defect).image) for s in seeds]
     tiles = [rgb(normal), overlay(rgb(normal), mask)] + [rgb(r) for r in results]
-    zooms = [_zoom(t, mask, zoom_size) for t in tiles]
+    zooms = [zoom_on_mask(t, mask, zoom_size) for t in tiles]
     rows = [[fit_h(t, height) for t in tiles], [fit_h(t, height) for t in zooms]]
     labels = ["normal (held out)", "bank mask", *(f"seed {s}" for s in seeds)]
     return columns(rows, labels, height, 8, f"{defect}: whole image (top), zoom on the mask (bottom)")
@@ -117,7 +108,7 @@ def repaint_grid(pipe: SardPipeline, held_out: list, defect: str | None, n: int 
     for image, m in held_out_defects(held_out, defect, n):
         tiles = [rgb(image), overlay(rgb(image), m)]
         tiles += [rgb(np.asarray(pipe(image, m, seed=k, defect=defect, refine=refine).image)) for k in seeds]
-        rows.append([fit_h(_zoom(t, m, zoom_size), height) for t in tiles])
+        rows.append([fit_h(zoom_on_mask(t, m, zoom_size), height) for t in tiles])
     if not rows:
         return None
     labels = ["real (held out)", "its mask", *(f"seed {k}" for k in seeds)]
@@ -138,7 +129,7 @@ def step_through_grid(pipe: SardPipeline, held_out: list, defect: str | None, n:
             whole = rgb(image).copy()
             whole[top:bottom, left:right] = rgb(fr.composite)
             frames.append(whole)
-        rows.append([fit_h(_zoom(t, m, zoom_size), height) for t in (rgb(image), *frames)])
+        rows.append([fit_h(zoom_on_mask(t, m, zoom_size), height) for t in (rgb(image), *frames)])
     if not rows:
         return None
     width = max(map(len, rows))   # a mask painted at a fit crop's scale may get native refine steps too

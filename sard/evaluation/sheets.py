@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sard.imaging import mask_bbox
 from sard.io import atomic_save_png
 
 
@@ -16,6 +17,15 @@ def fit_h(a: np.ndarray, h: int) -> Image.Image:
 
 def rgb(a: np.ndarray) -> np.ndarray:
     return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
+
+
+def zoom_on_mask(a: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    """A square of at least size px around the mask (all of it, with an 8 px margin), kept inside the image."""
+    top, left, bottom, right = mask_bbox(mask)
+    z = max(size, bottom - top + 16, right - left + 16)
+    t0 = int(np.clip((top + bottom) // 2 - z // 2, 0, max(0, mask.shape[0] - z)))
+    l0 = int(np.clip((left + right) // 2 - z // 2, 0, max(0, mask.shape[1] - z)))
+    return a[t0:t0 + z, l0:l0 + z]
 
 
 def columns(rows: list[list[Image.Image]], labels: list[str], height: int, gap: int, caption: str) -> Image.Image:
